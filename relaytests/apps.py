@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RelayTestsConfig(AppConfig):
+    name = "relaytests"
+    verbose_name = "Relay tests"
