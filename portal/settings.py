@@ -3,6 +3,7 @@
 Every default runs on one machine: SQLite, a filesystem Celery broker, one worker.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -79,6 +80,10 @@ DATABASES = {
         conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Tests run a real Celery worker in another process: on SQLite the test database must be a file
+# it can open too (pytest-django's default is in memory), one per test process.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -128,6 +133,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ROUTES = {"relaytests.tasks.run_suite": {"queue": "probe"}}
+# A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Runs: task limits (a soft limit ends the run interrupted), the heartbeat, and the reaper's limits.
+RELAYTEST_TASK_SOFT_LIMIT = env.integer("RELAYTEST_TASK_SOFT_LIMIT", 1200)
+RELAYTEST_TASK_HARD_LIMIT = env.integer("RELAYTEST_TASK_HARD_LIMIT", 1260)
+RELAYTEST_HEARTBEAT_EVERY = env.number("RELAYTEST_HEARTBEAT_EVERY", 20.0)
+RELAYTEST_STALE_AFTER = env.integer("RELAYTEST_STALE_AFTER", 300)
+RELAYTEST_QUEUED_STALE_AFTER = env.integer("RELAYTEST_QUEUED_STALE_AFTER", 6 * 3600)
+RELAYTEST_REAP_EVERY = env.number("RELAYTEST_REAP_EVERY", 60.0)
+RELAYTEST_BUSY_RETRY_DELAY = env.integer("RELAYTEST_BUSY_RETRY_DELAY", 30)
+RELAYTEST_BUSY_RETRIES = env.integer("RELAYTEST_BUSY_RETRIES", 60)
 
 # ---- The probe (names are documented in README, "Settings") ----
 RELAYTEST_PROBE_HELO = env.string("RELAYTEST_PROBE_HELO", "relaytest.invalid")

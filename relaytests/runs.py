@@ -1,0 +1,125 @@
+"""The life of a TestRun: queued -> running -> done, or failed / interrupted with a reason.
+
+Every transition is a conditional UPDATE whose row count says whether this caller won it
+(healthchecks' sendalerts pattern), so two workers, the reaper and a late redelivery of
+the same task can never both move one run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
+
+from relaytests.models import ACTIVE_STATUSES, TestRun
+
+Status = TestRun.Status
+
+BROKER_UNREACHABLE = (
+    "The task queue is unreachable; nothing was tested. Try again later or tell central IT."
+)
+WORKER_LOST = (
+    "The worker stopped while testing (worker lost); nothing after its last sign of life "
+    "(the heartbeat time) was recorded. Start a new test."
+)
+NEVER_STARTED = "No worker picked this test up in time; nothing was tested. Start a new test."
+
+
+def claim(run_id: int) -> TestRun | None:
+    """Move a queued run to running; None when it is not queued any more (reaped, or already taken)."""
+    now = timezone.now()
+    won = TestRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, status_reason=""
+    )
+    return TestRun.objects.select_related("server").get(pk=run_id) if won else None
+
+
+def release(run: TestRun) -> bool:
+    """Give a claimed run back to the queue (it will be claimed again by the task's retry)."""
+    return bool(
+        TestRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+            status=Status.QUEUED, started_at=None, heartbeat_at=None
+        )
+    )
+
+
+def busy_addresses(run: TestRun) -> set[str]:
+    """The run's addresses that another running run is connected to.
+
+    Called after `claim`: of two runs that share an address, the one that looks second always
+    sees the other's committed claim, so at most one of them goes on (both may back off, never
+    both proceed). A JSON list has no portable overlap lookup, and running runs are few.
+    """
+    wanted = set(run.addresses)
+    others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
+    return {address for addresses in others.values_list("addresses", flat=True) for address in addresses} & wanted
+
+
+def touch(run_id: int) -> bool:
+    """The worker's sign of life; False when the run is no longer running (reaped meanwhile)."""
+    return bool(TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now()))
+
+
+def save_progress(run_id: int, report: dict) -> bool:
+    """Store the report so far (the hosts started or finished) and count it as a sign of life."""
+    return bool(
+        TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            report=report, heartbeat_at=timezone.now()
+        )
+    )
+
+
+def finish(run_id: int, report: dict) -> bool:
+    """Store the final report and verdict, and write the verdict change when the verdict moved."""
+    with transaction.atomic():
+        won = TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            status=Status.DONE,
+            report=report,
+            verdict=report["verdict"],
+            finished_at=timezone.now(),
+        )
+        if won:
+            TestRun.objects.get(pk=run_id).record_verdict_change()
+    return bool(won)
+
+
+def fail(run_id: int, reason: str) -> bool:
+    """Nothing useful came of the run: it ends failed, with the reason a person can act on."""
+    return _end(run_id, ACTIVE_STATUSES, Status.FAILED, reason)
+
+
+def interrupt(run_id: int, reason: str, report: dict | None = None) -> bool:
+    """The run was stopped part-way: it ends interrupted, keeping what it recorded (or `report`)."""
+    extra = {"report": report} if report is not None else {}
+    return _end(run_id, (Status.RUNNING,), Status.INTERRUPTED, reason, **extra)
+
+
+def _end(run_id: int, from_statuses, status: str, reason: str, **fields) -> bool:
+    return bool(
+        TestRun.objects.filter(pk=run_id, status__in=from_statuses).update(
+            status=status, status_reason=reason, finished_at=timezone.now(), **fields
+        )
+    )
+
+
+def reap_stale(stale_after: float, queued_after: float) -> int:
+    """Interrupt, in one UPDATE, runs a dead worker left running and runs no worker ever took.
+
+    The partial report, the heartbeat time and the history stay as they were: the page shows
+    how far the run got. Returns the number of runs reaped.
+    """
+    now = timezone.now()
+    silent_since = now - timedelta(seconds=stale_after)
+    running_dead = Q(status=Status.RUNNING) & (
+        Q(heartbeat_at__lt=silent_since) | Q(heartbeat_at__isnull=True, started_at__lt=silent_since)
+    )
+    never_taken = Q(status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_after))
+    return TestRun.objects.filter(running_dead | never_taken).update(
+        status=Status.INTERRUPTED,
+        finished_at=now,
+        status_reason=Case(
+            When(status=Status.RUNNING, then=Value(WORKER_LOST)), default=Value(NEVER_STARTED)
+        ),
+    )
