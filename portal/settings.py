@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -156,6 +157,12 @@ RELAYTEST_CANARY_SECRET = env.string("RELAYTEST_CANARY_SECRET") or SECRET_KEY
 RELAYTEST_COMMAND_TIMEOUT = env.number("RELAYTEST_COMMAND_TIMEOUT", 60.0)
 RELAYTEST_RUN_DEADLINE = env.number("RELAYTEST_RUN_DEADLINE", 900.0)
 RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
+# Scope of the portal: which targets may be registered (names by suffix, addresses by network).
+RELAYTEST_SCOPE_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_DOMAINS")]
+RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")
+# Loopback, private and link-local addresses are refused unless this is set or SCOPE_NETWORKS holds them.
+RELAYTEST_ALLOW_PRIVATE = env.boolean("RELAYTEST_ALLOW_PRIVATE", False)
+RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
 
 LOGGING = {
     "version": 1,
