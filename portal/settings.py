@@ -163,6 +163,8 @@ RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")
 # Loopback, private and link-local addresses are refused unless this is set or SCOPE_NETWORKS holds them.
 RELAYTEST_ALLOW_PRIVATE = env.boolean("RELAYTEST_ALLOW_PRIVATE", False)
 RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
+# The DNS resolver ("host:port") for the scope check and the probe; empty: the system's resolver.
+RELAYTEST_RESOLVER = env.string("RELAYTEST_RESOLVER") or None
 
 LOGGING = {
     "version": 1,
