@@ -1,0 +1,128 @@
+"""`python manage.py relaytest TARGET`: the relay test suite from a shell, with monitoring-plugin exit codes.
+
+This is the operator's tool on their own machine: it does not apply the portal's scope rules.
+Exit codes (DESIGN.md): 0 secure, 1 warnings only, 2 relay, 3 inconclusive or could not test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from relaytests.probe import report as report_module
+from relaytests.probe.report import Report
+from relaytests.probe.suite import SuiteConfig, probe_target
+from relaytests.probe.vectors import catalogue
+
+VERDICT_COLUMN = 9
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
+    return port
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return seconds
+
+
+class Command(BaseCommand):
+    help = "Test a mail server for open relaying, as the portal does, and print the report."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+
+        def one_line_error(message: str):
+            # Monitoring plugins answer UNKNOWN (3) to bad arguments, not argparse's 2.
+            sys.stderr.write(f"relaytest: {message}\n")
+            sys.exit(report_module.EXIT_INCONCLUSIVE)
+
+        parser.error = one_line_error
+        return parser
+
+    def add_arguments(self, parser):
+        parser.add_argument("target", nargs="?", help="hostname, IPv4 or [IPv6] address, optionally :PORT")
+        parser.add_argument("--domain", help="a mail domain: test its MX hosts")
+        parser.add_argument("--port", type=port_number, default=25, help="SMTP port (default 25)")
+        parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+        parser.add_argument("--canary-domain", default=settings.RELAYTEST_CANARY_DOMAIN,
+                            help="the canary domain every relay vector addresses")
+        parser.add_argument("--vectors", help="comma-separated vector ids to run (default: all)")
+        parser.add_argument("--list-vectors", action="store_true", help="list the vector catalogue and exit")
+        parser.add_argument("--helo", default=settings.RELAYTEST_PROBE_HELO, help="the name the probe greets with")
+        parser.add_argument("--source-address", default=settings.RELAYTEST_SOURCE_ADDRESS,
+                            help="local address to connect from")
+        parser.add_argument("--timeout", type=positive_seconds, default=settings.RELAYTEST_COMMAND_TIMEOUT,
+                            help="seconds to wait for each reply (default %(default)s)")
+        parser.add_argument("--local-domain", help="the server's mail domain, when you know it")
+
+    def handle(self, *args, **options):
+        if options["list_vectors"]:
+            self._list_vectors()
+            return
+        if bool(options["target"]) == bool(options["domain"]):
+            self.create_parser("manage.py", "relaytest").error("give a TARGET or --domain D (one of them)")
+        report = asyncio.run(self._probe(options))
+        if options["json"]:
+            self.stdout.write(json.dumps(report.to_dict(), indent=2))
+        else:
+            self.stdout.write(render_text(report))
+        if not report.hosts:
+            sys.stderr.write(f"relaytest: {report.summary}\n")
+        sys.exit(report.exit_code())
+
+    async def _probe(self, options) -> Report:
+        config = SuiteConfig(
+            canary_domain=options["canary_domain"],
+            canary_secret=settings.RELAYTEST_CANARY_SECRET,
+            probe_helo=options["helo"],
+            source_address=options["source_address"],
+            command_timeout=options["timeout"],
+            connect_timeout=min(options["timeout"], 30.0),
+            run_deadline=settings.RELAYTEST_RUN_DEADLINE,
+            vector_ids=options["vectors"].split(",") if options["vectors"] else None,
+            local_domain=options["local_domain"] or options["domain"],
+            internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
+        )
+        if options["domain"]:
+            return await probe_target(options["domain"], config, port=options["port"], domain=True)
+        return await probe_target(options["target"], config, port=options["port"])
+
+    def _list_vectors(self) -> None:
+        width = max(len(v.id) for v in catalogue())
+        for vector in catalogue():
+            self.stdout.write(f"{vector.id:<{width}}  {vector.tier:<4}  {vector.explanation}")
+
+
+def render_text(report: Report) -> str:
+    """The report for a terminal: verdict first, then per host what was tried and what came back."""
+    lines = [f"{report.target}: {report.verdict.upper()}", report.summary, ""]
+    for host in report.hosts:
+        lines.append(f"== {host.address} port {host.port}: {host.verdict} ({host.reason})")
+        if host.banner:
+            lines.append(f"   banner: {host.banner}")
+        lines.append(f"   software: {host.software.family} {host.software.version or ''}".rstrip())
+        for v in host.vectors:
+            lines.append(f"   {v.outcome:<{VERDICT_COLUMN}} {v.id:<24} RCPT TO:{v.rcpt_to}  -> {v.reply}")
+        for check in host.checks:
+            lines.append(f"   [{check.status}] {check.id}: {check.detail}")
+        lines.append("")
+    for check in report.checks:
+        lines.append(f"[{check.status}] {check.id}: {check.detail}")
+    return "\n".join(lines)

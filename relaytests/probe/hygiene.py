@@ -1,0 +1,163 @@
+"""Checks besides relay: banner, software, STARTTLS and its certificate, AUTH before TLS, VRFY and EXPN.
+
+They run on the survey connection, before any vector, so that their non-mail commands never
+count against the error limits of the connections that carry the vectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from datetime import UTC, datetime
+
+from cryptography import x509
+
+from relaytests.probe import dnschecks, fingerprint
+from relaytests.probe.report import Check, HostReport
+from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
+
+# How a reply to VRFY or EXPN reads: 252 ("cannot verify, but will try") is what RFC 5321 advises.
+DISCLOSING_CODES = (250, 251)
+
+
+async def survey_checks(session: SmtpSession, host: HostReport, target_host: str | None) -> list[Check]:
+    checks = [
+        Check("banner", "info", f"The server greets with: {host.banner}", {"banner": host.banner}),
+        _software_check(host),
+        _auth_before_tls(session.extensions),
+        await _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists"),
+        await _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
+    ]
+    if "XCLIENT" in session.extensions:
+        checks.append(Check(
+            "xclient", "fail",
+            "The server offers XCLIENT to the probe: any client can claim to be 127.0.0.1 and inherit its "
+            "rights (Postfix: empty smtpd_authorized_xclient_hosts).",
+        ))
+    checks.append(await _starttls_check(session, target_host))
+    return checks
+
+
+def _software_check(host: HostReport) -> Check:
+    found = host.software.family != "unknown"
+    detail = (f"Likely {fingerprint.describe(host.software)} (from the greeting and EHLO reply; banners can lie)."
+              if found else "The software could not be recognised from the greeting or the EHLO reply.")
+    return Check("software", "info", detail, {"family": host.software.family, "version": host.software.version})
+
+
+def _auth_before_tls(extensions: dict[str, str]) -> Check:
+    if "AUTH" in extensions:
+        return Check(
+            "auth-before-tls", "warn",
+            f"AUTH ({extensions['AUTH']}) is offered before STARTTLS, so passwords can cross the network "
+            "in clear text (Postfix: smtpd_tls_auth_only = yes).",
+            {"mechanisms": extensions["AUTH"].split()},
+        )
+    return Check("auth-before-tls", "pass", "AUTH is not offered on the unencrypted connection.")
+
+
+async def _disclosure_check(session: SmtpSession, verb: str, check_id: str, what: str) -> Check:
+    reply = await session.command(verb, "postmaster")
+    if reply.code in DISCLOSING_CODES:
+        return Check(check_id, "warn", f"{what}, which helps spammers harvest addresses: {reply.first_line}",
+                     {"reply": reply.first_line})
+    return Check(check_id, "pass", f"{verb} gives nothing away: {reply.first_line}", {"reply": reply.first_line})
+
+
+async def _starttls_check(session: SmtpSession, target_host: str | None) -> Check:
+    if "STARTTLS" not in session.extensions:
+        return Check("starttls", "warn",
+                     "STARTTLS is not offered: mail to and from this server crosses the network unencrypted.")
+    try:
+        info = await session.starttls()
+        after = await session.hello(session.helo_name)  # RFC 3207: forget and greet again
+    except SessionFailure as exc:
+        return Check("starttls", "fail", f"STARTTLS is offered but does not work: {exc.detail}")
+    check = _certificate_check(info, target_host)
+    if after.is_positive and "AUTH" in session.extensions:
+        check.data["auth_after_tls"] = session.extensions["AUTH"].split()
+    return check
+
+
+def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
+    if not info.certificate_der:
+        return Check("starttls", "warn", f"STARTTLS works ({info.version}) but the server sent no certificate.",
+                     {"protocol": info.version})
+    cert = x509.load_der_x509_certificate(info.certificate_der)
+    names = _certificate_names(cert)
+    expires = cert.not_valid_after_utc
+    data = {
+        "protocol": info.version,
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": expires.isoformat(),
+        "names": names,
+        "name_matches": bool(target_host) and any(_name_matches(n, target_host) for n in names),
+    }
+    problems = []
+    if expires < datetime.now(UTC):
+        problems.append(f"the certificate expired on {expires:%Y-%m-%d}")
+    if target_host and not data["name_matches"]:
+        problems.append(f"the certificate is not for {target_host} (it names {', '.join(names[:4]) or 'nothing'})")
+    if cert.subject == cert.issuer:
+        problems.append("the certificate is self-signed")
+    summary = f"STARTTLS works ({info.version}); certificate for {data['subject']} from {data['issuer']}, " \
+              f"valid until {expires:%Y-%m-%d}"
+    if problems:
+        return Check("starttls", "warn", f"{summary}; but {'; '.join(problems)}.", data)
+    return Check("starttls", "pass", f"{summary}.", data)
+
+
+def _certificate_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        return [a.value.lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+
+
+def _name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125: a wildcard stands for exactly one left-most label."""
+    if pattern.startswith("*."):
+        return host.count(".") >= 2 and host.split(".", 1)[1] == pattern[2:]
+    return pattern == host
+
+
+async def session_setup(session: SmtpSession, kind: str) -> None:
+    """What a session variant does between EHLO and MAIL (the TLS variant did it while connecting)."""
+    if kind == "auth-failed":
+        bogus = base64.b64encode(b"\0relaytest\0not-the-password").decode()
+        await session.command("AUTH", f"PLAIN {bogus}")  # refused, we expect; then we carry on regardless
+    elif kind == "xclient":
+        reply = await session.command("XCLIENT", "ADDR=127.0.0.1 NAME=localhost")
+        if reply.is_positive:
+            await session.hello(session.helo_name)  # XCLIENT resets the session: greet again
+
+
+async def dns_host_checks(address: str, names: list[str], config) -> list[Check]:
+    """Reverse DNS and blocklists, for addresses the rest of the Internet can see."""
+    ip = ipaddress.ip_address(address)
+    if not ip.is_global:
+        return [Check("dns", "info",
+                      f"Reverse DNS and blocklists were not checked: {address} is not a public address, "
+                      "so other sites never see it.")]
+    kwargs = {"resolver": config.resolver}
+    if config.dnsbl_zones is not None:
+        kwargs["dnsbl_zones"] = config.dnsbl_zones
+    return await dnschecks.host_checks(address, names, **kwargs)
+
+
+def not_applicable(vectors: list[str]) -> Check:
+    return Check("vectors-not-applicable", "info",
+                 f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
+                 {"vectors": vectors})
+
+
+def vantage_warning(source: str | None) -> Check:
+    return Check(
+        "vantage", "warn",
+        f"The probe ran from {source}, inside the university's own networks: a server that trusts campus "
+        "addresses looks open from here and may be closed from outside (and the reverse). "
+        "Run the test from an outside worker for the Internet's view.",
+        {"source_address": source},
+    )

@@ -1,0 +1,280 @@
+"""One SMTP conversation on aiosmtplib: exact commands, full replies, a transcript, and limits.
+
+Addresses go on the wire through ``execute_command`` with the exact bytes of the vector:
+aiosmtplib's ``mail()`` and ``rcpt()`` pass addresses through ``parseaddr`` and would silently
+turn the quoted and source-route vectors into plain ones. TLS is never started implicitly and
+certificates are recorded, not verified (a relay test must not stop at a self-signed certificate).
+
+Everything the server sends is hostile input: aiosmtplib bounds a line to 8 KiB and a reply to
+32 KiB, every command has a timeout, and what we keep is truncated and decoded safely.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import errors
+
+from relaytests.probe.report import TranscriptLine
+
+MAX_KEPT_LINE = 512  # characters of one transcript line we keep
+MAX_KEPT_REPLY = 2048  # characters of one reply we keep in a vector result
+MAX_TRANSCRIPT_LINES = 4000  # per host; the rest is summarised in one line
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str  # the reply's lines joined by newlines, without the codes
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+    @property
+    def first_line(self) -> str:
+        return f"{self.code} {self.lines[0]}".strip()
+
+    @property
+    def is_positive(self) -> bool:
+        return 200 <= self.code < 400
+
+    def wire_lines(self) -> list[str]:
+        """The reply as the server wrote it: '250-first', ..., '250 last'."""
+        lines = self.lines
+        return [f"{self.code}{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines)]
+
+
+class SessionFailure(Exception):
+    """The conversation broke: reason is one of timeout, dropped, garbage, unreachable, tls_failed."""
+
+    def __init__(self, reason: str, detail: str, reply: Reply | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.reply = reply  # the server's last words, when it said any (421 at connect ...)
+
+
+@dataclass
+class Transcript:
+    """Every line sent and received on all connections to one host, with timestamps."""
+
+    started: float = field(default_factory=time.monotonic)
+    offset: float = 0.0  # seconds between the run's start and this host's start
+    lines: list[TranscriptLine] = field(default_factory=list)
+    dropped: int = 0
+
+    def add(self, direction: str, line: str) -> None:
+        if len(self.lines) >= MAX_TRANSCRIPT_LINES:
+            self.dropped += 1
+            return
+        t = round(self.offset + time.monotonic() - self.started, 3)
+        self.lines.append(TranscriptLine(direction, printable(line)[:MAX_KEPT_LINE], t))
+
+    def note(self, text: str) -> None:
+        """A line of ours that is neither sent nor received (connect, TLS, drop)."""
+        self.add("*", text)
+
+    def finish(self) -> list[TranscriptLine]:
+        if self.dropped:
+            self.lines.append(TranscriptLine("*", f"... {self.dropped} more lines not kept", self.lines[-1].t))
+        return self.lines
+
+
+def printable(text: str) -> str:
+    """Server text made safe to store and show: no control characters, no undecodable bytes."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in text)
+
+
+def _unverified_tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # we record the certificate; we do not judge relaying by it
+    return context
+
+
+@dataclass
+class TlsInfo:
+    version: str
+    certificate_der: bytes | None
+
+
+class SmtpSession:
+    """One connection to one host. Use ``async with SmtpSession(...) as session``."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        transcript: Transcript,
+        *,
+        command_timeout: float,
+        connect_timeout: float,
+        source_address: str | None = None,
+    ):
+        self.address = address
+        self.port = port
+        self.transcript = transcript
+        self.command_timeout = command_timeout
+        self.round_trips = 0
+        self.errors = 0  # 4xx/5xx replies on this connection (servers count these)
+        self.slowest_reply = 0.0
+        self.extensions: dict[str, str] = {}
+        self.greeting: Reply | None = None
+        self.hello_reply: Reply | None = None
+        self.helo_name = ""
+        self.tls = False
+        self.local_address: str | None = None  # the probe's own address on this connection
+        self._smtp = aiosmtplib.SMTP(
+            hostname=address,
+            port=port,
+            timeout=connect_timeout,
+            start_tls=False,
+            use_tls=False,
+            validate_certs=False,
+            source_address=(source_address, 0) if source_address else None,
+            local_hostname="localhost",  # never used: we always send our own EHLO
+        )
+
+    async def __aenter__(self) -> SmtpSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def open(self) -> Reply:
+        self.transcript.note(f"connect {self.address} port {self.port}")
+        try:
+            response = await self._smtp.connect()
+        except errors.SMTPConnectResponseError as exc:
+            reply = self._record_reply(exc.code, exc.message)
+            self._smtp.close()
+            raise SessionFailure("refused_greeting", f"the server greeted with {reply.first_line}", reply) from None
+        except errors.SMTPConnectTimeoutError:
+            raise self._failure("timeout", "no connection or no greeting within the time limit") from None
+        except (errors.SMTPConnectError, OSError) as exc:
+            raise self._failure("unreachable", f"could not connect: {exc}") from None
+        except errors.SMTPException as exc:
+            raise self._broken(exc) from None
+        self.greeting = self._record_reply(response.code, response.message)
+        sockname = self._smtp.get_transport_info("sockname")
+        self.local_address = sockname[0] if sockname else None
+        return self.greeting
+
+    async def hello(self, name: str) -> Reply:
+        """EHLO, and HELO when the server does not speak ESMTP."""
+        self.helo_name = name
+        reply = await self._hello("EHLO", name)
+        if reply.code >= 500:
+            reply = await self._hello("HELO", name)
+        if reply.is_positive:
+            self.hello_reply = reply
+        return reply
+
+    async def _hello(self, verb: str, name: str) -> Reply:
+        method = self._smtp.ehlo if verb == "EHLO" else self._smtp.helo
+        self.transcript.add("C", f"{verb} {name}")
+        try:
+            response = await self._timed(method(hostname=name, timeout=self.command_timeout))
+        except errors.SMTPHeloError as exc:
+            return self._record_reply(exc.code, exc.message)
+        except errors.SMTPException as exc:
+            raise self._broken(exc) from None
+        reply = self._record_reply(response.code, response.message)
+        self.extensions = _parse_extensions(reply) if verb == "EHLO" else {}
+        return reply
+
+    async def command(self, verb: str, argument: str = "") -> Reply:
+        """One command, then its full reply (no pipelining, ever)."""
+        line = f"{verb} {argument}" if argument else verb
+        self.transcript.add("C", line)
+        try:
+            response = await self._timed(
+                self._smtp.execute_command(*line.encode("utf-8").split(b" ", 1), timeout=self.command_timeout)
+            )
+        except ValueError as exc:  # aiosmtplib refuses control characters: never sent
+            raise SessionFailure("garbage", f"refused to send {line!r}: {exc}") from None
+        except errors.SMTPException as exc:
+            raise self._broken(exc) from None
+        reply = self._record_reply(response.code, response.message)
+        if reply.code >= 400:
+            self.errors += 1
+        if reply.code == 421:
+            self._smtp.close()  # the server is closing; aiosmtplib keeps it open otherwise
+        return reply
+
+    async def starttls(self) -> TlsInfo:
+        self.transcript.add("C", "STARTTLS")
+        try:
+            response = await self._timed(
+                self._smtp.starttls(tls_context=_unverified_tls_context(), timeout=self.command_timeout)
+            )
+        except errors.SMTPResponseException as exc:
+            self._record_reply(exc.code, exc.message)
+            raise SessionFailure("tls_failed", f"STARTTLS refused: {exc.code} {exc.message}") from None
+        except (errors.SMTPException, ssl.SSLError, OSError) as exc:
+            raise self._failure("tls_failed", f"TLS handshake failed: {exc}") from None
+        self._record_reply(response.code, response.message)
+        ssl_object = self._smtp.get_transport_info("ssl_object")
+        self.tls = True
+        self.extensions = {}
+        info = TlsInfo(ssl_object.version() or "", ssl_object.getpeercert(binary_form=True))
+        self.transcript.note(f"TLS established ({info.version})")
+        return info
+
+    async def close(self) -> None:
+        """QUIT politely when the connection still stands, then close it."""
+        if self._smtp.is_connected:
+            try:
+                await self.command("QUIT")
+            except SessionFailure:
+                pass  # the server went away first: nothing left to close politely
+        self._smtp.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp.is_connected
+
+    async def _timed(self, awaitable):
+        started = time.monotonic()
+        try:
+            return await awaitable
+        finally:
+            self.round_trips += 1
+            self.slowest_reply = max(self.slowest_reply, time.monotonic() - started)
+
+    def _record_reply(self, code: int, message: str) -> Reply:
+        reply = Reply(code, printable(message)[:MAX_KEPT_REPLY])
+        for line in reply.wire_lines():
+            self.transcript.add("S", line)
+        return reply
+
+    def _failure(self, reason: str, detail: str) -> SessionFailure:
+        self.transcript.note(detail)
+        self._smtp.close()
+        return SessionFailure(reason, detail)
+
+    def _broken(self, exc: errors.SMTPException) -> SessionFailure:
+        """Translate aiosmtplib's exceptions into our failure reasons."""
+        if isinstance(exc, errors.SMTPTimeoutError):
+            return self._failure("timeout", "the server did not answer within the time limit")
+        if isinstance(exc, errors.SMTPServerDisconnected):
+            return self._failure("dropped", "the server closed the connection")
+        if isinstance(exc, errors.SMTPResponseException) and exc.code == -1:
+            return self._failure("garbage", f"unreadable reply: {printable(exc.message)[:200]}")
+        return self._failure("dropped", f"connection failed: {printable(str(exc))[:200]}")
+
+
+def _parse_extensions(reply: Reply) -> dict[str, str]:
+    """EHLO keywords (upper case) and their parameters; the first line is the greeting."""
+    extensions = {}
+    for line in reply.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            extensions[keyword.upper()] = params
+    return extensions

@@ -1,0 +1,392 @@
+"""Runs the vector catalogue and the hygiene checks against every host of a target.
+
+Hosts run concurrently, one connection at a time per host. Vectors share a connection with RSET
+between them, and the probe reconnects before a server's error limits bite: Postfix slows every
+reply after 10 errors and drops the client at 20, Exim drops a session after 10 non-mail
+commands, Sendmail and Exchange tarpit. A fresh connection costs one round trip; a tarpit costs
+seconds per reply, so the connection budget is small and learnt from the server's behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from relaytests.probe import canary, dnschecks, fingerprint, hygiene, verdict
+from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
+from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
+from relaytests.probe.targets import HostTarget, TargetError, resolve_target
+from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, ip_literal, select
+
+
+@dataclass
+class SuiteConfig:
+    canary_domain: str
+    canary_secret: str
+    probe_helo: str = "relaytest.invalid"
+    source_address: str | None = None
+    command_timeout: float = 60.0
+    connect_timeout: float = 30.0
+    run_deadline: float = 900.0
+    vector_ids: list[str] | None = None
+    local_domain: str | None = None
+    internal_networks: tuple[str, ...] = ()
+    run_id: str | None = None
+    resolver: str | None = None
+    dnsbl_zones: tuple[str, ...] | None = None  # None: dnschecks' default list
+    local_user: str = "relaytest"
+    # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
+    max_vectors_per_connection: int = 5
+    max_errors_per_connection: int = 8
+    slow_reply_seconds: float = 2.0  # a reply this slow on a fast connection means a tarpit began
+    greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
+
+
+@dataclass
+class ProgressEvent:
+    kind: str  # host_started | vector_done | host_done
+    host: HostReport
+    vector: VectorResult | None = None
+
+
+Progress = Callable[[ProgressEvent], Awaitable[None] | None]
+
+
+async def _notify(progress: Progress | None, event: ProgressEvent) -> None:
+    if progress is None:
+        return
+    result = progress(event)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _inside(address: str | None, networks: tuple[str, ...]) -> bool:
+    if not address:
+        return False
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(net) for net in networks)
+
+
+async def run_suite(
+    target: str, hosts: list[HostTarget], config: SuiteConfig, progress: Progress | None = None
+) -> Report:
+    """Test every host of a target; the hosts were resolved (and checked) by the caller."""
+    run_id = config.run_id or canary.new_run_id()
+    vectors = select(config.vector_ids)
+    report = Report(
+        target=target,
+        started_at=_now(),
+        run_id=run_id,
+        catalogue_version=catalogue_version(),
+        probe=ProbeInfo(source_address=config.source_address, helo=config.probe_helo,
+                        canary_domain=config.canary_domain),
+    )
+    started = time.monotonic()
+    deadline = started + config.run_deadline
+    probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress) for host in hosts]
+    report.hosts = list(await asyncio.gather(*(probe.run() for probe in probes)))
+    _finish(report, probes, config, started)
+    return report
+
+
+def _finish(report: Report, probes: list[HostProbe], config: SuiteConfig, started: float) -> None:
+    source = config.source_address or next((p.local_address for p in probes if p.local_address), None)
+    report.probe.source_address = source
+    report.probe.inside_internal_networks = _inside(source, config.internal_networks)
+    if report.probe.inside_internal_networks:
+        report.checks.append(hygiene.vantage_warning(source))
+    report.verdict = worst_verdict([h.verdict for h in report.hosts])
+    report.summary = verdict.summary(report.verdict, [f"{h.address}: {h.reason}." for h in report.hosts])
+    report.finished_at = _now()
+    report.duration_s = round(time.monotonic() - started, 3)
+
+
+async def probe_target(
+    text: str, config: SuiteConfig, *, port: int = 25, domain: bool = False, progress: Progress | None = None
+) -> Report:
+    """Resolve a target (hostname, address or mail domain) and test it; the CLI's entry point."""
+    try:
+        resolved = await resolve_target(text, port=port, domain=domain, resolver=config.resolver)
+    except TargetError as exc:
+        return _untestable(text, config, str(exc))
+    if resolved.error or not resolved.hosts:
+        report = _untestable(resolved.label, config, resolved.error or "no address to test")
+        report.checks = resolved.checks
+        return report
+    report = await run_suite(resolved.label, resolved.hosts, config, progress)
+    report.checks = resolved.checks + report.checks
+    if domain:
+        report.checks += await dnschecks.domain_checks(resolved.label, resolver=config.resolver)
+    return report
+
+
+def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
+    report = Report(target=target, started_at=_now(), finished_at=_now(), catalogue_version=catalogue_version(),
+                    probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain))
+    report.summary = verdict.summary("inconclusive", [f"Could not test: {reason}."])
+    return report
+
+
+class HostProbe:
+    """All the connections to one host, one at a time."""
+
+    def __init__(self, host: HostTarget, vectors, config: SuiteConfig, run_id: str,
+                 run_started: float, deadline: float, progress: Progress | None):
+        self.host = host
+        self.vectors: tuple[Vector, ...] = vectors
+        self.config = config
+        self.run_id = run_id
+        self.deadline = deadline
+        self.progress = progress
+        self.report = HostReport(address=host.address, port=host.port, name=host.name)
+        self.transcript = Transcript(offset=time.monotonic() - run_started)
+        self.local_address: str | None = None
+        self.extensions: dict[str, str] = {}
+        self.target_host: str | None = host.name
+        self.target_domain: str | None = config.local_domain or host.mail_domain
+        self.needs_tls = False  # learnt from "530 Must issue a STARTTLS command first"
+        self.error_budget = config.max_errors_per_connection
+        self._session: SmtpSession | None = None  # the shared connection, reused with RSET
+        self._session_vectors = 0
+        self._sessions: list[SmtpSession] = []
+        self._done: set[str] = set()
+
+    async def run(self) -> HostReport:
+        started = time.monotonic()
+        await _notify(self.progress, ProgressEvent("host_started", self.report))
+        dns_task = None
+        try:
+            async with asyncio.timeout_at(self._loop_deadline()):
+                await self._survey()
+                dns_task = asyncio.ensure_future(self._dns_checks())
+                await self._run_vectors()
+        except SessionFailure as exc:
+            self._unreachable(exc)
+        except TimeoutError:
+            self._out_of_time()
+        finally:
+            await self._drop_session()
+        if dns_task:
+            self.report.checks += await dns_task
+        self._conclude(started)
+        await _notify(self.progress, ProgressEvent("host_done", self.report))
+        return self.report
+
+    def _loop_deadline(self) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + max(0.0, self.deadline - time.monotonic())
+
+    # ---- the survey connection: banner, EHLO, hygiene checks, TLS ----
+
+    async def _survey(self) -> None:
+        async with self._new_session() as session:
+            hello = await session.hello(self.config.probe_helo)
+            if not hello.is_positive:
+                raise SessionFailure("helo_refused", f"the server refused our HELO: {hello.first_line}")
+            self.report.banner = session.greeting.first_line
+            self.extensions = dict(session.extensions)
+            self.report.software = fingerprint.identify(session.greeting.text, hello.text)
+            self._learn_names(session)
+            self.report.checks += await hygiene.survey_checks(session, self.report, self.target_host)
+
+    def _learn_names(self, session: SmtpSession) -> None:
+        """{target_host} and {target_domain}: the typed name first, else what the server announces."""
+        announced = fingerprint.announced_name(session.greeting.text) or fingerprint.announced_name(
+            session.hello_reply.text)
+        self.target_host = self.target_host or announced
+        if not self.target_domain and self.target_host:
+            labels = self.target_host.split(".")
+            self.target_domain = ".".join(labels[1:]) if len(labels) > 2 else self.target_host
+
+    async def _dns_checks(self):
+        return await hygiene.dns_host_checks(self.host.address, [self.target_host] if self.target_host else [],
+                                             self.config)
+
+    # ---- the vectors ----
+
+    async def _run_vectors(self) -> None:
+        not_applicable = []
+        for vector in self.vectors:
+            missing = self._missing_requirement(vector)
+            if missing:
+                not_applicable.append(f"{vector.id} ({missing})")
+                continue
+            result = await self._run_with_retries(vector)
+            self.report.vectors.append(result)
+            self._done.add(vector.id)
+            await _notify(self.progress, ProgressEvent("vector_done", self.report, result))
+        if not_applicable:
+            self.report.checks.append(hygiene.not_applicable(not_applicable))
+
+    def _missing_requirement(self, vector: Vector) -> str | None:
+        facts = {
+            "target_host": (self.target_host, "the server announces no host name"),
+            "target_domain": (self.target_domain, "the server's mail domain is unknown"),
+            "ipv4": (":" not in self.host.address, "IPv4 only"),
+            "auth": ("AUTH" in self.extensions, "the server offers no AUTH"),
+            "xclient": ("XCLIENT" in self.extensions, "the server offers no XCLIENT"),
+            "starttls": ("STARTTLS" in self.extensions, "the server offers no STARTTLS"),
+        }
+        return next((why for need in vector.requires for present, why in [facts[need]] if not present), None)
+
+    def _placeholders(self, vector: Vector) -> Placeholders:
+        secret, domain = self.config.canary_secret, self.config.canary_domain
+        return Placeholders(
+            canary_sender=f"{canary.make_token(secret, canary.SENDER, self.run_id, vector.id)}@{domain}",
+            canary_user=canary.make_token(secret, canary.RECIPIENT, self.run_id, vector.id),
+            canary_domain=domain,
+            target_domain=self.target_domain or "",
+            target_host=self.target_host or "",
+            target_ip=self.host.address,
+            target_ip_literal=ip_literal(self.host.address),
+            probe_helo=self.config.probe_helo,
+            local_user=self.config.local_user,
+        )
+
+    async def _run_with_retries(self, vector: Vector) -> VectorResult:
+        """One vector; a broken connection or a 421 earns one retry on a fresh connection."""
+        attempts = 0
+        while True:
+            attempts += 1
+            result = await self._attempt(vector)
+            result.attempts = attempts
+            if result.reason == "tls_required" and not self.needs_tls and "STARTTLS" in self.extensions:
+                self.needs_tls = True  # redo it, and everything after it, over TLS
+                await self._drop_session()
+                continue
+            if result.reason == "greylisted" and self.config.greylist_retry_after > 0 and attempts == 1:
+                await asyncio.sleep(self.config.greylist_retry_after)
+                continue
+            if result.outcome == "failed" or result.reason == "rate_limited":
+                await self._drop_session()
+                if attempts == 1:
+                    continue
+            return result
+
+    async def _attempt(self, vector: Vector) -> VectorResult:
+        words = self._placeholders(vector)
+        helo = words.fill(vector.helo or "{probe_helo}")
+        result = VectorResult(
+            id=vector.id, helo=helo, mail_from=words.fill(vector.mail_from), rcpt_to=words.fill(vector.rcpt_to),
+            outcome="failed", reason="", evidence=vector.evidence, tier=vector.tier, token=words.canary_user,
+        )
+        try:
+            if vector.needs_own_session:
+                await self._run_in_own_session(vector, helo, result)
+            else:
+                session = await self._shared_session()
+                await self._envelope(session, result)
+                await self._maybe_retire(session)
+        except SessionFailure as exc:
+            self._learn_from_drop(exc)
+            await self._drop_session()
+            result.outcome, result.reason, result.reply = "failed", exc.reason, exc.detail
+            result.code = exc.reply.code if exc.reply else None
+        return result
+
+    async def _run_in_own_session(self, vector: Vector, helo: str, result: VectorResult) -> None:
+        """Session variants (their own HELO, TLS, AUTH or XCLIENT) get a connection of their own."""
+        await self._drop_session()  # one connection per host at a time
+        session = await self._open_ready(helo, tls=self.needs_tls or vector.session == "tls")
+        try:
+            await hygiene.session_setup(session, vector.session)
+            await self._envelope(session, result)
+        finally:
+            await session.close()
+
+    async def _envelope(self, session: SmtpSession, result: VectorResult) -> None:
+        """MAIL FROM, then RCPT TO if the sender was taken; the reply that decides is kept."""
+        result.tls = session.tls
+        for step, verb, argument in (("mail", "MAIL", f"FROM:{result.mail_from}"),
+                                     ("rcpt", "RCPT", f"TO:{result.rcpt_to}")):
+            reply = await session.command(verb, argument)
+            result.step, result.code, result.reply = step, reply.code, reply.first_line
+            result.outcome, result.reason = verdict.classify(reply.code, reply.text, step)
+            if not reply.is_positive:
+                return
+
+    async def _maybe_retire(self, session: SmtpSession) -> None:
+        """End a shared connection before the server's error limits or a tarpit bite."""
+        self._session_vectors += 1
+        if session.slowest_reply >= self.config.slow_reply_seconds:
+            # The server slowed down: it counts errors. From now on, stop one error earlier.
+            self.error_budget = max(1, session.errors - 1)
+        if (session.slowest_reply >= self.config.slow_reply_seconds
+                or self._session_vectors >= self.config.max_vectors_per_connection
+                or session.errors >= self.error_budget):
+            await self._drop_session()
+
+    def _learn_from_drop(self, failure: SessionFailure) -> None:
+        """A server that hung up after N errors will do it again: stay below N from now on."""
+        if failure.reason == "dropped" and self._session and self._session.errors:
+            self.error_budget = max(1, min(self.error_budget, self._session.errors - 1))
+
+    async def _shared_session(self) -> SmtpSession:
+        if self._session is not None and self._session.is_open:
+            reply = await self._session.command("RSET")
+            if reply.is_positive:
+                return self._session
+            await self._drop_session()
+        self._session = await self._open_ready(self.config.probe_helo)
+        self._session_vectors = 0
+        return self._session
+
+    async def _open_ready(self, helo: str, tls: bool | None = None) -> SmtpSession:
+        """Connect, greet, and start TLS when the server requires it."""
+        session = self._new_session()
+        await session.open()
+        reply = await session.hello(helo)
+        if (self.needs_tls if tls is None else tls) and reply.is_positive:
+            await session.starttls()
+            reply = await session.hello(helo)
+        if not reply.is_positive:
+            await session.close()
+            raise SessionFailure("helo_refused", f"the server refused {helo!r}: {reply.first_line}")
+        return session
+
+    def _new_session(self) -> SmtpSession:
+        self.report.connections += 1
+        session = SmtpSession(
+            self.host.address, self.host.port, self.transcript,
+            command_timeout=self.config.command_timeout, connect_timeout=self.config.connect_timeout,
+            source_address=self.config.source_address,
+        )
+        self._sessions.append(session)
+        return session
+
+    async def _drop_session(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # ---- conclusions ----
+
+    def _unreachable(self, failure: SessionFailure) -> None:
+        self.report.reason = f"could not test: {failure.detail}"
+        self.report.banner = self.report.banner or (failure.reply.first_line if failure.reply else "")
+
+    def _out_of_time(self) -> None:
+        missing = [v.id for v in self.vectors if v.id not in self._done]
+        self.report.reason = f"the run's time limit was reached with {len(missing)} vector(s) untested"
+
+    def _conclude(self, started: float) -> None:
+        self.local_address = next((s.local_address for s in self._sessions if s.local_address), None)
+        self.report.round_trips = sum(s.round_trips for s in self._sessions)
+        self.report.transcript = self.transcript.finish()
+        self.report.duration_s = round(time.monotonic() - started, 3)
+        self.report.checks += verdict.relay_warnings(self.report.vectors)
+        if self.report.reason and not self.report.vectors:
+            self.report.verdict = "inconclusive"
+            return
+        refusals = {v.id: v.refusals for v in self.vectors}
+        self.report.verdict, reason = verdict.host_verdict(self.report.vectors, refusals)
+        self.report.reason = f"{self.report.reason}; {reason}" if self.report.reason else reason

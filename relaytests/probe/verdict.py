@@ -1,0 +1,168 @@
+"""Outcomes with reasons, and verdicts (DESIGN.md; relay-vectors.md sections 5.1 to 5.3).
+
+The verdict reads the reason, not the reply class: Postfix's default answers relay attempts
+with "454 4.7.1 Relay access denied", a 4xx that is a refusal, while a 5xx for a blocklisted
+probe is no relay result at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from relaytests.probe.report import Check, VectorResult
+
+# Reasons fixed by the reply code alone, before the text is read.
+CODE_REASONS = {503: "protocol_error", 421: "rate_limited"}
+
+# Reasons read from the reply text, first match wins. The order matters: "Relaying denied.
+# Proper authentication required." is a relay refusal; a DNSBL refusal also carries 5.7.1.
+TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE))
+    for reason, pattern in (
+        ("tls_required", r"starttls|tls required|encryption required|must use tls"),
+        ("greylisted", r"grey-?list|gray-?list|not yet authori[sz]ed|DOC-1369"),
+        ("screening", r"^service currently unavailable"),  # postscreen deep tests, 450 4.3.2
+        ("client_blocked", r"blocked using|black-?list|block-?list|spamhaus|spamcop|barracuda|dnsbl|\brbl\b|"
+                           r"\bpbl\b|client host .*(?:blocked|rejected)|5\.3\.2 service currently unavailable"),
+        ("protocol_error", r"protocol error|synchroni[sz]ation|bad sequence|pipelining"),
+        ("rate_limited", r"too many|rate limit|all server ports are busy|connection limit|try again later"),
+        ("relay_denied", r"relay access denied|relaying denied|relay not permitted|not allowed to relay|"
+                         r"unable to relay|as a relay|allowed rcpthosts?|rcpthosts|relaying (?:is )?not|"
+                         r"no relay|relay.*(?:prohibited|not allowed|denied)"),
+        ("auth_required", r"authenticat(?:ion|e) (?:is )?required|not authenticated|must authenticate|"
+                          r"requires authentication"),
+        ("helo_policy", r"\bhelo\b|\behlo\b"),
+        ("sender_policy", r"sender address rejected|domain of sender|sender verify|sender domain|\bspf\b|"
+                          r"dmarc|does not resolve|unverified sender|sender .*(?:rejected|denied|refused)"),
+        ("recipient_unknown", r"user unknown|unknown user|no such (?:user|mailbox|recipient)|"
+                              r"mailbox unavailable|recipient address rejected: user"),
+        ("syntax", r"syntax|invalid address|bad address|malformed|restricted characters|address not allowed|"
+                   r"illegal|not a valid|route-?addr|unbalanced|invalid (?:recipient|sender)|bad recipient"),
+    )
+)
+ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+REFUSALS = frozenset({"relay_denied", "auth_required", "syntax", "recipient_unknown"})
+NOT_ABOUT_THE_RECIPIENT = frozenset({"client_blocked", "protocol_error", "helo_policy", "rate_limited"})
+
+
+def classify(code: int, text: str, step: str) -> tuple[str, str]:
+    """(outcome, reason) of one reply; step is mail, rcpt, data or connect."""
+    outcome = "accepted" if code < 400 else "deferred" if code < 500 else "rejected"
+    if outcome == "accepted":
+        return outcome, "accepted"
+    return outcome, CODE_REASONS.get(code) or _reason_from_text(text) or _fallback_reason(code, text, step)
+
+
+def _reason_from_text(text: str) -> str | None:
+    return next((reason for reason, pattern in TEXT_REASONS if pattern.search(text)), None)
+
+
+def _fallback_reason(code: int, text: str, step: str) -> str:
+    """The enhanced status code, then the code, when the text names nothing we know."""
+    match = ENHANCED_CODE.match(text.strip())
+    subject, detail = (match.group(2), match.group(3)) if match else ("", "")
+    if step == "mail" and subject in ("1", "7"):
+        return "sender_policy"
+    if step == "rcpt" and (subject, detail) in (("7", "1"), ("7", "54")):
+        return "relay_denied"
+    if code in (501, 553, 555):
+        return "syntax"
+    if code == 530:
+        return "auth_required"
+    return "temp_other" if code < 500 else "other"
+
+
+def is_refusal(result: VectorResult, extra_refusals: tuple[str, ...]) -> bool:
+    return result.outcome in ("rejected", "deferred") and (
+        result.reason in REFUSALS or result.reason in extra_refusals
+    )
+
+
+def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+    """(verdict, reason) of one host from its vector results (relay-vectors.md 5.3)."""
+    relay_attempts = [r for r in results if r.evidence != "control"]
+    delivered = [r.id for r in relay_attempts if r.delivered]
+    if delivered:
+        return "open_relay", f"relayed test messages arrived at the canary: {_ids(delivered)}"
+    accepted = [r for r in relay_attempts if r.outcome == "accepted" and r.evidence == "canary-final"]
+    if accepted:
+        return "accepts_relay", _accepted_reason(accepted)
+    blocked_control = [
+        r for r in results if r.evidence == "control" and r.outcome != "accepted" and r.reason in NOT_ABOUT_THE_RECIPIENT
+    ]
+    if blocked_control:
+        r = blocked_control[0]
+        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {r.code} {r.reply[:120]})"
+    unsettled = [r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))]
+    if unsettled:
+        return "inconclusive", _unsettled_reason(unsettled)
+    if not any(r.tier == "core" for r in relay_attempts):
+        return "inconclusive", "no core vector was tested"
+    return "secure", "every core vector was refused for a relay reason"
+
+
+def _accepted_reason(accepted: list[VectorResult]) -> str:
+    why = {
+        None: "canary delivery is off, so nothing proves the mail would leave",
+        False: "no canary message arrived within the wait (queued, discarded, or bounced later)",
+    }[accepted[0].delivered]
+    return f"accepted outside recipients for {_ids([r.id for r in accepted])}; not proven: {why}"
+
+
+def _unsettled_reason(unsettled: list[VectorResult]) -> str:
+    by_reason: dict[str, list[str]] = {}
+    for r in unsettled:
+        by_reason.setdefault(r.reason, []).append(r.id)
+    parts = [f"{reason} ({_ids(ids)})" for reason, ids in by_reason.items()]
+    first = unsettled[0]
+    example = f"; e.g. {first.id}: {first.code} {first.reply[:120]}" if first.code else ""
+    return "not every core vector was refused: " + "; ".join(parts) + example
+
+
+def _ids(ids: list[str], most: int = 6) -> str:
+    shown = ", ".join(ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def relay_warnings(results: list[VectorResult]) -> list[Check]:
+    """Findings that do not change the verdict but that an admin must see (section 5.3)."""
+    checks = []
+    temporary = [r.id for r in results if r.reason == "relay_denied" and r.outcome == "deferred"]
+    if temporary:
+        checks.append(Check(
+            "relay-refused-temporarily", "warn",
+            "Relaying is refused only with a temporary (4xx) reply, so senders keep retrying; "
+            f"refuse it permanently (Postfix: reject_unauth_destination). Vectors: {_ids(temporary)}.",
+            {"vectors": temporary},
+        ))
+    routed = [r.id for r in results if r.outcome == "accepted" and r.evidence == "target-final" and not r.delivered]
+    if routed:
+        checks.append(Check(
+            "routed-addresses-accepted", "warn",
+            "The server accepts routed addresses that end at itself (delivered locally or bounced later); "
+            f"without a canary delivery this is suspicion, not proof. Vectors: {_ids(routed)}.",
+            {"vectors": routed},
+        ))
+    greylisted = [r.id for r in results if r.reason == "greylisted" and r.evidence == "canary-final"]
+    if greylisted:
+        checks.append(Check(
+            "greylisted-outside-recipient", "warn",
+            "Greylisting answered for an outside recipient: greylisting usually runs after the relay check, "
+            f"so the relay check may have passed. Re-test after the greylisting delay. Vectors: {_ids(greylisted)}.",
+            {"vectors": greylisted},
+        ))
+    return checks
+
+
+VERDICT_WORDS = {
+    "open_relay": "Open relay: test messages sent through the server to an outside address arrived.",
+    "accepts_relay": "Accepts relaying: the server took mail for an outside recipient.",
+    "inconclusive": "Inconclusive: the test could not settle whether the server relays.",
+    "secure": "Not an open relay: every relay attempt was refused.",
+}
+
+
+def summary(verdict: str, host_reasons: list[str]) -> str:
+    """One paragraph for a person: the verdict in words, then why, per host."""
+    return " ".join([VERDICT_WORDS[verdict], *host_reasons])
