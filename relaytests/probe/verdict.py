@@ -21,7 +21,7 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for reason, pattern in (
         ("tls_required", r"starttls|tls required|encryption required|must use tls"),
         ("greylisted", r"grey-?list|gray-?list|not yet authori[sz]ed|DOC-1369"),
-        ("screening", r"^service currently unavailable"),  # postscreen deep tests, 450 4.3.2
+        ("screening", r"^4\.3\.2 service currently unavailable"),  # postscreen deep protocol tests
         ("client_blocked", r"blocked using|black-?list|block-?list|spamhaus|spamcop|barracuda|dnsbl|\brbl\b|"
                            r"\bpbl\b|client host .*(?:blocked|rejected)|5\.3\.2 service currently unavailable"),
         ("protocol_error", r"protocol error|synchroni[sz]ation|bad sequence|pipelining"),
