@@ -1,0 +1,513 @@
+"""Fake SMTP servers for the engine's tests: one configurable server, described by a ``Behaviour``.
+
+The server is aiosmtpd's SMTP protocol with MAIL and RCPT taken over (aiosmtpd's parser refuses
+the very address tricks the engine sends, so the fake reads the raw argument itself), a ``push``
+that counts errors and can tarpit or hang up, and raw stream writes for the hostile replies
+aiosmtpd is too polite to send. Each server listens on 127.0.0.1 with an OS-chosen port, runs its
+own event loop on its own thread (so in-process async tests and subprocess CLI tests can both use
+it), is a context manager, and records what it saw in ``server.seen``: every connection, every
+command line exactly as it arrived, the errors and tarpit sleeps per connection.
+
+Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
+
+  closed             Postfix-like (banner ``220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)``,
+                     EHLO PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN); takes mail
+                     for dept.example.edu (and its own name and address literal) only; every other
+                     recipient and every address trick gets ``554 5.7.1 <addr>: Relay access denied``
+  postfix-default    the same, refusing relay with ``454 4.7.1`` (Postfix's defer_unauth_destination)
+  open               a plain open relay: every recipient ``250 2.1.5 Ok``
+  open-percent       relays only the percent hack ``user%outside@self`` (self: name, domain, literal)
+  open-srcroute      relays only source routes through itself ``@self:user@outside``
+  open-bang          relays only bang paths ``outside!user`` (with or without ``@self``)
+  open-quoted        relays only quoted local parts holding an outside address ``"user@outside"``
+  open-iplit         relays whatever is addressed to its own address literal ``...@[127.0.0.1]``
+  catch-all          a lab sink: ``250 2.1.5 Ok`` to every RCPT, whatever its argument
+  greylisting        postgrey's ``450 4.2.0 ... Greylisted`` to every RCPT (``greylist="first-time"``
+                     lets a retried triplet through to the closed policy)
+  client-blocked     ``554 5.7.1 Service unavailable; Client host [ip] blocked using zen.spamhaus.org``
+                     to every RCPT
+  421-at-connect     ``421 4.3.2 Service not available, closing transmission channel``, then hangs up
+  554-at-connect     ``554 5.3.2 mx.dept.example.edu No SMTP service here``, then hangs up
+  drop-after-errors  closed, but hangs up without a reply once it gave N error replies on the
+                     connection (Postfix's hard error limit); N = ``drop_after_errors``
+  tarpit-after-errors closed, but sleeps ``tarpit_seconds`` before every reply once it gave N error
+                     replies on the connection (Postfix's soft error limit)
+  slow-banner        closed, waiting ``banner_delay`` seconds before its greeting
+  endless-greeting   ``220-`` lines forever;  endless-ehlo: ``250-`` lines forever after EHLO
+  overlong-greeting  ``220 xxxx...`` with no line end, forever;  overlong-ehlo: the same after EHLO
+  garbage            binary bytes instead of a greeting, then silence
+  starttls-required  offers STARTTLS (a trustme certificate) and answers MAIL before TLS with
+                     ``530 5.7.0 Must issue a STARTTLS command first``; closed once TLS is up
+                     (``relays`` makes it open)
+  helo-only          ``502 5.5.2 Error: command not recognized`` to EHLO; HELO works
+  pipelining-intolerant  a command that arrives while an earlier one is unanswered gets
+                     ``554 5.5.0 Error: SMTP protocol synchronization`` and the server hangs up
+
+Any behaviour takes another MTA's greeting with ``with_banner(behaviour, "exim")`` (BANNERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ssl
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import trustme
+from aiosmtpd.smtp import SMTP
+
+from tests.fakes.addresses import Names, accepts, parse
+
+HOSTNAME = "mx.dept.example.edu"
+LOCAL_DOMAIN = "dept.example.edu"
+LISTEN_ADDRESS = "127.0.0.1"
+
+# What follows "220 <hostname> " in the greeting of each MTA family.
+BANNERS = {
+    "postfix": "ESMTP Postfix (Debian/GNU)",
+    "sendmail": "ESMTP Sendmail 8.8.8/8.8.8; Fri, 27 Nov 2026 22:00:00 GMT",
+    "exim": "ESMTP Exim 4.96 Fri, 27 Nov 2026 22:00:00 +0000",
+    "microsoft": "Microsoft ESMTP MAIL Service ready at Fri, 27 Nov 2026 22:00:00 +0000",
+    "opensmtpd": "ESMTP OpenSMTPD",
+}
+EHLO_KEYWORDS = ("PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN")
+
+RELAY_DENIED = "554 5.7.1 <{address}>: Relay access denied"
+GREYLISTED = (
+    "450 4.2.0 <{address}>: Recipient address rejected: Greylisted, "
+    "see http://postgrey.schweikert.ch/help/dept.example.edu.html"
+)
+TLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+SYNC_ERROR = "554 5.5.0 Error: SMTP protocol synchronization"
+GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
+FILLER_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What one fake server does; every field has the closed Postfix-like default."""
+
+    description: str
+    banner: str = BANNERS["postfix"]
+    connect_reply: str | None = None  # sent instead of the greeting, then the server hangs up
+    banner_delay: float = 0.0  # seconds before the greeting
+    misbehaviour: str | None = None  # "endless", "overlong" or "garbage" (see HOSTILE_WRITERS)
+    misbehave_at: str = "greeting"  # or "ehlo"
+    ehlo: bool = True  # False: EHLO is "not recognized", only HELO works
+    starttls: bool = False  # offer STARTTLS with a trustme certificate
+    require_starttls: bool = False
+    relays: frozenset[str] = frozenset()  # address tricks it relays through (addresses.TRICKS)
+    relay_denied: str = RELAY_DENIED
+    rcpt_reply: str | None = None  # every RCPT gets this reply, whatever its argument
+    greylist: str | None = None  # "always", or "first-time" (a retried triplet passes)
+    drop_after_errors: int | None = None
+    tarpit_after_errors: int | None = None
+    tarpit_seconds: float = 5.0
+    forbid_pipelining: bool = False
+
+
+def with_banner(behaviour: Behaviour, mta: str) -> Behaviour:
+    return dataclasses.replace(behaviour, banner=BANNERS[mta])
+
+
+CLOSED = Behaviour("closed Postfix: relay refused with 554 5.7.1")
+BEHAVIOURS: dict[str, Behaviour] = {
+    "closed": CLOSED,
+    "postfix-default": Behaviour(
+        "Postfix defaults: relay refused with 454 4.7.1",
+        relay_denied="454 4.7.1 <{address}>: Relay access denied",
+    ),
+    "open": Behaviour("open relay: every recipient accepted", relays=frozenset({"any"})),
+    **{
+        f"open-{trick}": Behaviour(f"relays only the {trick} trick", relays=frozenset({trick}))
+        for trick in ("percent", "srcroute", "bang", "quoted", "iplit")
+    },
+    "catch-all": Behaviour("lab sink: every RCPT accepted", banner="ESMTP lab sink", rcpt_reply="250 2.1.5 Ok"),
+    "greylisting": Behaviour("postgrey: every RCPT greylisted", greylist="always"),
+    "client-blocked": Behaviour(
+        "the probe's address is on a DNSBL",
+        rcpt_reply="554 5.7.1 Service unavailable; Client host [{client}] blocked using zen.spamhaus.org",
+    ),
+    "421-at-connect": Behaviour(
+        "421 at connect", connect_reply="421 4.3.2 Service not available, closing transmission channel"
+    ),
+    "554-at-connect": Behaviour("554 at connect", connect_reply=f"554 5.3.2 {HOSTNAME} No SMTP service here"),
+    "drop-after-errors": Behaviour("hangs up after 10 errors", drop_after_errors=10),
+    "tarpit-after-errors": Behaviour("tarpits after 10 errors", tarpit_after_errors=10),
+    "slow-banner": Behaviour("greets after 5 seconds", banner_delay=5.0),
+    "endless-greeting": Behaviour("endless 220- greeting", misbehaviour="endless"),
+    "endless-ehlo": Behaviour("endless 250- EHLO reply", misbehaviour="endless", misbehave_at="ehlo"),
+    "overlong-greeting": Behaviour("greeting line without an end", misbehaviour="overlong"),
+    "overlong-ehlo": Behaviour("EHLO reply line without an end", misbehaviour="overlong", misbehave_at="ehlo"),
+    "garbage": Behaviour("binary garbage instead of a greeting", misbehaviour="garbage"),
+    "starttls-required": Behaviour(
+        "MAIL only after STARTTLS; closed over TLS", starttls=True, require_starttls=True
+    ),
+    "helo-only": Behaviour("EHLO not recognized, HELO works", ehlo=False),
+    "pipelining-intolerant": Behaviour("drops clients that talk out of turn", forbid_pipelining=True),
+}
+
+
+@dataclass
+class ConnectionLog:
+    """What one client connection did and got."""
+
+    commands: list[bytes] = field(default_factory=list)  # each command line as sent, without CRLF
+    errors: int = 0  # 4xx and 5xx replies given
+    tarpit_sleeps: int = 0
+    sync_errors: int = 0
+    dropped: bool = False  # hung up on the client for too many errors
+    tls: bool = False
+    messages: int = 0
+
+
+@dataclass
+class Seen:
+    """Everything a server saw, for assertions on the exact bytes and the client's manners."""
+
+    connections: list[ConnectionLog] = field(default_factory=list)
+    active: int = 0
+    max_concurrent: int = 0
+
+    @property
+    def commands(self) -> list[bytes]:
+        return [line for conn in self.connections for line in conn.commands]
+
+    def arguments(self, prefix: bytes) -> list[bytes]:
+        """What followed ``prefix`` (b"RCPT TO:", b"MAIL FROM:") on each such line, byte for byte."""
+        return [line[len(prefix) :] for line in self.commands if line[: len(prefix)].upper() == prefix]
+
+    @property
+    def rcpt_arguments(self) -> list[bytes]:
+        return self.arguments(b"RCPT TO:")
+
+    @property
+    def mail_arguments(self) -> list[bytes]:
+        return self.arguments(b"MAIL FROM:")
+
+    @property
+    def most_errors_on_one_connection(self) -> int:
+        return max((conn.errors for conn in self.connections), default=0)
+
+    @property
+    def tarpit_sleeps(self) -> int:
+        return sum(conn.tarpit_sleeps for conn in self.connections)
+
+    @property
+    def sync_errors(self) -> int:
+        return sum(conn.sync_errors for conn in self.connections)
+
+
+class _Handler:
+    """aiosmtpd's hooks for the commands the fake leaves to aiosmtpd, with Postfix's wording."""
+
+    def __init__(self, log: ConnectionLog):
+        self.log = log
+
+    async def handle_DATA(self, server, session, envelope):
+        self.log.messages += 1
+        return "250 2.0.0 Ok: queued as FAKE0001"
+
+    async def handle_RSET(self, server, session, envelope):
+        return "250 2.0.0 Ok"
+
+    async def handle_NOOP(self, server, session, envelope, arg):
+        return "250 2.0.0 Ok"
+
+    async def handle_QUIT(self, server, session, envelope):
+        return "221 2.0.0 Bye"
+
+
+def _is_final_line(line: str) -> bool:
+    return len(line) < 4 or line[3] != "-"
+
+
+class FakeSMTP(SMTP):
+    """One client connection to a fake server."""
+
+    def __init__(self, server: FakeSMTPServer, log: ConnectionLog):
+        behaviour = server.behaviour
+        super().__init__(
+            _Handler(log),
+            hostname=HOSTNAME,
+            ident=behaviour.banner,
+            tls_context=server.tls_context if behaviour.starttls else None,
+            loop=server.loop,
+        )
+        self.behaviour = behaviour
+        self.fake = server
+        self.log = log
+        self._greeted = False
+        self._mid_reply = False
+        self._pending = b""  # the start of a command line still arriving
+        self._unanswered = 0  # command lines received and not yet answered
+        self._in_message = False  # between DATA's 354 and the final "."
+
+    # -- what arrives ---------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            self._take_line(line.removesuffix(b"\r"))
+        if self.behaviour.forbid_pipelining and self._unanswered > 1:
+            self._refuse_out_of_turn()
+            return
+        super().data_received(data)
+
+    def _take_line(self, line: bytes) -> None:
+        if self._in_message:
+            self._in_message = line != b"."
+            self._unanswered += not self._in_message
+            return
+        self.log.commands.append(line)
+        self._unanswered += 1
+
+    def _refuse_out_of_turn(self) -> None:
+        self.log.sync_errors += 1
+        self.transport.write(SYNC_ERROR.encode() + b"\r\n")
+        self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.fake.seen.active -= 1
+        self.fake.forget(self)
+        super().connection_lost(error)
+
+    # -- what goes out --------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        line = status.decode() if isinstance(status, bytes) else status
+        if not self._greeted:
+            self._greeted = True
+            await self._greet(line)
+            return
+        if self.transport is None or self.transport.is_closing():
+            return
+        starts_reply = not self._mid_reply
+        self._mid_reply = not _is_final_line(line)
+        if starts_reply and self._over_limit(self.behaviour.drop_after_errors):
+            self.log.dropped = True
+            self.transport.close()
+            return
+        if starts_reply and self._over_limit(self.behaviour.tarpit_after_errors):
+            self.log.tarpit_sleeps += 1
+            await asyncio.sleep(self.behaviour.tarpit_seconds)
+        if not self._mid_reply:
+            self._unanswered = max(0, self._unanswered - 1)
+            self.log.errors += line[:1] in ("4", "5")
+            self._in_message = line.startswith("354")
+        await super().push(line)
+
+    def _over_limit(self, limit: int | None) -> bool:
+        return limit is not None and self.log.errors >= limit
+
+    async def _greet(self, greeting: str) -> None:
+        await asyncio.sleep(self.behaviour.banner_delay)
+        if self.behaviour.connect_reply:
+            await super().push(self.behaviour.connect_reply)
+            self.transport.close()
+        elif self.behaviour.misbehaviour and self.behaviour.misbehave_at == "greeting":
+            await self._misbehave("220")
+        else:
+            self._unanswered = 0  # a client that spoke before the greeting is not pipelining
+            await super().push(greeting)
+
+    async def _misbehave(self, code: str) -> None:
+        with contextlib.suppress(ConnectionError):
+            await HOSTILE_WRITERS[self.behaviour.misbehaviour](self._writer, code.encode())
+
+    # -- the commands the fake answers itself ---------------------------------------------------
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if not self.behaviour.ehlo:
+            await self.push("502 5.5.2 Error: command not recognized")
+            return
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        if self.behaviour.misbehave_at == "ehlo" and self.behaviour.misbehaviour:
+            await self._misbehave("250")
+            return
+        self._start_session(hostname, extended=True)
+        keywords = list(EHLO_KEYWORDS)
+        if self.behaviour.starttls and not self.session.ssl:
+            keywords.insert(4, "STARTTLS")
+        lines = [HOSTNAME, *keywords]
+        for i, text in enumerate(lines):
+            await self.push(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
+
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._start_session(hostname, extended=False)
+        await self.push(f"250 {HOSTNAME}")
+
+    def _start_session(self, hostname: str, *, extended: bool) -> None:
+        self._set_rset_state()
+        self.session.host_name = hostname
+        self.session.extended_smtp = extended
+        self.log.tls = self.log.tls or self.session.ssl is not None
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        refusal = self._before_transaction()
+        if refusal:
+            await self.push(refusal)
+        elif self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: nested MAIL command")
+        elif not arg or not arg.upper().startswith("FROM:") or not arg[5:].strip():
+            await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
+        else:
+            self.envelope.mail_from = arg[5:].strip()
+            await self.push("250 2.1.0 Ok")
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        refusal = self._before_transaction()
+        if refusal:
+            await self.push(refusal)
+        elif not self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: need MAIL command")
+        else:
+            reply = self._rcpt_reply(arg or "")
+            if reply.startswith("2"):
+                self.envelope.rcpt_tos.append(arg)
+            await self.push(reply)
+
+    def _before_transaction(self) -> str | None:
+        if not self.session.host_name:
+            return "503 5.5.1 Error: send HELO/EHLO first"
+        if self.behaviour.require_starttls and not self.session.ssl:
+            return TLS_FIRST
+        return None
+
+    def _rcpt_reply(self, arg: str) -> str:
+        client = self.session.peer[0]
+        if self.behaviour.rcpt_reply:
+            return self.behaviour.rcpt_reply.format(client=client)
+        address = parse(arg[3:]) if arg.upper().startswith("TO:") else None
+        if address is None:
+            return "501 5.5.4 Syntax: RCPT TO:<address>"
+        if self.fake.greylisted(client, self.envelope.mail_from, address.text):
+            return GREYLISTED.format(address=address.text)
+        if accepts(address, self.fake.names, self.behaviour.relays):
+            return "250 2.1.5 Ok"
+        return self.behaviour.relay_denied.format(address=address.text)
+
+
+async def _write_endless(writer: asyncio.StreamWriter, code: bytes) -> None:
+    line = code + b"-" + HOSTNAME.encode() + b" has more to say\r\n"
+    while True:
+        writer.write(line * (FILLER_CHUNK // len(line)))
+        await writer.drain()
+
+
+async def _write_overlong(writer: asyncio.StreamWriter, code: bytes) -> None:
+    writer.write(code + b" ")
+    while True:
+        writer.write(b"x" * FILLER_CHUNK)
+        await writer.drain()
+
+
+async def _write_garbage(writer: asyncio.StreamWriter, code: bytes) -> None:
+    writer.write(GARBAGE)
+    await writer.drain()
+    await asyncio.Event().wait()  # then say nothing more until the client gives up
+
+
+HOSTILE_WRITERS = {"endless": _write_endless, "overlong": _write_overlong, "garbage": _write_garbage}
+
+
+class FakeSMTPServer:
+    """A fake server on its own thread and event loop; use it as a context manager."""
+
+    def __init__(self, behaviour: Behaviour | str = CLOSED, *, port: int = 0):
+        self.behaviour = BEHAVIOURS[behaviour] if isinstance(behaviour, str) else behaviour
+        self.requested_port = port
+        self.port = 0
+        self.seen = Seen()
+        self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{LISTEN_ADDRESS}]"}))
+        self.loop = asyncio.new_event_loop()
+        self._greylist: set[tuple[str, str, str]] = set()
+        self._connections: set[FakeSMTP] = set()
+        self._thread = threading.Thread(target=self._run, name=f"fake-smtp: {self.behaviour.description}", daemon=True)
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+
+    @cached_property
+    def certificate_authority(self) -> trustme.CA:
+        return trustme.CA()
+
+    @cached_property
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.certificate_authority.issue_cert(HOSTNAME, LISTEN_ADDRESS).configure_cert(context)
+        return context
+
+    def greylisted(self, client: str, sender: str, recipient: str) -> bool:
+        """Postgrey's rule: a triplet is deferred the first time (or always), then let through."""
+        triplet = (client, sender, recipient)
+        first_time = triplet not in self._greylist
+        self._greylist.add(triplet)
+        return self.behaviour.greylist == "always" or (self.behaviour.greylist == "first-time" and first_time)
+
+    def forget(self, connection: FakeSMTP) -> None:
+        self._connections.discard(connection)
+
+    def __enter__(self) -> FakeSMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.behaviour.starttls:
+            self.tls_context  # noqa: B018 - make the certificate before the loop needs it
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error:
+            raise self._start_error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            listener = self.loop.run_until_complete(
+                self.loop.create_server(self._new_connection, LISTEN_ADDRESS, self.requested_port)
+            )
+        except OSError as error:
+            self._start_error = error
+            self._ready.set()
+            return
+        self.port = listener.sockets[0].getsockname()[1]
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self._shut_down(listener))
+        self.loop.close()
+
+    def _new_connection(self) -> FakeSMTP:
+        log = ConnectionLog()
+        self.seen.connections.append(log)
+        self.seen.active += 1
+        self.seen.max_concurrent = max(self.seen.max_concurrent, self.seen.active)
+        connection = FakeSMTP(self, log)
+        self._connections.add(connection)
+        return connection
+
+    async def _shut_down(self, listener: asyncio.Server) -> None:
+        listener.close()
+        for connection in self._connections:
+            if connection.transport is not None:
+                connection.transport.close()
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await listener.wait_closed()
