@@ -165,6 +165,8 @@ RELAYTEST_ALLOW_PRIVATE = env.boolean("RELAYTEST_ALLOW_PRIVATE", False)
 RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
 # The DNS resolver ("host:port") for the scope check and the probe; empty: the system's resolver.
 RELAYTEST_RESOLVER = env.string("RELAYTEST_RESOLVER") or None
+# DNS blocklist zones each public address is looked up in; empty: the engine's default list.
+RELAYTEST_DNSBL_ZONES = env.words("RELAYTEST_DNSBL_ZONES")
 
 LOGGING = {
     "version": 1,

@@ -96,6 +96,7 @@ class Report:
     probe: ProbeInfo = field(default_factory=ProbeInfo)
     hosts: list[HostReport] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)  # target-level: MX, SPF, DMARC ...
+    error: str = ""  # why nothing could be tested at all (bad name, nothing to resolve)
     run_id: str = ""
     catalogue_version: str = ""
     schema: str = SCHEMA

@@ -11,6 +11,7 @@ Everything the server sends is hostile input: aiosmtplib bounds a line to 8 KiB 
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -158,7 +159,9 @@ class SmtpSession:
         except errors.SMTPConnectTimeoutError:
             raise self._failure("timeout", "no connection or no greeting within the time limit") from None
         except (errors.SMTPConnectError, OSError) as exc:
-            raise self._failure("unreachable", f"could not connect: {exc}") from None
+            cause = exc.__cause__ or exc
+            why = os.strerror(cause.errno) if getattr(cause, "errno", None) else str(cause)
+            raise self._failure("unreachable", f"could not connect to port {self.port}: {why}") from None
         except errors.SMTPException as exc:
             raise self._broken(exc) from None
         self.greeting = self._record_reply(response.code, response.message)
@@ -249,7 +252,8 @@ class SmtpSession:
             self.slowest_reply = max(self.slowest_reply, time.monotonic() - started)
 
     def _record_reply(self, code: int, message: str) -> Reply:
-        reply = Reply(code, printable(message)[:MAX_KEPT_REPLY])
+        text = "\n".join(printable(line) for line in message.split("\n"))
+        reply = Reply(code, text[:MAX_KEPT_REPLY])
         for line in reply.wire_lines():
             self.transcript.add("S", line)
         return reply

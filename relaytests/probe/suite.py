@@ -133,6 +133,7 @@ def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
     report = Report(target=target, started_at=_now(), finished_at=_now(), catalogue_version=catalogue_version(),
                     probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain))
     report.summary = verdict.summary("inconclusive", [f"Could not test: {reason}."])
+    report.error = reason
     return report
 
 

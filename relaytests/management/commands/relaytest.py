@@ -71,6 +71,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=positive_seconds, default=settings.RELAYTEST_COMMAND_TIMEOUT,
                             help="seconds to wait for each reply (default %(default)s)")
         parser.add_argument("--local-domain", help="the server's mail domain, when you know it")
+        parser.add_argument("--resolver", default=settings.RELAYTEST_RESOLVER,
+                            help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)")
 
     def handle(self, *args, **options):
         if options["list_vectors"]:
@@ -83,8 +85,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_dict(), indent=2))
         else:
             self.stdout.write(render_text(report))
-        if not report.hosts:
-            sys.stderr.write(f"relaytest: {report.summary}\n")
+        for problem in untested(report):
+            sys.stderr.write(f"relaytest: {problem}\n")
         sys.exit(report.exit_code())
 
     async def _probe(self, options) -> Report:
@@ -99,6 +101,8 @@ class Command(BaseCommand):
             vector_ids=options["vectors"].split(",") if options["vectors"] else None,
             local_domain=options["local_domain"] or options["domain"],
             internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
+            resolver=options["resolver"] or None,
+            dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES) or None,
         )
         if options["domain"]:
             return await probe_target(options["domain"], config, port=options["port"], domain=True)
@@ -108,6 +112,13 @@ class Command(BaseCommand):
         width = max(len(v.id) for v in catalogue())
         for vector in catalogue():
             self.stdout.write(f"{vector.id:<{width}}  {vector.tier:<4}  {vector.explanation}")
+
+
+def untested(report: Report) -> list[str]:
+    """One line for each thing that could not be tested at all: the errors an operator must see."""
+    if not report.hosts:
+        return [f"could not test {report.target}: {report.error}"]
+    return [f"{h.address} port {h.port}: {h.reason}" for h in report.hosts if not h.vectors]
 
 
 def render_text(report: Report) -> str:
