@@ -9,3 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def schedule_reaper(sender: Celery, **kwargs) -> None:
+    """Beat sends the reaper every RELAYTEST_REAP_EVERY seconds; a missed one expires, never piles up."""
+    from django.conf import settings
+
+    every = settings.RELAYTEST_REAP_EVERY
+    reaper = sender.signature("relaytests.tasks.reap_stale_runs", options={"expires": every})
+    sender.add_periodic_task(every, reaper, name="reap stale runs")

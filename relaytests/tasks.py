@@ -1,0 +1,185 @@
+"""Celery tasks: thin. They claim a run, hand its addresses to the engine and store what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+
+from asgiref.sync import sync_to_async
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connections, transaction
+from kombu.exceptions import OperationalError
+
+from relaytests import runs
+from relaytests.models import MailServer, TestRun
+from relaytests.probe.report import SCHEMA, Report
+from relaytests.probe.suite import SuiteConfig
+from relaytests.probe.suite import run_suite as probe_suite
+from relaytests.probe.targets import HostTarget
+
+log = logging.getLogger(__name__)
+
+# What a failed publish raises: Celery wraps transport errors in kombu's OperationalError,
+# a refused or timed-out socket can still surface as an OSError.
+PUBLISH_ERRORS = (OperationalError, OSError)
+
+INTERNAL_ERROR = (
+    "The test stopped on an internal error; nothing more was recorded. "
+    "Central IT finds the details in the worker's log."
+)
+TIME_LIMIT = (
+    "The test ran longer than its time limit ({seconds} s) and was stopped; "
+    "the hosts it reached before that are shown."
+)
+ADDRESS_BUSY = (
+    "Another test kept this server's address busy for too long; nothing was tested. Try again later."
+)
+
+
+def enqueue_run(run: TestRun) -> bool:
+    """Send a queued run to the probe queue once its row is committed; False when the broker is down.
+
+    Celery's `delay_on_commit` publishes from an on_commit hook too, but a broker error would escape
+    that hook after the view's transaction committed (a 500) and leave the run queued for ever. So our
+    hook catches the error itself and marks the run failed. The views call this outside any atomic
+    block, where on_commit runs the hook at once and the answer is known here; inside a block the hook
+    runs at commit, the run's status records the outcome, and this returns True ("on its way").
+    """
+    published: list[bool] = []
+    transaction.on_commit(lambda: published.append(_publish(run)))
+    return False not in published
+
+
+def _publish(run: TestRun) -> bool:
+    try:
+        result = run_suite.apply_async((run.pk,))
+    except PUBLISH_ERRORS:
+        log.warning("broker unreachable, run %s marked failed", run.pk, exc_info=True)
+        runs.fail(run.pk, runs.BROKER_UNREACHABLE)
+        run.status, run.status_reason = TestRun.Status.FAILED, runs.BROKER_UNREACHABLE
+        return False
+    TestRun.objects.filter(pk=run.pk).update(celery_task_id=result.id)
+    run.celery_task_id = result.id
+    return True
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    soft_time_limit=settings.RELAYTEST_TASK_SOFT_LIMIT,
+    time_limit=settings.RELAYTEST_TASK_HARD_LIMIT,
+    max_retries=settings.RELAYTEST_BUSY_RETRIES,
+)
+def run_suite(self, run_id: int) -> None:
+    run = runs.claim(run_id)
+    if run is None:
+        log.info("run %s is not queued any more (taken or reaped); nothing to do", run_id)
+        return
+    if runs.busy_addresses(run):
+        _wait_for_free_addresses(self, run)
+        return
+    try:
+        report = asyncio.run(ProgressRecorder(run).probe(_suite_config(run.server, run)))
+    except SoftTimeLimitExceeded:
+        log.warning("run %s hit its soft time limit", run_id)
+        runs.interrupt(run_id, TIME_LIMIT.format(seconds=settings.RELAYTEST_TASK_SOFT_LIMIT))
+    except Exception:
+        log.exception("run %s failed", run_id)
+        runs.fail(run_id, INTERNAL_ERROR)
+    else:
+        if not runs.finish(run_id, report.to_dict()):
+            log.warning("run %s was ended elsewhere (reaped?) before it finished; report dropped", run_id)
+
+
+def _wait_for_free_addresses(task, run: TestRun) -> None:
+    """One connection per host address across all workers: try again later, a bounded number of times."""
+    if task.request.retries >= task.max_retries:
+        runs.fail(run.pk, ADDRESS_BUSY)
+        return
+    runs.release(run)
+    # The jitter keeps two runs that backed off from each other from colliding again.
+    delay = settings.RELAYTEST_BUSY_RETRY_DELAY * random.uniform(0.5, 1.5)
+    raise task.retry(countdown=delay)
+
+
+def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
+    return SuiteConfig(
+        canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
+        canary_secret=settings.RELAYTEST_CANARY_SECRET,
+        probe_helo=settings.RELAYTEST_PROBE_HELO,
+        source_address=settings.RELAYTEST_SOURCE_ADDRESS,
+        command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
+        run_deadline=settings.RELAYTEST_RUN_DEADLINE,
+        local_domain=_mail_domain(server),
+        internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
+        run_id=run.probe_run_id,
+        resolver=settings.RELAYTEST_RESOLVER,
+    )
+
+
+def _mail_domain(server: MailServer) -> str | None:
+    """The domain the server receives mail for: as registered, else the domain whose MX it is."""
+    if server.mail_domain:
+        return server.mail_domain
+    return server.target if server.kind == MailServer.Kind.DOMAIN else None
+
+
+class ProgressRecorder:
+    """Runs the engine for one run and writes its progress to the run as it happens.
+
+    The report so far lives here and is written whole on every event, in order, through one
+    database thread (`sync_to_async`), so the event loop never waits on the database and an older
+    snapshot never overwrites a newer one. A heartbeat tells the reaper this worker is alive even
+    while a slow server keeps every vector waiting.
+    """
+
+    def __init__(self, run: TestRun):
+        self.run_id = run.pk
+        self.server = run.server
+        self.addresses = list(run.addresses)
+        self.hosts: dict[tuple[str, int], dict] = {}
+        self._save = sync_to_async(runs.save_progress)
+        self._touch = sync_to_async(runs.touch)
+
+    async def probe(self, config: SuiteConfig) -> Report:
+        heartbeat = asyncio.create_task(self._beat())
+        try:
+            return await probe_suite(self.server.target, self._host_targets(), config, progress=self.on_progress)
+        finally:
+            heartbeat.cancel()
+            await sync_to_async(connections.close_all)()  # the database thread's own connection
+
+    def _host_targets(self) -> list[HostTarget]:
+        name = self.server.target if self.server.kind == MailServer.Kind.HOST else None
+        domain = _mail_domain(self.server)
+        return [HostTarget(address, self.server.port, name, domain) for address in self.addresses]
+
+    async def on_progress(self, event) -> None:
+        host = dataclasses.asdict(event.host)
+        host["state"] = "done" if event.kind == "host_done" else "testing"
+        self.hosts[(host["address"], host["port"])] = host
+        await self._save(self.run_id, self._snapshot())
+
+    def _snapshot(self) -> dict:
+        """The report so far: hosts in the run's address order, each as the engine last reported it."""
+        order = {address: i for i, address in enumerate(self.addresses)}
+        hosts = sorted(self.hosts.values(), key=lambda h: order.get(h["address"], len(order)))
+        return {"schema": SCHEMA, "target": self.server.target, "hosts": hosts}
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(settings.RELAYTEST_HEARTBEAT_EVERY)
+            await self._touch(self.run_id)
+
+
+@shared_task(ignore_result=True)
+def reap_stale_runs() -> int:
+    """Periodic (beat): interrupt the runs that dead workers left behind, with the reason."""
+    reaped = runs.reap_stale(settings.RELAYTEST_STALE_AFTER, settings.RELAYTEST_QUEUED_STALE_AFTER)
+    if reaped:
+        log.warning("reaped %d stale run(s)", reaped)
+    return reaped

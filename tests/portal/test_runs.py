@@ -1,0 +1,186 @@
+"""The run state machine: each transition is won by exactly one caller, and the reaper keeps history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from relaytests import runs
+from relaytests.models import TestRun, VerdictChange
+from tests.portal import factories
+
+Status = TestRun.Status
+STALE_AFTER = 300
+QUEUED_AFTER = 6 * 3600
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def server():
+    return factories.server(factories.member())
+
+
+def report_with(verdict: str) -> dict:
+    return {"schema": "relaytest/1", "verdict": verdict, "hosts": [{"address": "127.0.0.1", "verdict": verdict}]}
+
+
+def ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def test_a_queued_run_is_claimed_once(server):
+    run = factories.run(server)
+
+    claimed = runs.claim(run.pk)
+
+    assert claimed.status == Status.RUNNING
+    assert claimed.started_at == claimed.heartbeat_at
+    assert runs.claim(run.pk) is None
+
+
+def test_a_reaped_run_cannot_be_claimed_by_a_late_task(server):
+    run = factories.run(server, status=Status.INTERRUPTED)
+
+    assert runs.claim(run.pk) is None
+    run.refresh_from_db()
+    assert run.status == Status.INTERRUPTED
+
+
+def test_a_released_run_is_queued_again_and_claimable(server):
+    run = runs.claim(factories.run(server).pk)
+
+    assert runs.release(run)
+
+    run.refresh_from_db()
+    assert (run.status, run.started_at, run.heartbeat_at) == (Status.QUEUED, None, None)
+    assert runs.claim(run.pk) is not None
+
+
+def test_busy_addresses_are_those_another_running_run_holds(server):
+    user = server.created_by
+    factories.run(factories.server(user, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.2", "127.0.0.3"])
+    factories.run(factories.server(user, "127.0.0.4"), status=Status.DONE)
+    run = factories.run(server, addresses=["127.0.0.1", "127.0.0.3", "127.0.0.4"])
+
+    assert runs.busy_addresses(run) == {"127.0.0.3"}
+
+
+def test_a_run_does_not_block_itself(server):
+    run = runs.claim(factories.run(server).pk)
+
+    assert runs.busy_addresses(run) == set()
+
+
+def test_finishing_stores_report_and_verdict_and_the_change(server):
+    first = factories.run(server, status=Status.RUNNING)
+    assert runs.finish(first.pk, report_with("accepts_relay"))
+    second = factories.run(server, status=Status.RUNNING)
+
+    assert runs.finish(second.pk, report_with("secure"))
+
+    second.refresh_from_db()
+    assert (second.status, second.verdict, second.report) == (Status.DONE, "secure", report_with("secure"))
+    assert second.finished_at is not None
+    change = VerdictChange.objects.get(run=second)
+    assert (change.old_verdict, change.new_verdict) == ("accepts_relay", "secure")
+
+
+def test_the_same_verdict_again_writes_no_change(server):
+    for _ in range(2):
+        run = factories.run(server, status=Status.RUNNING)
+        runs.finish(run.pk, report_with("secure"))
+
+    assert VerdictChange.objects.filter(server=server, old_verdict="secure").count() == 0
+
+
+def test_a_run_reaped_meanwhile_is_not_finished_over(server):
+    run = factories.run(server, status=Status.INTERRUPTED, status_reason=runs.WORKER_LOST)
+
+    assert not runs.finish(run.pk, report_with("secure"))
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.INTERRUPTED, "")
+
+
+def test_fail_ends_a_queued_run_with_its_reason(server):
+    run = factories.run(server)
+
+    assert runs.fail(run.pk, runs.BROKER_UNREACHABLE)
+
+    run.refresh_from_db()
+    assert (run.status, run.status_reason) == (Status.FAILED, runs.BROKER_UNREACHABLE)
+    assert not run.is_active
+
+
+def test_fail_leaves_a_finished_run_alone(server):
+    run = factories.run(server, status=Status.DONE, verdict="secure")
+
+    assert not runs.fail(run.pk, "late")
+
+    run.refresh_from_db()
+    assert (run.status, run.status_reason) == (Status.DONE, "")
+
+
+def test_interrupt_keeps_the_partial_report(server):
+    partial = {"hosts": [{"address": "127.0.0.1", "state": "testing"}]}
+    run = factories.run(server, status=Status.RUNNING, report=partial)
+
+    assert runs.interrupt(run.pk, "time limit")
+
+    run.refresh_from_db()
+    assert (run.status, run.status_reason, run.report) == (Status.INTERRUPTED, "time limit", partial)
+
+
+def test_progress_and_heartbeat_only_touch_a_running_run(server):
+    running = factories.run(server, status=Status.RUNNING)
+    done = factories.run(factories.server(server.created_by, "127.0.0.9"), status=Status.DONE)
+
+    assert runs.save_progress(running.pk, {"hosts": []})
+    assert runs.touch(running.pk)
+    assert not runs.save_progress(done.pk, {"hosts": []})
+    assert not runs.touch(done.pk)
+    done.refresh_from_db()
+    assert done.report == {} and done.heartbeat_at is None
+
+
+def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(server, django_assert_num_queries):
+    partial = {"hosts": [{"address": "127.0.0.1", "state": "testing"}]}
+    silent = factories.run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(600), report=partial)
+    other = factories.server(server.created_by, "127.0.0.2")
+    never_taken = factories.run(other, status=Status.QUEUED)
+    TestRun.objects.filter(pk=never_taken.pk).update(created_at=ago(QUEUED_AFTER + 60))
+
+    with django_assert_num_queries(1):
+        reaped = runs.reap_stale(STALE_AFTER, QUEUED_AFTER)
+
+    assert reaped == 2
+    silent.refresh_from_db()
+    never_taken.refresh_from_db()
+    assert (silent.status, silent.status_reason, silent.report) == (Status.INTERRUPTED, runs.WORKER_LOST, partial)
+    assert silent.heartbeat_at is not None and silent.finished_at is not None
+    assert (never_taken.status, never_taken.status_reason) == (Status.INTERRUPTED, runs.NEVER_STARTED)
+
+
+def test_the_reaper_leaves_live_runs_and_finished_ones_alone(server):
+    make = factories.server
+    alive = factories.run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(10))
+    waiting = factories.run(make(server.created_by, "127.0.0.2"), status=Status.QUEUED)
+    finished = factories.run(make(server.created_by, "127.0.0.3"), status=Status.DONE, heartbeat_at=ago(9000))
+
+    assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 0
+
+    assert [TestRun.objects.get(pk=r.pk).status for r in (alive, waiting, finished)] == [
+        Status.RUNNING, Status.QUEUED, Status.DONE,
+    ]
+
+
+def test_a_running_run_that_never_beat_is_judged_by_its_start(server):
+    run = factories.run(server, status=Status.RUNNING, started_at=ago(STALE_AFTER + 60), heartbeat_at=None)
+
+    assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 1
+
+    run.refresh_from_db()
+    assert run.status == Status.INTERRUPTED
