@@ -70,6 +70,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "relaytests.context_processors.organisation",
             ],
         },
     },
@@ -167,6 +168,13 @@ RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
 RELAYTEST_RESOLVER = env.string("RELAYTEST_RESOLVER") or None
 # DNS blocklist zones each public address is looked up in; empty: the engine's default list.
 RELAYTEST_DNSBL_ZONES = env.words("RELAYTEST_DNSBL_ZONES")
+
+# ---- The organisation running the portal: shown on every page and in the guidance ----
+PORTAL_ORG_NAME = env.string("PORTAL_ORG_NAME", "Example University")
+PORTAL_POLICY_URL = env.string("PORTAL_POLICY_URL")
+PORTAL_RELAY_HUB = env.string("PORTAL_RELAY_HUB", "relay.example.edu")
+PORTAL_HELP_CONTACT = env.string("PORTAL_HELP_CONTACT")
+PORTAL_HELP_URL = env.string("PORTAL_HELP_URL")
 
 LOGGING = {
     "version": 1,

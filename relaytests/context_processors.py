@@ -1,0 +1,18 @@
+"""The organisation running the portal, in every page's context (names, policy, hub, contacts)."""
+
+from django.conf import settings
+
+from relaytests.info_views import INFO_PAGES
+
+
+def organisation(request):
+    return {
+        "org": {
+            "name": settings.PORTAL_ORG_NAME,
+            "policy_url": settings.PORTAL_POLICY_URL,
+            "relay_hub": settings.PORTAL_RELAY_HUB,
+            "help_contact": settings.PORTAL_HELP_CONTACT,
+            "help_url": settings.PORTAL_HELP_URL,
+        },
+        "info_pages": INFO_PAGES,
+    }

@@ -1,0 +1,195 @@
+"""Remediation guidance for one tested host: the section for its MTA, tailored to the run.
+
+The texts live in content/*.toml, one file per MTA family plus generic.toml; this module picks
+the section for the detected family, explains each vector that succeeded with the family's
+reason for it, and fills the server's own names and the organisation's hub into the snippets.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from relaytests.probe.outdated import CHECK_ID as OUTDATED_CHECK_ID
+from relaytests.probe.outdated import outdated_check
+from relaytests.probe.report import Check, Software
+from relaytests.probe.vectors import by_id
+
+CONTENT_DIR = Path(__file__).with_name("content")
+GENERIC = "generic"
+DEPT_NET_HINT = "<your department's sending hosts>"
+PLACEHOLDER = re.compile(r"\{(hostname|mail_domain|address|relay_hub|dept_net|org_name)\}")
+RELAY_VERDICTS = ("open_relay", "accepts_relay")
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    text: str
+    snippet: str = ""
+
+
+@dataclass(frozen=True)
+class FailingVector:
+    id: str
+    explanation: str  # what the vector tried, from the catalogue
+    why: str  # why it works on this MTA
+    mail_from: str
+    rcpt_to: str
+    reply: str
+    delivered: bool | None
+
+
+@dataclass(frozen=True)
+class Guidance:
+    family: str
+    name: str
+    generic: bool  # no known family: the generic text, with how to tell which MTA runs
+    host_label: str
+    verdict: str
+    recognised: str
+    how_to_tell: str
+    failing: list[FailingVector]
+    steps: list[Step]
+    hub: Step
+    verify: Step
+    relay_hub: str
+    outdated: Check
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def needs_fixing(self) -> bool:
+        return bool(self.failing) or self.verdict in RELAY_VERDICTS
+
+
+def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None) -> Guidance:
+    """The guidance for host `host_index` of a relaytest/1 report; `server` is its MailServer, if any."""
+    host = report["hosts"][host_index]
+    family = host.get("software", {}).get("family", "unknown")
+    generic = family not in families()
+    content = _load(GENERIC if generic else family)
+    names = _names(report, host, server)
+    fill = _filler(names)
+    return Guidance(
+        family="unknown" if generic else family,
+        name=content["name"],
+        generic=generic,
+        host_label=_host_label(host),
+        verdict=host.get("verdict", "inconclusive"),
+        recognised=fill(content["recognised"]),
+        how_to_tell=fill(content["how_to_tell"]) if generic else "",
+        failing=[_failing(v, content, fill) for v in succeeded_vectors(host)],
+        steps=[_step(s, fill) for s in content["fix"]],
+        hub=_step(content["hub"], fill),
+        verify=_step(content["verify"], fill),
+        relay_hub=names["relay_hub"],
+        outdated=_outdated(host),
+        sources=list(content["sources"]),
+    )
+
+
+def guidance_for_report(report: dict[str, Any], *, server: Any = None) -> list[Guidance]:
+    """One Guidance per host of the report, in the report's order."""
+    return [guidance_for(report, i, server=server) for i in range(len(report.get("hosts", [])))]
+
+
+def succeeded_vectors(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """The relay vectors the host accepted (controls are not relay attempts)."""
+    return [
+        v for v in host.get("vectors", []) if v.get("outcome") == "accepted" and v.get("evidence") != "control"
+    ]
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    return tomllib.loads((CONTENT_DIR / f"{name}.toml").read_text())
+
+
+@cache
+def families() -> frozenset[str]:
+    """The MTA families that have their own section."""
+    return frozenset(p.stem for p in CONTENT_DIR.glob("*.toml")) - {"kinds", GENERIC}
+
+
+@cache
+def _kind_of() -> dict[str, str]:
+    return {vector_id: kind for kind, ids in _load("kinds").items() for vector_id in ids}
+
+
+def _why(vector_id: str, content: dict[str, Any]) -> str:
+    """The family's reason for this kind of vector, else the generic reason, else the catalogue's."""
+    kind = _kind_of().get(vector_id)
+    for source in (content, _load(GENERIC)):
+        text = source.get("why", {}).get(kind)
+        if text:
+            return text
+    vector = by_id().get(vector_id)
+    return vector.targets if vector else ""
+
+
+def _failing(vector: dict[str, Any], content: dict[str, Any], fill) -> FailingVector:
+    known = by_id().get(vector["id"])
+    return FailingVector(
+        id=vector["id"],
+        explanation=known.explanation if known else "",
+        why=fill(_why(vector["id"], content)),
+        mail_from=vector.get("mail_from", ""),
+        rcpt_to=vector.get("rcpt_to", ""),
+        reply=vector.get("reply", ""),
+        delivered=vector.get("delivered"),
+    )
+
+
+def _step(data: dict[str, Any], fill) -> Step:
+    return Step(title=data.get("title", ""), text=fill(data["text"]), snippet=fill(data.get("snippet", "")))
+
+
+def _outdated(host: dict[str, Any]) -> Check:
+    """The check as the run recorded it, else computed now from the recorded banner."""
+    for check in host.get("checks", []):
+        if check.get("id") == OUTDATED_CHECK_ID:
+            return Check(check["id"], check["status"], check["detail"], check.get("data", {}))
+    software = Software(**host.get("software", {}))
+    return outdated_check(software, host.get("banner", ""))
+
+
+def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[str, str]:
+    """The values filled into the texts: the server's own names first, then what the report saw."""
+    hostname = host.get("name") or _server_target(server, "host") or report.get("target") or host["address"]
+    mail_domain = getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
+    return {
+        "hostname": hostname,
+        "mail_domain": mail_domain,
+        "address": host["address"],
+        "relay_hub": settings.PORTAL_RELAY_HUB,
+        "dept_net": DEPT_NET_HINT,
+        "org_name": settings.PORTAL_ORG_NAME,
+    }
+
+
+def _server_target(server: Any, kind: str) -> str:
+    """The registered target when the server was registered as that kind (host or mail domain)."""
+    return getattr(server, "target", "") if getattr(server, "kind", "") == kind else ""
+
+
+def _parent_domain(hostname: str) -> str:
+    """mx.dept.example.edu -> dept.example.edu, as DESIGN.md says the probe guesses the mail domain."""
+    labels = hostname.split(".")
+    return ".".join(labels[1:]) if len(labels) > 2 else hostname
+
+
+def _filler(names: dict[str, str]):
+    return lambda text: PLACEHOLDER.sub(lambda m: names[m.group(1)], text)
+
+
+def _host_label(host: dict[str, Any]) -> str:
+    address = host["address"]
+    shown = f"[{address}]" if ":" in address else address
+    name = f"{host['name']} " if host.get("name") else ""
+    return f"{name}{shown}:{host['port']}"
