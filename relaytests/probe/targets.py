@@ -1,0 +1,154 @@
+"""Targets: what a person typed (a host name, an IP literal or a mail domain) -> the hosts to probe.
+
+A host is one (address, port): a name with an IPv4 and an IPv6 address is two hosts, tested
+separately. Resolution never raises for a name that does not resolve or a resolver that is
+down: the ResolvedTarget carries the reason instead.
+"""
+
+from __future__ import annotations
+
+import encodings.idna
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from relaytests.probe.dnschecks import DnsClient, find_mail_hosts, mx_check, split_host_port
+from relaytests.probe.report import Check
+
+SMTP_PORT = 25
+MAX_NAME_LENGTH = 253
+
+_LETTERS_DIGITS_HYPHENS = re.compile(r"[a-z0-9-]+", re.IGNORECASE)
+
+# (is this label bad?, why) for every label of a host name, in ASCII (IDNA) form.
+LABEL_RULES = (
+    (lambda label: len(label) > 63, "label '{label}' is longer than 63 characters"),
+    (lambda label: label.startswith("-") or label.endswith("-"), "label '{label}' starts or ends with a hyphen"),
+    (lambda label: not _LETTERS_DIGITS_HYPHENS.fullmatch(label),
+     "label '{label}' has characters other than letters, digits and hyphens"),
+)
+
+
+@dataclass
+class HostTarget:
+    """One (address, port) the probe connects to."""
+
+    address: str
+    port: int
+    name: str | None = None  # the host name it came from: the MX name or the name typed
+    mail_domain: str | None = None  # the mail domain, when the target was one
+
+
+@dataclass
+class ResolvedTarget:
+    label: str
+    hosts: list[HostTarget]
+    checks: list[Check] = field(default_factory=list)  # target-level DNS checks (the MX check of a domain)
+    error: str | None = None  # why there is nothing to test
+
+
+class TargetError(ValueError):
+    """A target that cannot be parsed; the message is one line for a person."""
+
+
+def parse_target(text: str, default_port: int = SMTP_PORT) -> tuple[str, int]:
+    """'host', 'host:port', an IPv4 address, '[IPv6]' or a bare IPv6, each with an optional :PORT.
+
+    Returns (host, port) with the host as an IP address or a lower-case ASCII (IDNA) name.
+    """
+    if not text or not text.strip():
+        raise TargetError("no target given: type a host name, an IP address or a mail domain")
+    try:
+        host, port = split_host_port(text, default_port)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
+    address = _ip_address(host)
+    if address:
+        return address, port
+    if text.strip().startswith("["):
+        raise TargetError(f"'{host}' is not an IP address: brackets are only for IP addresses")
+    return _host_name(host), port
+
+
+def _ip_address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _host_name(text: str) -> str:
+    """The ASCII form of a host name, or TargetError saying what is wrong with it."""
+    name = text[:-1] if text.endswith(".") else text  # a fully qualified name may end in a dot
+    if not name:
+        raise TargetError("no host name given")
+    labels = [_ascii_label(text, label) for label in name.split(".")]
+    for label in labels:
+        for is_bad, why in LABEL_RULES:
+            if is_bad(label):
+                raise TargetError(f"'{text}' is not a valid host name: {why.format(label=label)}")
+    if labels[-1].isdigit():
+        raise TargetError(f"'{text}' is neither an IP address nor a valid host name: its last label is all digits")
+    ascii_name = ".".join(labels).lower()
+    if len(ascii_name) > MAX_NAME_LENGTH:
+        raise TargetError(f"'{text}' is not a valid host name: longer than {MAX_NAME_LENGTH} characters")
+    return ascii_name
+
+
+def _ascii_label(text: str, label: str) -> str:
+    if not label:
+        raise TargetError(f"'{text}' is not a valid host name: empty label")
+    if label.isascii():
+        return label
+    try:
+        return encodings.idna.ToASCII(label).decode("ascii")
+    except UnicodeError as exc:
+        raise TargetError(f"'{text}' is not a valid host name: label '{label}' has no IDNA form ({exc})") from None
+
+
+async def resolve_target(
+    text: str, *, port: int = SMTP_PORT, domain: bool = False, resolver: str | None = None, timeout: float = 5.0
+) -> ResolvedTarget:
+    """The hosts behind a target: its A and AAAA addresses, or with domain=True its MX hosts'.
+
+    `resolver` is "ADDRESS[:PORT]" or None for the system resolver. Nothing here raises:
+    a bad target, a missing name or an unavailable resolver give `error`.
+    """
+    try:
+        host, port = parse_target(text, default_port=port)
+    except TargetError as exc:
+        return ResolvedTarget(label=text.strip(), hosts=[], error=str(exc))
+    client = DnsClient(resolver, timeout)
+    if _ip_address(host):
+        if domain:
+            return ResolvedTarget(label=host, hosts=[], error=f"{host} is an IP address, not a mail domain")
+        return ResolvedTarget(label=host, hosts=[HostTarget(host, port)])
+    if domain:
+        return await _resolve_mail_domain(host, port, client)
+    return await _resolve_host_name(host, port, client)
+
+
+async def _resolve_host_name(name: str, port: int, client: DnsClient) -> ResolvedTarget:
+    found = await client.addresses(name)
+    hosts = [HostTarget(address, port, name=name) for address in found.addresses]
+    checks = []
+    if hosts and found.failure:  # one family answered, the other did not: say what is left out
+        detail = (f"Could not look up every address of {name} ({found.failure}), "
+                  f"so only {', '.join(found.addresses)} is tested.")
+        checks.append(Check("addresses", "error", detail, {"name": name, "addresses": list(found.addresses)}))
+    return ResolvedTarget(label=name, hosts=hosts, checks=checks, error=found.problem)
+
+
+async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> ResolvedTarget:
+    """RFC 5321 section 5.1: the MX hosts by preference, else the domain's own addresses."""
+    mail = await find_mail_hosts(domain, client)
+    check = mx_check(mail)
+    hosts = [HostTarget(address, port, name=name, mail_domain=domain) for name, address in mail.receiving_hosts()]
+    return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=None if hosts else _nothing_to_test(check))
+
+
+def _nothing_to_test(check: Check) -> str:
+    if check.status == "error":
+        return check.detail
+    return f"{check.detail.rstrip('.')}, nothing to test"
+
