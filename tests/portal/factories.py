@@ -1,4 +1,4 @@
-"""Rows the run and broker tests need: a department with a member, a registered server, a run."""
+"""Plain factory functions for the portal's rows: each takes only what a test cares about."""
 
 from __future__ import annotations
 
@@ -7,25 +7,78 @@ from django.contrib.auth.models import User
 from relaytests.models import Department, MailServer, Membership, TestRun
 from relaytests.probe.canary import new_run_id
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "a long test password 42"
 
 
-def member(username: str = "mailadmin", department: str = "Physics") -> User:
-    """A user who administers the mail of `department` (created when missing)."""
-    dept, _ = Department.objects.get_or_create(name=department, slug=department.lower())
-    user = User.objects.create_user(username, f"{username}@example.edu", PASSWORD)
-    Membership.objects.create(user=user, department=dept)
-    return user
+def make_user(username: str, *, staff: bool = False) -> User:
+    return User.objects.create_user(username, email=f"{username}@example.edu", password=PASSWORD, is_staff=staff)
 
 
-def server(user: User, address: str = "127.0.0.1", port: int = 25, **fields) -> MailServer:
-    """A server of the user's first department, registered with the one address it resolved to."""
-    return MailServer.objects.create(
-        department=user.departments.first(), target=address, kind=MailServer.Kind.IP, port=port,
-        addresses=[address], created_by=user, **fields,
-    )
+def make_department(name: str, *members: User) -> Department:
+    department = Department.objects.create(name=name, slug=name.lower().replace(" ", "-"))
+    for user in members:
+        Membership.objects.create(user=user, department=department)
+    return department
 
 
-def run(server: MailServer, **fields) -> TestRun:
+def make_server(department: Department, target: str = "mail.physics.example.edu", **fields) -> MailServer:
+    fields.setdefault("addresses", ["192.0.2.25"])
+    return MailServer.objects.create(department=department, target=target, **fields)
+
+
+def make_run(server: MailServer, **fields) -> TestRun:
+    """A run of the server: finished unless told otherwise."""
+    fields.setdefault("status", TestRun.Status.DONE)
     fields.setdefault("addresses", server.addresses)
     return TestRun.objects.create(server=server, probe_run_id=new_run_id(), **fields)
+
+
+def vector(vector_id: str, outcome: str, *, delivered: bool | None = None, reason: str = "") -> dict:
+    return {
+        "id": vector_id,
+        "helo": "relaytest.invalid",
+        "mail_from": "<probe@canary.example.net>",
+        "rcpt_to": f"<{vector_id}@canary.example.net>",
+        "outcome": outcome,
+        "reason": reason or ("relay_denied" if outcome == "rejected" else ""),
+        "code": {"accepted": 250, "rejected": 554, "deferred": 450, "failed": None}[outcome],
+        "reply": "5.7.1 Relay access denied" if outcome == "rejected" else "2.1.5 Ok",
+        "delivered": delivered,
+    }
+
+
+def check(check_id: str, status: str, detail: str = "") -> dict:
+    return {"id": check_id, "status": status, "detail": detail or f"{check_id} is {status}", "data": {}}
+
+
+def host(address: str = "192.0.2.25", *, verdict: str = "secure", vectors=(), checks=(), **fields) -> dict:
+    return {
+        "address": address,
+        "port": 25,
+        "name": "mail.physics.example.edu",
+        "verdict": verdict,
+        "reason": "",
+        "banner": "220 mail.physics.example.edu ESMTP Postfix",
+        "software": {"family": "postfix", "version": None},
+        "vectors": list(vectors),
+        "checks": list(checks),
+        "transcript": [],
+        **fields,
+    }
+
+
+def report(verdict: str = "secure", hosts=(), checks=(), **fields) -> dict:
+    return {
+        "schema": "relaytest/1",
+        "target": "mail.physics.example.edu",
+        "started_at": "2026-11-27T10:00:00+00:00",
+        "finished_at": "2026-11-27T10:01:00+00:00",
+        "duration_s": 60.0,
+        "verdict": verdict,
+        "summary": "",
+        "probe": {"source_address": "198.51.100.7", "helo": "relaytest.invalid",
+                  "inside_internal_networks": False, "canary_domain": "canary.example.net"},
+        "hosts": list(hosts),
+        "checks": list(checks),
+        **fields,
+    }

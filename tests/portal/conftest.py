@@ -1,0 +1,51 @@
+"""The personas of every portal test: anonymous, a member of the server's department,
+a member of another department, and central IT staff (a member of no department)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.portal import factories
+
+
+@pytest.fixture
+def member(db):
+    return factories.make_user("alice")
+
+
+@pytest.fixture
+def outsider(db):
+    return factories.make_user("mallory")
+
+
+@pytest.fixture
+def staff(db):
+    return factories.make_user("central", staff=True)
+
+
+@pytest.fixture
+def department(member):
+    return factories.make_department("Physics", member)
+
+
+@pytest.fixture
+def other_department(outsider):
+    return factories.make_department("Chemistry", outsider)
+
+
+@pytest.fixture
+def server(department):
+    return factories.make_server(department)
+
+
+def client_for(user) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def personas(member, outsider, other_department, staff):
+    return {"anonymous": None, "member": member, "outsider": outsider, "staff": staff}
