@@ -1,8 +1,25 @@
-from django.urls import path
+from django.urls import include, path
 
-from relaytests import views
+from relaytests.views import dashboards, runs, servers
 
 app_name = "relaytests"
+
+server_urls = [
+    path("", servers.server, name="server"),
+    path("test/", servers.start_test, name="server-test"),
+]
+
+run_urls = [
+    path("", runs.run, name="run"),
+    path("live/", runs.run_live, name="run-live"),
+    path("retest/", runs.retest, name="run-retest"),
+]
+
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", dashboards.home, name="home"),
+    path("overview/", dashboards.overview, name="overview"),
+    path("departments/<slug:slug>/", dashboards.department, name="department"),
+    path("servers/new/", servers.register, name="register"),
+    path("servers/<int:pk>/", include(server_urls)),
+    path("runs/<int:pk>/", include(run_urls)),
 ]

@@ -1,0 +1,79 @@
+"""Central IT's administration: departments and their members, servers, and (read-only) runs."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from relaytests.models import CanaryDelivery, Department, MailServer, Membership, TestRun, VerdictChange
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Department)
+class DepartmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "contact_email"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(MailServer)
+class MailServerAdmin(admin.ModelAdmin):
+    list_display = ["target", "port", "kind", "department", "created_at"]
+    list_filter = ["kind", "department"]
+    search_fields = ["target", "mail_domain", "department__name"]
+    readonly_fields = ["created_by", "created_at"]
+
+
+class CanaryDeliveryInline(admin.TabularInline):
+    model = CanaryDelivery
+    extra = 0
+    can_delete = False
+    readonly_fields = ["vector_id", "token", "received_at", "peer_address", "received_chain", "late"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TestRun)
+class TestRunAdmin(admin.ModelAdmin):
+    """Runs are written by the workers; here they are only read."""
+
+    list_display = ["pk", "server", "status", "verdict", "trigger", "started_by", "created_at"]
+    list_filter = ["status", "verdict", "trigger"]
+    search_fields = ["server__target", "probe_run_id", "celery_task_id"]
+    date_hierarchy = "created_at"
+    exclude = ["report"]
+    readonly_fields = [f.name for f in TestRun._meta.fields if f.name != "report"] + ["report_json"]
+    inlines = [CanaryDeliveryInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Report")
+    def report_json(self, run: TestRun) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(run.report, indent=2))
+
+
+@admin.register(VerdictChange)
+class VerdictChangeAdmin(admin.ModelAdmin):
+    list_display = ["server", "old_verdict", "new_verdict", "run", "created_at"]
+    list_filter = ["new_verdict"]
+    readonly_fields = ["server", "run", "old_verdict", "new_verdict", "created_at"]
+
+
+@admin.register(CanaryDelivery)
+class CanaryDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["run", "vector_id", "received_at", "peer_address", "late"]
+    list_filter = ["late"]
+    readonly_fields = ["run", "vector_id", "token", "received_at", "peer_address", "received_chain", "late"]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django import forms
+
+from relaytests import scope
+from relaytests.models import Department, MailServer
+from relaytests.probe.targets import TargetError
+
+KIND_CHOICES = [
+    ("server", "A mail server: its hostname or IP address"),
+    ("domain", "A mail domain: test each of its MX hosts"),
+]
+
+
+class RegisterServerForm(forms.Form):
+    department = forms.ModelChoiceField(queryset=Department.objects.none(), empty_label=None)
+    what = forms.ChoiceField(
+        label="What do you want to test?", choices=KIND_CHOICES, initial="server", widget=forms.RadioSelect
+    )
+    target = forms.CharField(
+        label="Hostname, IP address or mail domain",
+        max_length=300,
+        help_text="For example mail.physics.example.edu, 192.0.2.25, [2001:db8::25], "
+        "or physics.example.edu. Add :PORT for a port other than 25.",
+    )
+    mail_domain = forms.CharField(
+        label="The server's mail domain (optional)",
+        max_length=255,
+        required=False,
+        help_text="The domain it receives mail for; address tricks are tried against it too.",
+    )
+
+    def __init__(self, *args, departments, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scoped: scope.ScopedTarget | None = None
+        self.fields["department"].queryset = departments
+        if len(departments) == 1:
+            self.fields["department"].initial = departments[0]
+
+    def clean_mail_domain(self) -> str:
+        text = self.cleaned_data["mail_domain"].strip()
+        if not text:
+            return ""
+        try:
+            domain, kind, port = scope.parse(text, domain=True)
+        except TargetError as error:
+            raise forms.ValidationError(str(error)) from None
+        if port != 25 or ":" in text:
+            raise forms.ValidationError("A mail domain has no port.")
+        return domain
+
+    def clean(self):
+        cleaned = super().clean()
+        if "target" not in cleaned or "what" not in cleaned:
+            return cleaned
+        try:
+            target, kind, port = scope.parse(cleaned["target"], domain=cleaned["what"] == "domain")
+            self._refuse_duplicate(target, kind, port)
+            self.scoped = scope.check(target, kind, port)
+        except (TargetError, scope.OutOfScope) as error:
+            self.add_error("target", str(error))
+        except forms.ValidationError as error:
+            self.add_error("target", error)
+        return cleaned
+
+    def _refuse_duplicate(self, target: str, kind: str, port: int) -> None:
+        if MailServer.objects.filter(target=target, port=port, kind=kind).exists():
+            shown = target if port == 25 else f"{target}:{port}"
+            raise forms.ValidationError(
+                f"{shown} is already registered. If it is your department's and you cannot see it, "
+                "ask central IT."
+            )
+
+    def save(self, user) -> MailServer:
+        scoped = self.scoped
+        return MailServer.objects.create(
+            department=self.cleaned_data["department"],
+            target=scoped.target,
+            kind=scoped.kind,
+            port=scoped.port,
+            mail_domain=self.cleaned_data["mail_domain"] or (scoped.target if scoped.kind == "domain" else ""),
+            addresses=scoped.addresses,
+            created_by=user,
+        )

@@ -1,0 +1,51 @@
+"""A run's report: the page, its live part, and Re-test."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from relaytests import access
+from relaytests.compare import compare_reports
+from relaytests.models import TestRun
+from relaytests.views.servers import start_run
+
+# How often the page refreshes itself while a run works, when JavaScript is off.
+NOSCRIPT_REFRESH_SECONDS = 10
+
+
+@login_required
+def run(request, pk: int):
+    context = _run_context(access.get_run_for_user(request.user, pk))
+    context["permalink"] = settings.SITE_URL + context["run"].get_absolute_url()
+    context["noscript_refresh"] = NOSCRIPT_REFRESH_SECONDS
+    return render(request, "relaytests/run.html", context)
+
+
+@login_required
+def run_live(request, pk: int):
+    """The part of the run page that changes while it works; the page's script swaps it in."""
+    context = _run_context(access.get_run_for_user(request.user, pk))
+    return render(request, "relaytests/includes/run_body.html", context)
+
+
+@login_required
+@require_POST
+def retest(request, pk: int):
+    run = access.get_run_for_user(request.user, pk)
+    return start_run(request, run.server, TestRun.Trigger.RETEST)
+
+
+def _run_context(run: TestRun) -> dict:
+    report = run.report or {}
+    previous = run.previous_finished_run() if run.status == TestRun.Status.DONE else None
+    return {
+        "run": run,
+        "server": run.server,
+        "report": report,
+        "probe": report.get("probe", {}),
+        "previous": previous,
+        "comparison": compare_reports(previous.report, report) if previous else None,
+    }
