@@ -44,6 +44,10 @@ class VectorResult:
     tier: str = "core"
     token: str = ""  # the canary token carried by the recipient
     attempts: int = 1
+    data_code: int | None = None  # the end-of-data reply, when DATA was sent
+    data_reply: str = ""
+    sent_at: str | None = None  # when the end-of-data reply came (ISO 8601, UTC)
+    delivery: dict[str, Any] | None = None  # what the canary receiver recorded, when it arrived
 
 
 @dataclass

@@ -211,6 +211,19 @@ class SmtpSession:
             self._smtp.close()  # the server is closing; aiosmtplib keeps it open otherwise
         return reply
 
+    async def data(self, message: bytes) -> Reply:
+        """DATA, the message, and the end-of-data reply (where servers that decide late refuse)."""
+        self.transcript.add("C", "DATA")
+        self.transcript.note(f"(the test message, {len(message)} bytes, then '.')")
+        try:
+            response = await self._timed(self._smtp.data(message, timeout=self.command_timeout))
+        except errors.SMTPDataError as exc:
+            self.errors += 1
+            return self._record_reply(exc.code, exc.message)
+        except errors.SMTPException as exc:
+            raise self._broken(exc) from None
+        return self._record_reply(response.code, response.message)
+
     async def starttls(self) -> TlsInfo:
         self.transcript.add("C", "STARTTLS")
         try:

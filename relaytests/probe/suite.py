@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from relaytests.probe import canary, dnschecks, fingerprint, hygiene, verdict
+from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, verdict
 from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, TargetError, resolve_target
@@ -45,6 +45,11 @@ class SuiteConfig:
     max_errors_per_connection: int = 8
     slow_reply_seconds: float = 2.0  # a reply this slow on a fast connection means a tarpit began
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
+    # Canary delivery: complete DATA to the canary address of every accepted relay vector.
+    send_data: bool = False
+    portal_name: str = "Relay Test Portal"
+    portal_url: str = ""
+    contact: str = ""
 
 
 @dataclass
@@ -127,6 +132,39 @@ async def probe_target(
     if domain:
         report.checks += await dnschecks.domain_checks(resolved.label, resolver=config.resolver)
     return report
+
+
+def settle_deliveries(report: Report, arrived: dict[str, dict]) -> None:
+    """Mark the vectors whose canary arrived; verdicts follow.
+
+    `arrived` maps a recipient token to what the receiver recorded: received_at (ISO 8601),
+    peer_address, received_chain (list of Received headers) and late (after the run was final).
+    Called when the canary wait is over, and again whenever a late delivery arrives.
+    """
+    refusals = {v.id: v.refusals for v in select(None)}
+    for host in report.hosts:
+        for result in host.vectors:
+            if result.token in arrived:
+                result.delivered = True
+                result.delivery = {**arrived[result.token], "delay_s": _delay(result.sent_at, arrived[result.token])}
+        if host.vectors:
+            host.verdict, host.reason = verdict.host_verdict(host.vectors, refusals)
+            host.checks = [c for c in host.checks if c.id not in verdict.RELAY_WARNING_IDS]
+            host.checks += verdict.relay_warnings(host.vectors)
+    report.verdict = worst_verdict([h.verdict for h in report.hosts])
+    report.summary = verdict.summary(report.verdict, [f"{h.address}: {h.reason}." for h in report.hosts])
+
+
+def _delay(sent_at: str | None, delivery: dict) -> float | None:
+    if not sent_at:
+        return None
+    seconds = datetime.fromisoformat(delivery["received_at"]) - datetime.fromisoformat(sent_at)
+    return max(0.0, round(seconds.total_seconds(), 3))  # a relay may deliver before it answers us
+
+
+def awaited_tokens(report: Report) -> set[str]:
+    """The tokens of test messages a server took (end-of-data 250) that have not arrived yet."""
+    return {v.token for h in report.hosts for v in h.vectors if v.data_code == 250 and not v.delivered}
 
 
 def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
@@ -314,6 +352,17 @@ class HostProbe:
             result.outcome, result.reason = verdict.classify(reply.code, reply.text, step)
             if not reply.is_positive:
                 return
+        if self.config.send_data and result.evidence != "control":
+            await self._send_test_message(session, result)
+
+    async def _send_test_message(self, session: SmtpSession, result: VectorResult) -> None:
+        """Only ever to the vector's canary address: the safety rule of DESIGN.md."""
+        address = f"{result.token}@{self.config.canary_domain}"
+        reply = await session.data(message.test_message(
+            address, self.run_id, result.id, self.config.portal_name, self.config.portal_url, self.config.contact))
+        result.data_code, result.data_reply = reply.code, reply.first_line
+        result.sent_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        result.delivered = False  # until the canary receiver says otherwise
 
     async def _maybe_retire(self, session: SmtpSession) -> None:
         """End a shared connection before the server's error limits or a tarpit bite."""

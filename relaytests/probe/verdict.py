@@ -93,7 +93,7 @@ def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[st
     ]
     if blocked_control:
         r = blocked_control[0]
-        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {r.code} {r.reply[:120]})"
+        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {r.reply[:120]})"
     unsettled = [r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))]
     if unsettled:
         return "inconclusive", _unsettled_reason(unsettled)
@@ -116,13 +116,16 @@ def _unsettled_reason(unsettled: list[VectorResult]) -> str:
         by_reason.setdefault(r.reason, []).append(r.id)
     parts = [f"{reason} ({_ids(ids)})" for reason, ids in by_reason.items()]
     first = unsettled[0]
-    example = f"; e.g. {first.id}: {first.code} {first.reply[:120]}" if first.code else ""
+    example = f"; e.g. {first.id}: {first.reply[:120]}" if first.reply else ""
     return "not every core vector was refused: " + "; ".join(parts) + example
 
 
 def _ids(ids: list[str], most: int = 6) -> str:
     shown = ", ".join(ids[:most])
     return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+RELAY_WARNING_IDS = ("relay-refused-temporarily", "routed-addresses-accepted", "greylisted-outside-recipient")
 
 
 def relay_warnings(results: list[VectorResult]) -> list[Check]:

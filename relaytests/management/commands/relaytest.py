@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import socket
 import sys
 
 from django.conf import settings
@@ -16,10 +18,13 @@ from django.core.management.base import BaseCommand
 
 from relaytests.probe import report as report_module
 from relaytests.probe.report import Report
-from relaytests.probe.suite import SuiteConfig, probe_target
+from relaytests.probe.receiver import CanaryReceiver, Delivery
+from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
 from relaytests.probe.vectors import catalogue
 
 VERDICT_COLUMN = 9
+DEFAULT_CANARY_WAIT = 60.0
+CANARY_POLL_SECONDS = 0.1
 
 
 def port_number(text: str) -> int:
@@ -63,6 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
         parser.add_argument("--canary-domain", default=settings.RELAYTEST_CANARY_DOMAIN,
                             help="the canary domain every relay vector addresses")
+        parser.add_argument("--canary-listen", type=listen_address,
+                            help="HOST:PORT: run a canary receiver inside this command, for confirmed delivery")
+        parser.add_argument("--canary-wait", type=positive_seconds, default=DEFAULT_CANARY_WAIT,
+                            help="seconds to wait for relayed test messages (default %(default)s)")
         parser.add_argument("--vectors", help="comma-separated vector ids to run (default: all)")
         parser.add_argument("--list-vectors", action="store_true", help="list the vector catalogue and exit")
         parser.add_argument("--helo", default=settings.RELAYTEST_PROBE_HELO, help="the name the probe greets with")
@@ -75,6 +84,7 @@ class Command(BaseCommand):
                             help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)")
 
     def handle(self, *args, **options):
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
         if options["list_vectors"]:
             self._list_vectors()
             return
@@ -90,7 +100,34 @@ class Command(BaseCommand):
         sys.exit(report.exit_code())
 
     async def _probe(self, options) -> Report:
-        config = SuiteConfig(
+        config = self._config(options)
+        if not options["canary_listen"]:
+            return await self._run(options, config)
+        arrived: dict[str, dict] = {}
+        host, port = options["canary_listen"]
+        receiver = CanaryReceiver(config.canary_domain, config.canary_secret,
+                                  lambda delivery: arrived.setdefault(delivery.token, delivery_facts(delivery)),
+                                  host=host, port=port)
+        try:
+            await receiver.start()
+        except OSError as exc:
+            self.create_parser("manage.py", "relaytest").error(f"cannot listen on {host}:{port}: {exc.strerror}")
+        try:
+            config.send_data = True
+            report = await self._run(options, config)
+            await wait_for_canaries(report, arrived, options["canary_wait"])
+        finally:
+            await receiver.stop()
+        settle_deliveries(report, arrived)
+        return report
+
+    async def _run(self, options, config: SuiteConfig) -> Report:
+        if options["domain"]:
+            return await probe_target(options["domain"], config, port=options["port"], domain=True)
+        return await probe_target(options["target"], config, port=options["port"])
+
+    def _config(self, options) -> SuiteConfig:
+        return SuiteConfig(
             canary_domain=options["canary_domain"],
             canary_secret=settings.RELAYTEST_CANARY_SECRET,
             probe_helo=options["helo"],
@@ -103,15 +140,34 @@ class Command(BaseCommand):
             internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
             resolver=options["resolver"] or None,
             dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES) or None,
+            portal_name=f"relaytest command on {socket.getfqdn()}",
+            contact=settings.DEFAULT_FROM_EMAIL,
         )
-        if options["domain"]:
-            return await probe_target(options["domain"], config, port=options["port"], domain=True)
-        return await probe_target(options["target"], config, port=options["port"])
 
     def _list_vectors(self) -> None:
         width = max(len(v.id) for v in catalogue())
         for vector in catalogue():
             self.stdout.write(f"{vector.id:<{width}}  {vector.tier:<4}  {vector.explanation}")
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), port_number(port)
+
+
+def delivery_facts(delivery: Delivery) -> dict:
+    return {"received_at": delivery.received_at.isoformat(timespec="milliseconds"),
+            "peer_address": delivery.peer_address, "received_chain": list(delivery.received_chain), "late": False}
+
+
+async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:
+    """Until every test message a server took has arrived, or the wait is over."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait
+    while awaited_tokens(report) - arrived.keys() and loop.time() < give_up:
+        await asyncio.sleep(CANARY_POLL_SECONDS)
 
 
 def untested(report: Report) -> list[str]:
