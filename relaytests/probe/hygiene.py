@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from relaytests.probe import dnschecks, fingerprint
+from relaytests.probe import dnschecks, fingerprint, outdated
 from relaytests.probe.report import Check, HostReport
 from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
 
@@ -24,6 +24,7 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
     checks = [
         Check("banner", "info", f"The server greets with: {host.banner}", {"banner": host.banner}),
         _software_check(host),
+        outdated.outdated_check(host.software, host.banner),
         _auth_before_tls(session.extensions),
         await _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists"),
         await _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
