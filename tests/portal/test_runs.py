@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from relaytests import runs
 from relaytests.models import TestRun, VerdictChange
-from tests.portal import factories
+from tests.portal.worker import loopback_server, queued_run
 
 Status = TestRun.Status
 STALE_AFTER = 300
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def server():
-    return factories.server(factories.member())
+def server(department):
+    return loopback_server(department)
 
 
 def report_with(verdict: str) -> dict:
@@ -32,7 +32,7 @@ def ago(seconds: float):
 
 
 def test_a_queued_run_is_claimed_once(server):
-    run = factories.run(server)
+    run = queued_run(server)
 
     claimed = runs.claim(run.pk)
 
@@ -42,7 +42,7 @@ def test_a_queued_run_is_claimed_once(server):
 
 
 def test_a_reaped_run_cannot_be_claimed_by_a_late_task(server):
-    run = factories.run(server, status=Status.INTERRUPTED)
+    run = queued_run(server, status=Status.INTERRUPTED)
 
     assert runs.claim(run.pk) is None
     run.refresh_from_db()
@@ -50,7 +50,7 @@ def test_a_reaped_run_cannot_be_claimed_by_a_late_task(server):
 
 
 def test_a_released_run_is_queued_again_and_claimable(server):
-    run = runs.claim(factories.run(server).pk)
+    run = runs.claim(queued_run(server).pk)
 
     assert runs.release(run)
 
@@ -60,24 +60,23 @@ def test_a_released_run_is_queued_again_and_claimable(server):
 
 
 def test_busy_addresses_are_those_another_running_run_holds(server):
-    user = server.created_by
-    factories.run(factories.server(user, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.2", "127.0.0.3"])
-    factories.run(factories.server(user, "127.0.0.4"), status=Status.DONE)
-    run = factories.run(server, addresses=["127.0.0.1", "127.0.0.3", "127.0.0.4"])
+    queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.2", "127.0.0.3"])
+    queued_run(loopback_server(server.department, "127.0.0.4"), status=Status.DONE)
+    run = queued_run(server, addresses=["127.0.0.1", "127.0.0.3", "127.0.0.4"])
 
     assert runs.busy_addresses(run) == {"127.0.0.3"}
 
 
 def test_a_run_does_not_block_itself(server):
-    run = runs.claim(factories.run(server).pk)
+    run = runs.claim(queued_run(server).pk)
 
     assert runs.busy_addresses(run) == set()
 
 
 def test_finishing_stores_report_and_verdict_and_the_change(server):
-    first = factories.run(server, status=Status.RUNNING)
+    first = queued_run(server, status=Status.RUNNING)
     assert runs.finish(first.pk, report_with("accepts_relay"))
-    second = factories.run(server, status=Status.RUNNING)
+    second = queued_run(server, status=Status.RUNNING)
 
     assert runs.finish(second.pk, report_with("secure"))
 
@@ -90,14 +89,14 @@ def test_finishing_stores_report_and_verdict_and_the_change(server):
 
 def test_the_same_verdict_again_writes_no_change(server):
     for _ in range(2):
-        run = factories.run(server, status=Status.RUNNING)
+        run = queued_run(server, status=Status.RUNNING)
         runs.finish(run.pk, report_with("secure"))
 
     assert VerdictChange.objects.filter(server=server, old_verdict="secure").count() == 0
 
 
 def test_a_run_reaped_meanwhile_is_not_finished_over(server):
-    run = factories.run(server, status=Status.INTERRUPTED, status_reason=runs.WORKER_LOST)
+    run = queued_run(server, status=Status.INTERRUPTED, status_reason=runs.WORKER_LOST)
 
     assert not runs.finish(run.pk, report_with("secure"))
 
@@ -106,7 +105,7 @@ def test_a_run_reaped_meanwhile_is_not_finished_over(server):
 
 
 def test_fail_ends_a_queued_run_with_its_reason(server):
-    run = factories.run(server)
+    run = queued_run(server)
 
     assert runs.fail(run.pk, runs.BROKER_UNREACHABLE)
 
@@ -116,7 +115,7 @@ def test_fail_ends_a_queued_run_with_its_reason(server):
 
 
 def test_fail_leaves_a_finished_run_alone(server):
-    run = factories.run(server, status=Status.DONE, verdict="secure")
+    run = queued_run(server, status=Status.DONE, verdict="secure")
 
     assert not runs.fail(run.pk, "late")
 
@@ -126,7 +125,7 @@ def test_fail_leaves_a_finished_run_alone(server):
 
 def test_interrupt_keeps_the_partial_report(server):
     partial = {"hosts": [{"address": "127.0.0.1", "state": "testing"}]}
-    run = factories.run(server, status=Status.RUNNING, report=partial)
+    run = queued_run(server, status=Status.RUNNING, report=partial)
 
     assert runs.interrupt(run.pk, "time limit")
 
@@ -135,8 +134,8 @@ def test_interrupt_keeps_the_partial_report(server):
 
 
 def test_progress_and_heartbeat_only_touch_a_running_run(server):
-    running = factories.run(server, status=Status.RUNNING)
-    done = factories.run(factories.server(server.created_by, "127.0.0.9"), status=Status.DONE)
+    running = queued_run(server, status=Status.RUNNING)
+    done = queued_run(loopback_server(server.department, "127.0.0.9"), status=Status.DONE)
 
     assert runs.save_progress(running.pk, {"hosts": []})
     assert runs.touch(running.pk)
@@ -148,9 +147,9 @@ def test_progress_and_heartbeat_only_touch_a_running_run(server):
 
 def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(server, django_assert_num_queries):
     partial = {"hosts": [{"address": "127.0.0.1", "state": "testing"}]}
-    silent = factories.run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(600), report=partial)
-    other = factories.server(server.created_by, "127.0.0.2")
-    never_taken = factories.run(other, status=Status.QUEUED)
+    silent = queued_run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(600), report=partial)
+    other = loopback_server(server.department, "127.0.0.2")
+    never_taken = queued_run(other, status=Status.QUEUED)
     TestRun.objects.filter(pk=never_taken.pk).update(created_at=ago(QUEUED_AFTER + 60))
 
     with django_assert_num_queries(1):
@@ -165,10 +164,9 @@ def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(ser
 
 
 def test_the_reaper_leaves_live_runs_and_finished_ones_alone(server):
-    make = factories.server
-    alive = factories.run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(10))
-    waiting = factories.run(make(server.created_by, "127.0.0.2"), status=Status.QUEUED)
-    finished = factories.run(make(server.created_by, "127.0.0.3"), status=Status.DONE, heartbeat_at=ago(9000))
+    alive = queued_run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(10))
+    waiting = queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.QUEUED)
+    finished = queued_run(loopback_server(server.department, "127.0.0.3"), status=Status.DONE, heartbeat_at=ago(9000))
 
     assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 0
 
@@ -178,7 +176,7 @@ def test_the_reaper_leaves_live_runs_and_finished_ones_alone(server):
 
 
 def test_a_running_run_that_never_beat_is_judged_by_its_start(server):
-    run = factories.run(server, status=Status.RUNNING, started_at=ago(STALE_AFTER + 60), heartbeat_at=None)
+    run = queued_run(server, status=Status.RUNNING, started_at=ago(STALE_AFTER + 60), heartbeat_at=None)
 
     assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 1
 

@@ -1,4 +1,4 @@
-"""A real Celery worker process for the tests, and the Redis broker it talks to.
+"""A real Celery worker process for the tests, the Redis broker it talks to, and the loopback servers it tests.
 
 The worker is `celery -A portal worker` in its own process group, pointed at the test database
 (the file pytest-django made on SQLite, the test database on PostgreSQL) and at a Redis database
@@ -24,12 +24,26 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from relaytests.models import TestRun
+from portal.celery import app as celery_app
+from relaytests.models import Department, MailServer, TestRun
+from relaytests.probe.canary import new_run_id
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 READY_WITHIN = 60.0  # seconds for a worker to start; a bound for a broken setup, not a speed claim
 FINISHED_WITHIN = 120.0
 POLL = 0.2
+
+
+def loopback_server(department: Department, address: str = "127.0.0.1", port: int = 25, **fields) -> MailServer:
+    """A server registered by its address, the one address the scope check accepted."""
+    fields.setdefault("addresses", [address])
+    return MailServer.objects.create(department=department, target=address, kind=MailServer.Kind.IP, port=port, **fields)
+
+
+def queued_run(server: MailServer, **fields) -> TestRun:
+    """A run as the Test button creates it (other states through `fields`)."""
+    fields.setdefault("addresses", server.addresses)
+    return TestRun.objects.create(server=server, probe_run_id=new_run_id(), **fields)
 
 
 def database_url() -> str:
@@ -47,6 +61,19 @@ def empty_broker() -> None:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).flushdb()
     except redis.exceptions.ConnectionError as exc:
         pytest.fail(f"The broker tests need Redis at {REDIS_URL} (.ci/run starts it): {exc}")
+
+
+@contextlib.contextmanager
+def publishing_to(broker_url: str) -> Iterator[None]:
+    """Make this process (the views' enqueue_run) publish to another broker for a while."""
+    original = celery_app.conf.broker_url
+    celery_app.close()  # drop pooled connections to the old broker
+    celery_app.conf.broker_url = broker_url
+    try:
+        yield
+    finally:
+        celery_app.close()
+        celery_app.conf.broker_url = original
 
 
 class Worker:

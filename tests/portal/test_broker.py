@@ -1,0 +1,66 @@
+"""Runs through the real broker: Redis, and a Celery worker process started by the test.
+
+The run is submitted the way an admin does (the Test button of the server page, as a member)
+and finished by the worker against a loopback fake SMTP server.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from relaytests import runs
+from relaytests.models import TestRun
+from relaytests.tasks import enqueue_run
+from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
+from tests.portal.worker import (
+    REDIS_URL, celery_worker, is_final, loopback_server, publishing_to, queued_run, wait_for_run,
+)  # fmt: skip
+
+Status = TestRun.Status
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def redis_broker():
+    with publishing_to(REDIS_URL):
+        yield
+
+
+def test_a_run_started_on_the_page_is_finished_by_a_worker(department, member, client, redis_broker):
+    client.force_login(member)
+    with FakeSMTPServer("closed") as fake, celery_worker() as worker:
+        server = loopback_server(department, port=fake.port, mail_domain=LOCAL_DOMAIN)
+
+        response = client.post(reverse("relaytests:server-test", args=[server.pk]))
+
+        run = server.runs.get()
+        assert response.url == run.get_absolute_url()
+        run = wait_for_run(run, is_final, worker=worker)
+
+    assert (run.status, run.verdict, run.trigger) == (Status.DONE, "secure", TestRun.Trigger.MANUAL)
+    assert run.celery_task_id
+    [host] = run.report["hosts"]
+    assert (host["address"], host["port"], host["verdict"]) == ("127.0.0.1", fake.port, "secure")
+    assert host["banner"].startswith("220 mx.dept.example.edu ESMTP Postfix")
+    assert len(fake.seen.connections) == host["connections"]
+    page = client.get(run.get_absolute_url())
+    assert "Relay access denied" in page.content.decode()
+
+
+def test_a_run_waits_while_another_run_holds_its_address(department, redis_broker):
+    """One connection per host address across all workers: the second run starts after the first ends."""
+    holder = queued_run(loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"])
+    with FakeSMTPServer("closed") as fake, celery_worker(RELAYTEST_BUSY_RETRY_DELAY="1") as worker:
+        run = queued_run(loopback_server(department, port=fake.port, mail_domain=LOCAL_DOMAIN))
+        assert enqueue_run(run)
+        wait_for_run(run, lambda _: "retry: Retry in" in worker.output(), worker=worker)
+        assert fake.seen.connections == []
+
+        runs.finish(holder.pk, {"verdict": "secure", "hosts": []})
+        run = wait_for_run(run, is_final, worker=worker)
+
+    holder.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "secure")
+    assert run.started_at > holder.finished_at
