@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from relaytests import info_views
 from relaytests.views import dashboards, runs, servers
 
 app_name = "relaytests"
@@ -22,4 +23,5 @@ urlpatterns = [
     path("servers/new/", servers.register, name="register"),
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),
+    path("about/<slug:slug>/", info_views.info_page, name="info"),
 ]

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from relaytests import access
 from relaytests.compare import compare_reports
+from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
 from relaytests.views.servers import start_run
 
@@ -48,4 +49,5 @@ def _run_context(run: TestRun) -> dict:
         "probe": report.get("probe", {}),
         "previous": previous,
         "comparison": compare_reports(previous.report, report) if previous else None,
+        "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
     }
