@@ -1,0 +1,185 @@
+"""Guidance per MTA: the detected family's section, the vectors that got through, the server's own names."""
+
+from __future__ import annotations
+
+import pytest
+from django.template.loader import render_to_string
+from django.test import override_settings
+
+from relaytests.guidance import guidance_for
+from tests.portal import factories
+from tests.portal.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+BANNERS = {
+    "postfix": "220 mx.physics.example.edu ESMTP Postfix (Debian/GNU)",
+    "sendmail": "220 mx.physics.example.edu ESMTP Sendmail 8.8.8/8.8.8; Tue, 3 Mar 1998 10:00:00 -0600",
+    "exim": "220 mx.physics.example.edu ESMTP Exim 4.96 Fri, 27 Nov 2026 10:00:00 +0000",
+    "opensmtpd": "220 mx.physics.example.edu ESMTP OpenSMTPD",
+    "exchange": "220 mx.physics.example.edu Microsoft ESMTP MAIL Service ready at Fri, 27 Nov 2026 10:00:00 +0000",
+    "iis": "220 mx.physics.example.edu Microsoft ESMTP MAIL Service, Version: 6.0.3790.3959 ready at Fri",
+    "domino": "220 mx.physics.example.edu ESMTP Service (Lotus Domino Release 8.5.3) ready at Fri",
+    "qmail": "220 mx.physics.example.edu ESMTP qmail",
+    "unknown": "220 mx.physics.example.edu ESMTP ready",
+}
+VERSIONS = {"sendmail": "8.8.8", "exim": "4.96", "iis": "6.0.3790.3959", "domino": "8.5.3"}
+
+# (family, the vectors that got through, words only that family's section contains)
+FAMILIES = [
+    ("postfix", ["plain", "helo-localhost"], "smtpd_relay_restrictions = permit_mynetworks"),
+    ("sendmail", ["percent-host", "spoof-domain"], "FEATURE(`loose_relay_check&#x27;)"),
+    ("exim", ["plain"], "hostlist   relay_from_hosts"),
+    ("opensmtpd", ["plain", "spoof-domain"], "match from src &lt;dept_hosts&gt; for any"),
+    ("exchange", ["plain", "auth-failed"], "Ms-Exch-SMTP-Accept-Any-Recipient"),
+    ("iis", ["plain"], "Only the list below"),
+    ("domino", ["plain", "percent-domain"], "Inbound Relay Controls"),
+    ("qmail", ["plain", "double-at-host"], "/var/qmail/control/rcpthosts"),
+]
+MARKERS = [words for _, _, words in FAMILIES]
+
+
+def vector(vector_id: str, outcome: str, **fields) -> dict:
+    evidence = "control" if vector_id == "control-inbound" else "canary-final"
+    return {
+        "id": vector_id, "helo": "relaytest.invalid", "mail_from": "<b-1@canary.example.net>",
+        "rcpt_to": f"<r-{vector_id}@canary.example.net>", "outcome": outcome,
+        "reason": "" if outcome == "accepted" else "relay_denied", "code": 250 if outcome == "accepted" else 554,
+        "reply": "2.1.5 Ok" if outcome == "accepted" else "5.7.1 Relaying denied", "delivered": None,
+        "evidence": evidence, **fields,
+    }
+
+
+def report_for(family: str, accepted=(), *, name="mx.physics.example.edu", checks=()) -> dict:
+    """A relaytest/1 report of one host of that family, where `accepted` got through and the rest were refused."""
+    refused = [v for v in ("plain", "null-sender", "spoof-domain", "percent-host", "bang") if v not in accepted]
+    vectors = [vector(v, "accepted", delivered=True) for v in accepted] + [vector(v, "rejected") for v in refused]
+    vectors.append(vector("control-inbound", "accepted"))
+    verdict = "open_relay" if accepted else "secure"
+    host = {
+        "address": "192.0.2.25", "port": 25, "name": name, "verdict": verdict, "reason": "",
+        "banner": BANNERS[family], "software": {"family": family, "version": VERSIONS.get(family)},
+        "vectors": vectors, "checks": list(checks), "transcript": [],
+    }
+    return {
+        "schema": "relaytest/1", "target": name, "started_at": "2026-11-27T10:00:00+00:00",
+        "finished_at": "2026-11-27T10:01:00+00:00", "duration_s": 60.0, "verdict": verdict, "summary": "",
+        "probe": {"source_address": "198.51.100.7", "helo": "relaytest.invalid",
+                  "inside_internal_networks": False, "canary_domain": "canary.example.net"},
+        "hosts": [host], "checks": [],
+    }
+
+
+def render(report: dict, server=None) -> str:
+    return render_to_string("relaytests/guidance/panel.html", {"guidance": guidance_for(report, 0, server=server)})
+
+
+def named_vectors(html: str) -> set[str]:
+    return {part.split('"', 1)[0] for part in html.split('id="why-')[1:]}
+
+
+@pytest.mark.parametrize(("family", "accepted", "marker"), FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_each_family_gets_its_own_section_naming_exactly_the_vectors_that_got_through(family, accepted, marker):
+    html = render(report_for(family, accepted))
+    assert marker in html
+    assert [m for m in MARKERS if m in html] == [marker]
+    assert named_vectors(html) == set(accepted)
+    assert "How to tell which MTA you run" not in html
+    assert "Verify: re-test here" in html
+
+
+def test_each_named_vector_says_why_it_works_on_that_mta():
+    guidance = guidance_for(report_for("sendmail", ["percent-host"]), 0)
+    (percent,) = guidance.failing
+    assert "loose_relay_check" in percent.why
+    assert "mx.physics.example.edu" in percent.why
+    assert percent.explanation == "Percent hack against the host name: user%outside@server."
+
+
+def test_the_same_vector_is_explained_differently_per_mta():
+    sendmail = guidance_for(report_for("sendmail", ["plain"]), 0).failing[0].why
+    exim = guidance_for(report_for("exim", ["plain"]), 0).failing[0].why
+    assert "promiscuous_relay" in sendmail and "relay_from_hosts" in exim
+    assert sendmail != exim
+
+
+def test_unknown_software_gets_the_generic_text_with_how_to_tell_the_mta():
+    html = render(report_for("unknown", ["plain"]))
+    assert "How to tell which MTA you run" in html
+    assert "postconf -d mail_version" in html and "exim -bV" in html
+    assert [m for m in MARKERS if m in html] == []
+    assert named_vectors(html) == {"plain"}
+    assert "Refuse relay unless the client is known" in html
+
+
+def test_a_family_without_a_section_also_gets_the_generic_text():
+    report = report_for("unknown", ["plain"])
+    report["hosts"][0]["software"]["family"] = "haraka"
+    guidance = guidance_for(report, 0)
+    assert (guidance.generic, guidance.family) == (True, "unknown")
+
+
+def test_the_server_names_and_the_hub_are_filled_into_the_snippets(department):
+    server = factories.make_server(department, "mx.physics.example.edu", mail_domain="physics.example.edu")
+    guidance = guidance_for(report_for("postfix", ["plain"]), 0, server=server)
+    snippet = guidance.steps[0].snippet
+    assert "myhostname = mx.physics.example.edu\nmydomain = physics.example.edu" in snippet
+    assert "relayhost = [relay.example.edu]:587" in guidance.hub.snippet
+    assert "{" not in snippet
+
+
+def test_without_a_registered_domain_the_mail_domain_is_the_host_names_parent():
+    guidance = guidance_for(report_for("exim", ["plain"], name="smtp.chem.example.edu"), 0)
+    assert "domainlist local_domains    = @ : chem.example.edu" in guidance.steps[0].snippet
+
+
+@override_settings(PORTAL_RELAY_HUB="relay.tc.umn.edu", PORTAL_ORG_NAME="University of Minnesota")
+def test_the_hub_and_the_organisation_come_from_settings():
+    html = render(report_for("sendmail", ["percent-host"]))
+    assert "define(`SMART_HOST&#x27;, `[relay.tc.umn.edu]&#x27;)dnl" in html
+    assert "University of Minnesota recommends handing all outgoing mail" in html
+    assert "relay.example.edu" not in html
+
+
+def test_the_outdated_release_is_flagged_in_the_guidance():
+    html = render(report_for("sendmail", ["percent-host"]))
+    assert 'class="check check-fail"' in html
+    assert "The banner shows Sendmail 8.8.8, which relays mail for anyone by default" in html
+
+
+def test_the_check_the_run_recorded_is_shown_rather_than_recomputed():
+    recorded = {"id": "software-version", "status": "warn", "detail": "recorded at run time", "data": {}}
+    guidance = guidance_for(report_for("sendmail", ["plain"], checks=[recorded]), 0)
+    assert (guidance.outdated.status, guidance.outdated.detail) == ("warn", "recorded at run time")
+
+
+def test_a_host_that_refused_everything_gets_no_fix_steps():
+    html = render(report_for("postfix"))
+    assert named_vectors(html) == set()
+    assert "No relay test got through on this host." in html
+    assert "Close third-party relay" not in html
+    assert "Recommended: send through relay.example.edu" in html
+
+
+def test_names_from_a_hostile_server_are_escaped():
+    html = render(report_for("postfix", ["plain"], name="<script>x</script>.example.edu"))
+    assert "<script>" not in html
+    assert "&lt;script&gt;x&lt;/script&gt;.example.edu" in html
+
+
+@override_settings(PORTAL_RELAY_HUB="relay.tc.umn.edu")
+def test_the_run_page_shows_the_sendmail_guidance_for_a_percent_hack_relay(member, department):
+    server = factories.make_server(department, "mx.physics.example.edu", mail_domain="physics.example.edu")
+    run = factories.make_run(server, verdict="open_relay", report=report_for("sendmail", ["percent-host"]))
+    html = client_for(member).get(run.get_absolute_url()).content.decode()
+    assert "How to fix mx.physics.example.edu 192.0.2.25:25: Sendmail" in html
+    assert named_vectors(html) == {"percent-host"}
+    assert "relays mail for anyone by default" in html
+    assert "Recommended: send through relay.tc.umn.edu" in html
+
+
+def test_a_run_still_working_shows_no_guidance_yet(member, department):
+    server = factories.make_server(department)
+    run = factories.make_run(server, status="running", report=report_for("sendmail", ["percent-host"]))
+    html = client_for(member).get(run.get_absolute_url()).content.decode()
+    assert 'class="guidance"' not in html
