@@ -241,6 +241,7 @@ class FakeSMTP(SMTP):
         self.fake = server
         self.log = log
         self._greeted = False
+        self._finished = False
         self._mid_reply = False
         self._pending = b""  # the start of a command line still arriving
         self._unanswered = 0  # command lines received and not yet answered
@@ -272,9 +273,19 @@ class FakeSMTP(SMTP):
         self.transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.fake.seen.active -= 1
-        self.fake.forget(self)
+        self.fake.open_connections.discard(self)
+        self._finish()
         super().connection_lost(error)
+
+    def _finish(self) -> None:
+        """The client is done with this connection: it said QUIT, or the connection is gone.
+
+        QUIT's reply counts as the end because a client that waits for it before connecting
+        again must not be seen as holding two connections while the close is still in flight.
+        """
+        if not self._finished:
+            self._finished = True
+            self.fake.seen.active -= 1
 
     # -- what goes out --------------------------------------------------------------------------
 
@@ -295,6 +306,8 @@ class FakeSMTP(SMTP):
         if starts_reply and self._over_limit(self.behaviour.tarpit_after_errors):
             self.log.tarpit_sleeps += 1
             await asyncio.sleep(self.behaviour.tarpit_seconds)
+        if line.startswith("221"):
+            self._finish()
         if not self._mid_reply:
             self._unanswered = max(0, self._unanswered - 1)
             self.log.errors += line[:1] in ("4", "5")
@@ -431,7 +444,7 @@ class FakeSMTPServer:
         self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{LISTEN_ADDRESS}]"}))
         self.loop = asyncio.new_event_loop()
         self._greylist: set[tuple[str, str, str]] = set()
-        self._connections: set[FakeSMTP] = set()
+        self.open_connections: set[FakeSMTP] = set()
         self._thread = threading.Thread(target=self._run, name=f"fake-smtp: {self.behaviour.description}", daemon=True)
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -452,9 +465,6 @@ class FakeSMTPServer:
         first_time = triplet not in self._greylist
         self._greylist.add(triplet)
         return self.behaviour.greylist == "always" or (self.behaviour.greylist == "first-time" and first_time)
-
-    def forget(self, connection: FakeSMTP) -> None:
-        self._connections.discard(connection)
 
     def __enter__(self) -> FakeSMTPServer:
         self.start()
@@ -498,16 +508,16 @@ class FakeSMTPServer:
         self.seen.active += 1
         self.seen.max_concurrent = max(self.seen.max_concurrent, self.seen.active)
         connection = FakeSMTP(self, log)
-        self._connections.add(connection)
+        self.open_connections.add(connection)
         return connection
 
     async def _shut_down(self, listener: asyncio.Server) -> None:
         listener.close()
-        for connection in self._connections:
-            if connection.transport is not None:
-                connection.transport.close()
+        for connection in list(self.open_connections):
+            connection.transport.abort()  # close() would wait for a client that stopped reading
         tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await listener.wait_closed()
+        await asyncio.sleep(0)  # let the closed transports report connection_lost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ssl
 
@@ -56,8 +57,10 @@ class RawClient:
     async def rcpt(self, address: str) -> str:
         return await self.last_line(f"RCPT TO:<{address}>")
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await self.writer.wait_closed()
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ async def talk():
 
     yield connect
     for client in clients:
-        client.close()
+        await client.close()
 
 
 TRICKS_AT_HOME = {
