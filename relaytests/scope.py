@@ -85,11 +85,11 @@ def refuse_out_of_scope(address: str, name: str | None) -> None:
     """Raise OutOfScope unless the address may be tested (as the address of `name`, when given)."""
     ip = ipaddress.ip_address(address)
     label = f"{name} ({address})" if name else address
-    if _in_scope_network(ip):
-        return
     for kind, words in NEVER_KINDS:
         if getattr(ip, kind):
             raise OutOfScope(f"{label} is {words}, which is never tested.")
+    if _in_scope_network(ip):
+        return
     for kind, words in PRIVATE_KINDS:
         if getattr(ip, kind) and not settings.RELAYTEST_ALLOW_PRIVATE:
             raise OutOfScope(f"{label} is {words}; this portal does not test those unless configured to.")

@@ -9,6 +9,12 @@ from django.test import Client
 from tests.portal import factories
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Every persona has a password; the production hasher would spend a quarter second on each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def member(db):
     return factories.make_user("alice")

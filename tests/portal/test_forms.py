@@ -1,0 +1,123 @@
+"""The register form: every refusal has a clear message, and what it saves is what the scope check accepted."""
+
+import pytest
+
+from relaytests.forms import RegisterServerForm
+from relaytests.models import Department, MailServer
+from tests.dnsserver import ZoneServer
+from tests.portal.factories import make_department, make_server
+
+ZONE = """
+mail.physics.example.edu. A 127.0.0.25
+xn--mller-kva.physics.example.edu. A 127.0.0.26
+physics.example.edu. MX 10 mail.physics.example.edu.
+mail.example.com. A 145.0.2.27
+"""
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def zone_server():
+    with ZoneServer(ZONE) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def in_scope(settings, zone_server):
+    """Loopback is this portal's scope network; names under example.edu; lookups go to the zone above."""
+    settings.RELAYTEST_SCOPE_DOMAINS = ["example.edu"]
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/24"]
+    settings.RELAYTEST_ALLOW_PRIVATE = False
+    settings.RELAYTEST_RESOLVER = zone_server.address
+
+
+def form_for(department, **data):
+    data = {"department": department.pk, "what": "server", "mail_domain": "", **data}
+    return RegisterServerForm(data, departments=Department.objects.filter(pk=department.pk))
+
+
+def test_an_address_in_a_scope_network_is_registered_with_that_address(department, member):
+    form = form_for(department, target="127.0.0.5")
+
+    assert form.is_valid(), form.errors
+    server = form.save(member)
+
+    assert (server.target, server.kind, server.port, server.addresses) == ("127.0.0.5", "ip", 25, ["127.0.0.5"])
+    assert (server.department, server.created_by) == (department, member)
+
+
+def test_a_host_name_is_stored_in_its_idna_form_with_the_addresses_it_resolved_to(department, member):
+    form = form_for(department, target="Müller.Physics.Example.EDU:2525", mail_domain="Physics.Example.EDU")
+
+    assert form.is_valid(), form.errors
+    server = form.save(member)
+
+    assert (server.target, server.kind, server.port) == ("xn--mller-kva.physics.example.edu", "host", 2525)
+    assert (server.addresses, server.mail_domain) == (["127.0.0.26"], "physics.example.edu")
+
+
+def test_a_mail_domain_is_registered_with_its_mx_hosts_addresses_and_as_its_own_mail_domain(department, member):
+    form = form_for(department, target="physics.example.edu", what="domain")
+
+    assert form.is_valid(), form.errors
+    server = form.save(member)
+
+    assert (server.kind, server.addresses, server.mail_domain) == ("domain", ["127.0.0.25"], "physics.example.edu")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"target": "mail..example.edu"}, "'mail..example.edu' is not a valid host name: empty label"),
+        ({"target": "a" * 64 + ".example.edu"}, "is longer than 63 characters"),
+        ({"target": "-bad.example.edu"}, "starts or ends with a hyphen"),
+        ({"target": "mail.example.edu:99999"}, "port"),
+        ({"target": "nosuch.physics.example.edu"}, "nosuch.physics.example.edu"),
+        ({"target": "mail.example.com"}, "mail.example.com (145.0.2.27) is outside this portal's scope"),
+        ({"target": "127.0.1.5"}, "127.0.1.5 is a loopback address"),
+        ({"target": "127.0.0.5", "what": "domain"}, "127.0.0.5 is an address, not a mail domain"),
+        ({"target": ""}, "This field is required."),
+    ],
+)
+def test_a_refused_target_says_why(department, data, message):
+    form = form_for(department, **data)
+
+    assert not form.is_valid()
+    assert message in " ".join(form.errors["target"])
+    assert not MailServer.objects.exists()
+
+
+def test_a_server_registered_already_is_refused_as_a_duplicate(department):
+    make_server(make_department("Chemistry"), target="127.0.0.5", kind="ip", addresses=["127.0.0.5"])
+
+    form = form_for(department, target="127.0.0.5")
+
+    assert not form.is_valid()
+    assert form.errors["target"] == [
+        "127.0.0.5 is already registered. If it is your department's and you cannot see it, ask central IT."
+    ]
+
+
+def test_the_same_address_on_another_port_is_another_server(department):
+    make_server(department, target="127.0.0.5", kind="ip", addresses=["127.0.0.5"])
+
+    assert form_for(department, target="127.0.0.5:2525").is_valid()
+
+
+def test_a_user_can_register_only_for_a_department_offered_to_them(department):
+    other = make_department("Chemistry")
+
+    form = RegisterServerForm(
+        {"department": other.pk, "what": "server", "target": "127.0.0.5"},
+        departments=Department.objects.filter(pk=department.pk),
+    )
+
+    assert not form.is_valid()
+    assert "department" in form.errors
+
+
+def test_a_mail_domain_with_a_port_is_refused(department):
+    form = form_for(department, target="127.0.0.5", mail_domain="physics.example.edu:25")
+
+    assert form.errors["mail_domain"] == ["A mail domain has no port."]

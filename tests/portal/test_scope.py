@@ -1,0 +1,123 @@
+"""The scope check: parse once, resolve once (against the test DNS server), keep only what may be tested."""
+
+import pytest
+
+from relaytests import scope
+from relaytests.probe.targets import TargetError
+from tests.dnsserver import ZoneServer
+
+ZONE = """
+mail.physics.example.edu. A 130.59.10.25
+mail.physics.example.edu. AAAA 2001:620::25
+intranet.physics.example.edu. A 10.1.2.3
+physics.example.edu. MX 10 mail.physics.example.edu.
+physics.example.edu. MX 20 backup.provider.example.com.
+backup.provider.example.com. A 145.0.2.80
+chemistry.example.edu. MX 10 mx.chemistry.example.edu.
+mx.chemistry.example.edu. A 130.59.20.25
+mail.example.com. A 130.59.30.25
+"""
+
+
+@pytest.fixture(scope="module")
+def zone_server():
+    with ZoneServer(ZONE) as server:
+        yield server
+
+
+@pytest.fixture
+def dns(settings, zone_server):
+    """Scope: names under example.edu, no network; lookups go to the zone above."""
+    settings.RELAYTEST_SCOPE_DOMAINS = ["example.edu"]
+    settings.RELAYTEST_SCOPE_NETWORKS = []
+    settings.RELAYTEST_ALLOW_PRIVATE = False
+    settings.RELAYTEST_RESOLVER = zone_server.address
+    return zone_server
+
+
+@pytest.mark.parametrize(
+    "typed, domain, expected",
+    [
+        ("Mail.Physics.Example.EDU", False, ("mail.physics.example.edu", "host", 25)),
+        ("mail.physics.example.edu:2525", False, ("mail.physics.example.edu", "host", 2525)),
+        ("192.0.2.25", False, ("192.0.2.25", "ip", 25)),
+        ("[2001:DB8:0::25]:587", False, ("2001:db8::25", "ip", 587)),
+        ("physics.example.edu", True, ("physics.example.edu", "domain", 25)),
+        ("müller.example.edu", False, ("xn--mller-kva.example.edu", "host", 25)),
+    ],
+)
+def test_parse_normalises_what_was_typed_and_tells_its_kind(typed, domain, expected):
+    assert scope.parse(typed, domain=domain) == expected
+
+
+def test_an_address_is_not_a_mail_domain():
+    with pytest.raises(TargetError, match="192.0.2.25 is an address, not a mail domain"):
+        scope.parse("192.0.2.25", domain=True)
+
+
+def test_a_host_name_in_an_allowed_domain_is_resolved_once_into_its_addresses(dns):
+    scoped = scope.check("mail.physics.example.edu", "host", 25)
+
+    assert scoped.addresses == ["130.59.10.25", "2001:620::25"]
+    assert scoped.host_names == ["mail.physics.example.edu"]
+
+
+def test_a_name_outside_the_allowed_domains_is_refused_without_a_lookup(dns, settings):
+    settings.RELAYTEST_RESOLVER = "127.0.0.1:9"  # nothing answers there: a lookup would fail differently
+    with pytest.raises(scope.OutOfScope, match="mail.example.com is not under example.edu"):
+        scope.check("mail.example.com", "host", 25)
+
+
+def test_a_name_that_does_not_exist_says_so(dns):
+    with pytest.raises(TargetError, match="nosuch.physics.example.edu"):
+        scope.check("nosuch.physics.example.edu", "host", 25)
+
+
+def test_a_private_address_behind_an_allowed_name_is_refused_unless_allowed(dns, settings):
+    with pytest.raises(scope.OutOfScope, match=r"intranet.physics.example.edu \(10.1.2.3\) is a private address"):
+        scope.check("intranet.physics.example.edu", "host", 25)
+
+    settings.RELAYTEST_ALLOW_PRIVATE = True
+    assert scope.check("intranet.physics.example.edu", "host", 25).addresses == ["10.1.2.3"]
+
+
+def test_a_mail_domain_is_refused_when_one_of_its_mx_hosts_is_outside_the_scope(dns):
+    with pytest.raises(scope.OutOfScope, match=r"backup.provider.example.com \(145.0.2.80\) is outside"):
+        scope.check("physics.example.edu", "domain", 25)
+
+
+def test_a_mail_domain_gives_the_addresses_of_its_mx_hosts(dns):
+    scoped = scope.check("chemistry.example.edu", "domain", 25)
+
+    assert (scoped.addresses, scoped.host_names) == (["130.59.20.25"], ["mx.chemistry.example.edu"])
+
+
+def test_an_address_needs_a_scope_network(dns, settings):
+    with pytest.raises(scope.OutOfScope, match="130.59.10.25 is outside this portal's scope"):
+        scope.check("130.59.10.25", "ip", 25)
+
+    settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
+    assert scope.check("130.59.10.25", "ip", 25).addresses == ["130.59.10.25"]
+
+
+def test_loopback_is_refused_unless_a_scope_network_holds_it(dns, settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
+    with pytest.raises(scope.OutOfScope, match="127.0.0.5 is a loopback address"):
+        scope.check("127.0.0.5", "ip", 25)
+
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+    assert scope.check("127.0.0.5", "ip", 25).addresses == ["127.0.0.5"]
+
+
+@pytest.mark.parametrize("address, words", [("224.0.0.5", "a multicast address"), ("0.0.0.0", "the unspecified address")])
+def test_addresses_that_are_no_host_are_never_tested_even_inside_a_scope_network(dns, settings, address, words):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["0.0.0.0/0"]
+    settings.RELAYTEST_ALLOW_PRIVATE = True
+    with pytest.raises(scope.OutOfScope, match=f"{address} is {words}"):
+        scope.check(address, "ip", 25)
+
+
+def test_a_portal_without_any_scope_refuses_everything_and_says_what_to_set(dns, settings):
+    settings.RELAYTEST_SCOPE_DOMAINS = []
+    with pytest.raises(scope.OutOfScope, match="RELAYTEST_SCOPE_DOMAINS"):
+        scope.check("mail.physics.example.edu", "host", 25)
