@@ -161,12 +161,12 @@ def _outdated(host: dict[str, Any]) -> Check:
 
 def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[str, str]:
     """The values filled into the texts: the server's own names first, then what the report saw."""
-    hostname = host.get("name") or _server_target(server, "host") or report.get("target") or host["address"]
+    hostname = host.get("name") or _server_target(server, "host") or report.get("target") or host.get("address", "")
     mail_domain = getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
     return {
         "hostname": hostname,
         "mail_domain": mail_domain,
-        "address": host["address"],
+        "address": host.get("address", ""),
         "relay_hub": settings.PORTAL_RELAY_HUB,
         "dept_net": DEPT_NET_HINT,
         "org_name": settings.PORTAL_ORG_NAME,
@@ -189,7 +189,7 @@ def _filler(names: dict[str, str]):
 
 
 def _host_label(host: dict[str, Any]) -> str:
-    address = host["address"]
+    address = host.get("address", "")
     shown = f"[{address}]" if ":" in address else address
     name = f"{host['name']} " if host.get("name") else ""
-    return f"{name}{shown}:{host['port']}"
+    return f"{name}{shown}:{host.get('port', 25)}"

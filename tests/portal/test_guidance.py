@@ -183,3 +183,10 @@ def test_a_run_still_working_shows_no_guidance_yet(member, department):
     run = factories.make_run(server, status="running", report=report_for("sendmail", ["percent-host"]))
     html = client_for(member).get(run.get_absolute_url()).content.decode()
     assert 'class="guidance"' not in html
+
+
+def test_a_partial_report_of_a_dead_run_still_renders():
+    report = {"schema": "relaytest/1", "verdict": "inconclusive", "hosts": [{"address": "127.0.0.1"}]}
+    html = render(report)
+    assert "How to tell which MTA you run" in html
+    assert "How to fix 127.0.0.1:25" in html
