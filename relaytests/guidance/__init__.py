@@ -19,7 +19,7 @@ from django.conf import settings
 from relaytests.probe.outdated import CHECK_ID as OUTDATED_CHECK_ID
 from relaytests.probe.outdated import outdated_check
 from relaytests.probe.report import Check, Software
-from relaytests.probe.vectors import by_id
+from relaytests.probe.vectors import by_id, catalogue
 
 CONTENT_DIR = Path(__file__).with_name("content")
 GENERIC = "generic"
@@ -101,8 +101,11 @@ def guidance_for_report(report: dict[str, Any], *, server: Any = None) -> list[G
 
 def succeeded_vectors(host: dict[str, Any]) -> list[dict[str, Any]]:
     """The relay vectors the host accepted (controls are not relay attempts)."""
+    controls = {v.id for v in catalogue() if v.evidence == "control"}
     return [
-        v for v in host.get("vectors", []) if v.get("outcome") == "accepted" and v.get("evidence") != "control"
+        v
+        for v in host.get("vectors", [])
+        if v.get("outcome") == "accepted" and v.get("evidence") != "control" and v.get("id") not in controls
     ]
 
 
@@ -161,8 +164,12 @@ def _outdated(host: dict[str, Any]) -> Check:
 
 def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[str, str]:
     """The values filled into the texts: the server's own names first, then what the report saw."""
-    hostname = host.get("name") or _server_target(server, "host") or report.get("target") or host.get("address", "")
-    mail_domain = getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
+    hostname = (
+        host.get("name") or _server_target(server, "host") or report.get("target") or host.get("address", "")
+    )
+    mail_domain = (
+        getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
+    )
     return {
         "hostname": hostname,
         "mail_domain": mail_domain,

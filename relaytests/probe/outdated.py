@@ -50,8 +50,8 @@ def outdated_check(software: Software, banner: str) -> Check:
 def _hidden(software: Software, banner: str, family: dict[str, Any]) -> Check:
     shown = banner.strip()[:BANNER_SHOWN]
     detail = (
-        f"The banner hides the version of {family['name']} (\u201c{shown}\u201d). The current release is {family['current']}; "
-        f"read yours on the server with: {family['version_hint']}."
+        f"The banner hides the version of {family['name']} (\u201c{shown}\u201d). "
+        f"The current release is {family['current']}; read yours on the server: {family['version_hint']}."
     )
     return Check(CHECK_ID, "info", _with_note(detail, family), _data(software, family))
 

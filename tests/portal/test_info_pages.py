@@ -1,4 +1,4 @@
-"""The explanatory pages: open to anonymous visitors, linked from every page, the organisation from settings."""
+"""The explanatory pages: open to anonymous visitors, linked from every page, organisation from settings."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_each_page_renders_for_an_anonymous_visitor_with_every_nav_link(url):
     html = response.content.decode()
     page = INFO_PAGES[INFO_URLS.index(url)]
     assert f"<h1>{page.title}</h1>" in html
-    for link, other in zip(INFO_URLS, INFO_PAGES):
+    for link, other in zip(INFO_URLS, INFO_PAGES, strict=True):
         assert f'<a class="info-link" href="{link}">{other.title}</a>' in html
 
 
@@ -46,8 +46,15 @@ def test_the_organisation_and_hub_come_from_settings_on_every_page(url):
 
 def test_the_harm_page_names_each_way_the_university_is_harmed():
     html = Client().get(reverse("relaytests:info", args=["harm"])).content.decode()
-    for harm in ("Blacklisting", "every</em> server", "reputation", "Network capacity", "Overloaded servers",
-                 "disk fills up", "loses legitimate mail"):
+    for harm in (
+        "Blacklisting",
+        "every</em> server",
+        "reputation",
+        "Network capacity",
+        "Overloaded servers",
+        "disk fills up",
+        "loses legitimate mail",
+    ):
         assert harm in html
 
 
@@ -64,7 +71,9 @@ def test_without_a_policy_url_the_policy_page_points_to_the_contacts():
     assert "for the full text of the acceptable use policy" in html
 
 
-@override_settings(PORTAL_HELP_CONTACT="mail-help@physics.example.edu", PORTAL_HELP_URL="https://help.example.edu/")
+@override_settings(
+    PORTAL_HELP_CONTACT="mail-help@physics.example.edu", PORTAL_HELP_URL="https://help.example.edu/"
+)
 def test_the_contact_page_gives_the_contacts_from_settings():
     html = Client().get(reverse("relaytests:info", args=["contact"])).content.decode()
     assert '<a href="mailto:mail-help@physics.example.edu">mail-help@physics.example.edu</a>' in html
@@ -76,7 +85,9 @@ def test_without_contacts_the_contact_page_names_the_service_desk():
     assert "Contact Example University's IT service desk." in html
 
 
-@override_settings(RELAYTEST_CANARY_DOMAIN="canary.relaytest.example.org", RELAYTEST_PROBE_HELO="probe.example.org")
+@override_settings(
+    RELAYTEST_CANARY_DOMAIN="canary.relaytest.example.org", RELAYTEST_PROBE_HELO="probe.example.org"
+)
 def test_the_testing_page_says_what_the_probe_does_to_the_server():
     html = Client().get(reverse("relaytests:info", args=["testing"])).content.decode()
     assert "portal's own\ntest domain, <code>canary.relaytest.example.org</code></strong>" in html

@@ -11,26 +11,58 @@ from relaytests.probe.outdated import CHECK_ID, outdated_check, table, version_k
 BANNERS = [
     ("220 mx.dept.example.edu ESMTP Postfix 3.4.14", "warn", "no longer supported upstream"),
     ("220 mx.dept.example.edu ESMTP Postfix 3.11.1", "pass", "current release is 3.11"),
-    ("220 mx.dept.example.edu ESMTP Sendmail 8.8.8/8.8.8; Tue, 3 Mar 1998 10:00:00 -0600", "fail",
-     "relays mail for anyone by default"),
-    ("220 mx.dept.example.edu ESMTP Sendmail 8.12.11.20060308/8.12.11; Mon, 2 Jan 2006", "warn", "CVE-2023-51765"),
-    ("220 mx.dept.example.edu ESMTP Sendmail 8.18.2/8.18.2/Debian-1; Fri, 27 Nov 2026", "pass",
-     "current release is 8.18.2"),
-    ("220 mx.dept.example.edu ESMTP Exim 4.96 Fri, 27 Nov 2026 10:00:00 +0000", "warn", "only its latest release"),
-    ("220 mx.dept.example.edu ESMTP Exim 4.99.3 Fri, 27 Nov 2026 10:00:00 +0000", "pass",
-     "current release is 4.99.3"),
+    (
+        "220 mx.dept.example.edu ESMTP Sendmail 8.8.8/8.8.8; Tue, 3 Mar 1998 10:00:00 -0600",
+        "fail",
+        "relays mail for anyone by default",
+    ),
+    (
+        "220 mx.dept.example.edu ESMTP Sendmail 8.12.11.20060308/8.12.11; Mon, 2 Jan 2006",
+        "warn",
+        "CVE-2023-51765",
+    ),
+    (
+        "220 mx.dept.example.edu ESMTP Sendmail 8.18.2/8.18.2/Debian-1; Fri, 27 Nov 2026",
+        "pass",
+        "current release is 8.18.2",
+    ),
+    (
+        "220 mx.dept.example.edu ESMTP Exim 4.96 Fri, 27 Nov 2026 10:00:00 +0000",
+        "warn",
+        "only its latest release",
+    ),
+    (
+        "220 mx.dept.example.edu ESMTP Exim 4.99.3 Fri, 27 Nov 2026 10:00:00 +0000",
+        "pass",
+        "current release is 4.99.3",
+    ),
     ("220 mx.dept.example.edu ESMTP OpenSMTPD 6.6.1", "warn", "CVE-2020-7247"),
     ("220 mx.dept.example.edu ESMTP OpenSMTPD 7.6.0", "pass", "OpenSMTPD 7.6.0"),
-    ("220 exch.dept.example.edu Microsoft ESMTP MAIL Service ready at Fri, 27 Nov 2026 10:00:00 +0000", "info",
-     "14 October 2025"),
-    ("220 iis.dept.example.edu Microsoft ESMTP MAIL Service, Version: 6.0.3790.3959 ready at  Fri, 27 Nov 2026",
-     "warn", "Windows Server 2003"),
-    ("220 iis.dept.example.edu Microsoft ESMTP MAIL Service, Version: 10.0.17763.1 ready at  Fri, 27 Nov 2026",
-     "info", "deprecated"),
-    ("220 notes.dept.example.edu ESMTP Service (Lotus Domino Release 8.5.3) ready at Fri, 27 Nov 2026", "warn",
-     "past end of support"),
-    ("220 notes.dept.example.edu ESMTP Service (HCL Domino Release 14.5) ready at Fri, 27 Nov 2026", "pass",
-     "current release is 14.5"),
+    (
+        "220 exch.dept.example.edu Microsoft ESMTP MAIL Service ready at Fri, 27 Nov 2026 10:00:00 +0000",
+        "info",
+        "14 October 2025",
+    ),
+    (
+        "220 iis.dept.example.edu Microsoft ESMTP MAIL Service, Version: 6.0.3790.3959 ready at Fri, 27 Nov",
+        "warn",
+        "Windows Server 2003",
+    ),
+    (
+        "220 iis.dept.example.edu Microsoft ESMTP MAIL Service, Version: 10.0.17763.1 ready at Fri, 27 Nov",
+        "info",
+        "deprecated",
+    ),
+    (
+        "220 notes.dept.example.edu ESMTP Service (Lotus Domino Release 8.5.3) ready at Fri, 27 Nov 2026",
+        "warn",
+        "past end of support",
+    ),
+    (
+        "220 notes.dept.example.edu ESMTP Service (HCL Domino Release 14.5) ready at Fri, 27 Nov 2026",
+        "pass",
+        "current release is 14.5",
+    ),
     ("220 mail.dept.example.edu ESMTP qmail", "info", "rcpthosts"),
 ]
 
@@ -85,8 +117,8 @@ def test_distribution_backports_are_mentioned_for_packaged_software_only():
 
 
 @pytest.mark.parametrize(
-    ("version", "key"), [("8.8.8", (8, 8, 8)), ("9.0.1FP10", (9, 0, 1)), ("6.0.3790.3959", (6, 0, 3790, 3959)),
-                         ("beta", None)]
+    ("version", "key"),
+    [("8.8.8", (8, 8, 8)), ("9.0.1FP10", (9, 0, 1)), ("6.0.3790.3959", (6, 0, 3790, 3959)), ("beta", None)],
 )
 def test_versions_compare_as_numbers(version, key):
     assert version_key(version) == key
