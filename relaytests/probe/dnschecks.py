@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.resolver
+import dns.reversename
 
 from relaytests.probe.report import Check
 
@@ -90,6 +92,8 @@ class DnsClient:
         self.problem: str | None = None
         try:
             self._resolver = _make_resolver(resolver, timeout)
+            if resolver is None:
+                self.resolver_label += f" ({', '.join(map(str, self._resolver.nameservers))})"
         except ValueError as exc:
             self.problem = f"DNS unavailable: {exc}"
         except dns.resolver.NoResolverConfiguration:
@@ -130,11 +134,14 @@ class DnsClient:
 
 
 def _make_resolver(resolver: str | None, timeout: float) -> dns.asyncresolver.Resolver:
-    result = dns.asyncresolver.Resolver(configure=resolver is None)
-    if resolver is not None:
+    """A resolver of our own, so the timeout set here changes no one else's lookups."""
+    result = dns.asyncresolver.Resolver(configure=False)
+    if resolver is None:  # the system's, as dnspython read it from /etc/resolv.conf
+        system = dns.asyncresolver.get_default_resolver()
+        result.nameservers, result.port = system.nameservers, system.port
+    else:
         address, port = parse_resolver(resolver)
-        result.nameservers = [address]
-        result.port = port
+        result.nameservers, result.port = [address], port
     result.timeout = timeout
     result.lifetime = timeout
     return result
@@ -317,3 +324,431 @@ def _combine(check_id: str, findings: list[Finding], data: dict) -> Check:
     worst = max(findings, key=lambda f: STATUS_WEIGHT[f.status])
     data["findings"] = [dataclasses.asdict(f) for f in findings]
     return Check(id=check_id, status=worst.status, detail=worst.detail, data=data)
+
+
+# ---- Reverse DNS ---------------------------------------------------------------------------
+
+MAX_PTR_NAMES = 5  # an address with more PTR names than this is checked on the first few
+
+# Words that ISPs put in the generic names of end-user addresses ("dyn-192-0-2-1.pool.isp.example").
+GENERIC_NAME_WORDS = frozenset(
+    "dynamic dyn dhcp pool dsl adsl vdsl xdsl cable ppp pppoe dialup dial client customer cust "
+    "broadband residential subscriber".split()
+)
+
+PTR_FINDINGS = {
+    "lookup_failed": ("error", "Could not look up the reverse DNS (PTR) of {address}: {failure}."),
+    "missing": ("warn", "{address} has no reverse DNS (PTR) record: many receivers (large mail providers, "
+                        "Postfix's reject_unknown_client_hostname) reject or junk mail from addresses without "
+                        "one; ask whoever runs the address block to add a PTR with the server's name."),
+    "forward_failed": ("error", "Could not check that {names} resolves back to {address}: {failure}."),
+    "not_confirmed": ("warn", "The reverse DNS of {address} is {names}, which does not resolve back to {address}: "
+                              "receivers that check forward-confirmed reverse DNS reject or junk its mail; "
+                              "add the address to the name's A/AAAA records or correct the PTR."),
+    "generic": ("warn", "The reverse DNS of {address} is {name}, which looks like an ISP's generic name for "
+                        "an end-user address: many receivers reject mail from such names; give the address "
+                        "a PTR with the mail server's own name."),
+    "banner_mismatch": ("info", "The reverse DNS of {address} is {names}, but the server calls itself {banner} "
+                                "in its greeting or EHLO: use one name for both, as some spam filters check."),
+    "ok": ("pass", "The reverse DNS of {address} is {names}, which resolves back to it{matching}."),
+}
+
+
+async def ptr_check(address: str, banner_names: list[str], client: DnsClient) -> Check:
+    ip = ipaddress.ip_address(address)
+    answer = await client.lookup(dns.reversename.from_address(str(ip)).to_text(), "PTR")
+    names = [_plain(r.target.to_text()) for r in answer.records][:MAX_PTR_NAMES]
+    forward = await asyncio.gather(*(client.addresses(name) for name in names))
+    confirmed = [found.name for found in forward if ip in {ipaddress.ip_address(a) for a in found.addresses}]
+    banner = sorted({_plain(name) for name in banner_names if name})
+    facts = {"address": str(ip), "names": ", ".join(names), "banner": " / ".join(banner)}
+    findings = _ptr_findings(ip, answer, names, forward, confirmed, banner, facts)
+    data = {"address": str(ip), "ptr": names, "confirmed_names": confirmed, "banner_names": banner,
+            "forward_confirmed": bool(confirmed) if names else None}
+    return _combine("ptr", [_finding(PTR_FINDINGS, key, **facts, **extra) for key, extra in findings], data)
+
+
+def _ptr_findings(ip, answer: Answer, names, forward, confirmed, banner, facts) -> list[tuple[str, dict]]:
+    if answer.failure:
+        return [("lookup_failed", {"failure": answer.failure})]
+    if not names:
+        return [("missing", {})]
+    forward_failure = next((found.failure for found in forward if found.failure), None)
+    if not confirmed:
+        return [("forward_failed", {"failure": forward_failure})] if forward_failure else [("not_confirmed", {})]
+    findings = [("generic", {"name": name}) for name in confirmed if _looks_generic(name, ip)]
+    if banner and not set(banner) & set(confirmed):
+        findings.append(("banner_mismatch", {}))
+    matching = " and matches the name the server gives in its greeting" if banner else ""
+    return findings or [("ok", {"matching": matching})]
+
+
+def _looks_generic(name: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A name built from the address's digits, or with an ISP's word for end-user ranges."""
+    tokens = re.split(r"[.\-_]", name)
+    if GENERIC_NAME_WORDS & set(tokens):
+        return True
+    octets = str(ip).split(".") if ip.version == 4 else []
+    return bool(octets) and any(_contains_run(tokens, run) for run in (octets, octets[::-1]))
+
+
+def _contains_run(tokens: list[str], run: list[str]) -> bool:
+    return any(tokens[i:i + len(run)] == run for i in range(len(tokens) - len(run) + 1))
+
+
+# ---- Blocklists (DNSBL) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blocklist:
+    """A DNS blocklist zone and how to read its answers."""
+
+    zone: str
+    name: str
+    removal_url: str = ""
+    ipv6: bool = False  # whether the zone lists IPv6 addresses (nibble-reversed queries)
+    listed: tuple[str, str] = ("127.0.0.2", "127.0.0.254")  # the answers that mean "listed", inclusive
+    meanings: dict[str, str] = dataclasses.field(default_factory=dict)  # listing code -> what it lists
+    refusals: dict[str, str] = dataclasses.field(default_factory=dict)  # answer -> why the zone refused
+
+    def reading(self, code: str) -> tuple[str, str]:
+        """("listed" | "refused" | "unexpected", what the answer means)."""
+        if code in self.refusals or ipaddress.ip_address(code) in REFUSAL_NETWORK:
+            return "refused", self.refusals.get(code, "the list refused the query")
+        first, last = (ipaddress.ip_address(a) for a in self.listed)
+        if first <= ipaddress.ip_address(code) <= last:
+            return "listed", self.meanings.get(code, "listed")
+        return "unexpected", "not one of its listing codes (a resolver that rewrites missing names answers so)"
+
+
+# Answers in this network are a zone's own error codes by convention, never a listing.
+REFUSAL_NETWORK = ipaddress.ip_network("127.255.255.0/24")
+
+_SPAMHAUS_XBL = "XBL: an address sending spam from malware or an exploited host"
+_SPAMHAUS_PBL = "PBL: an end-user address range that should not send mail directly"
+
+KNOWN_BLOCKLISTS = {
+    bl.zone: bl
+    for bl in (
+        Blocklist(
+            "zen.spamhaus.org", "Spamhaus ZEN", "https://check.spamhaus.org/", ipv6=True,
+            listed=("127.0.0.2", "127.0.0.11"),
+            meanings={
+                "127.0.0.2": "SBL: a known spam source or spam operation",
+                "127.0.0.3": "SBL CSS: a source of snowshoe spam",
+                "127.0.0.4": _SPAMHAUS_XBL, "127.0.0.5": _SPAMHAUS_XBL,
+                "127.0.0.6": _SPAMHAUS_XBL, "127.0.0.7": _SPAMHAUS_XBL,
+                "127.0.0.9": "SBL DROP: a hijacked network or one run by spammers",
+                "127.0.0.10": _SPAMHAUS_PBL, "127.0.0.11": _SPAMHAUS_PBL,
+            },
+            refusals={
+                "127.255.255.252": "Spamhaus says the query named the list wrongly",
+                "127.255.255.254": "Spamhaus refuses queries that come through a public or open resolver: "
+                                   "set RELAYTEST_RESOLVER to a resolver of your own",
+                "127.255.255.255": "Spamhaus refuses this resolver for sending too many queries",
+            },
+        ),
+        Blocklist("bl.spamcop.net", "SpamCop", "https://www.spamcop.net/bl.shtml", listed=("127.0.0.2", "127.0.0.2"),
+                  meanings={"127.0.0.2": "reported as a spam source by SpamCop users"}),
+        Blocklist("b.barracudacentral.org", "Barracuda Reputation Block List",
+                  "https://www.barracudacentral.org/rbl/removal-request", listed=("127.0.0.2", "127.0.0.2"),
+                  meanings={"127.0.0.2": "an address with a poor sending reputation"}),
+        Blocklist("psbl.surriel.com", "Passive Spam Block List (PSBL)", "https://psbl.org/",
+                  listed=("127.0.0.2", "127.0.0.2"), meanings={"127.0.0.2": "seen sending to spam traps"}),
+    )
+}
+DEFAULT_DNSBL_ZONES = tuple(KNOWN_BLOCKLISTS)
+
+_ZONE_NAME = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))+", re.IGNORECASE)
+MAX_REASON_LENGTH = 300  # a TXT reason is the zone's text: shown, so bounded
+
+
+def blocklist(entry: str | Blocklist) -> Blocklist:
+    """A setting's word, "ZONE" or "ZONE=REMOVAL_URL", as a Blocklist; a zone we do not know is read generically."""
+    if isinstance(entry, Blocklist):
+        return entry
+    zone, _, removal_url = entry.strip().partition("=")
+    zone = _plain(zone)
+    if not _ZONE_NAME.fullmatch(zone):
+        raise ValueError(f"'{entry}' is not a blocklist zone (a DNS name, optionally =REMOVAL_URL)")
+    known = KNOWN_BLOCKLISTS.get(zone, Blocklist(zone, zone))
+    return dataclasses.replace(known, removal_url=removal_url) if removal_url else known
+
+
+DNSBL_FINDINGS = {
+    "bad_zone": ("error", "Could not check {address} against a blocklist: {problem}."),
+    "no_ipv6": ("info", "{list} ({zone}) does not list IPv6 addresses, so {address} was not checked against it."),
+    "lookup_failed": ("error", "Could not check {address} against {list} ({zone}): {failure}."),
+    "refused": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, meaning {meaning}."),
+    "unexpected": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, which is "
+                            "{meaning}."),
+    "listed": ("fail", "{address} is listed on {list} ({zone}): {meaning}{reason}. Fix the cause, then request "
+                       "removal{removal}."),
+    "not_listed": ("pass", "{address} is not listed on {list} ({zone})."),
+}
+
+
+async def dnsbl_check(address: str, entry: str | Blocklist, client: DnsClient) -> Check:
+    ip = ipaddress.ip_address(address)
+    try:
+        zone = blocklist(entry)
+    except ValueError as exc:
+        return _dnsbl("bad_zone", {"zone": str(entry)}, address=str(ip), problem=str(exc))
+    facts = {"address": str(ip), "list": zone.name, "zone": zone.zone}
+    data = {"zone": zone.zone, "list": zone.name, "address": str(ip), "removal_url": zone.removal_url,
+            "listed": None, "codes": []}
+    if ip.version == 6 and not zone.ipv6:
+        return _dnsbl("no_ipv6", data, **facts)
+    query = f"{_reversed(ip)}.{zone.zone}"
+    data["query"] = query
+    answer = await client.lookup(query, "A")
+    if answer.failure:
+        return _dnsbl("lookup_failed", data, **facts, failure=answer.failure)
+    data["codes"] = codes = sorted({r.address for r in answer.records}, key=ipaddress.ip_address)
+    readings = {code: zone.reading(code) for code in codes}
+    for kind in ("refused", "unexpected"):  # an error code anywhere means the zone could not say
+        code = next((c for c, (k, _) in readings.items() if k == kind), None)
+        if code:
+            return _dnsbl(kind, data, **facts, code=code, meaning=readings[code][1])
+    data["listed"] = bool(codes)
+    if not codes:
+        return _dnsbl("not_listed", data, **facts)
+    data["meanings"] = [meaning for _, meaning in readings.values()]
+    data["reason"] = reason = await _listing_reason(query, client)
+    return _dnsbl("listed", data, **facts, meaning="; ".join(dict.fromkeys(data["meanings"])),
+                  reason=f' ("{reason}")' if reason else "",
+                  removal=f" at {zone.removal_url}" if zone.removal_url else " from the list's operator")
+
+
+def _dnsbl(key: str, data: dict, **facts) -> Check:
+    found = _finding(DNSBL_FINDINGS, key, **facts)
+    return Check("dnsbl", found.status, found.detail, data)
+
+
+def _reversed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The address as a blocklist query: reversed octets, or reversed nibbles for IPv6."""
+    name = dns.reversename.from_address(str(ip))
+    suffix = dns.reversename.ipv4_reverse_domain if ip.version == 4 else dns.reversename.ipv6_reverse_domain
+    return name.relativize(suffix).to_text()
+
+
+async def _listing_reason(query: str, client: DnsClient) -> str:
+    """The zone's TXT record for a listing, printable and bounded; empty when it publishes none."""
+    answer = await client.lookup(query, "TXT")
+    texts = [_txt(record) for record in answer.records]
+    reason = " ".join(text for text in texts if text)
+    return "".join(c if c.isprintable() else " " for c in reason)[:MAX_REASON_LENGTH].strip()
+
+
+def _txt(record) -> str:
+    """One TXT record: its strings joined as RFC 7208 section 3.3 says, decoded without failing."""
+    return b"".join(record.strings).decode("utf-8", errors="replace")
+
+
+# ---- SPF (RFC 7208) ------------------------------------------------------------------------
+
+_SPF_VERSION = re.compile(r"v=spf1(\s|$)", re.IGNORECASE)
+_DOMAIN_SPEC = r"[!-.0-~]+"  # visible characters but "/": macros such as %{d} are allowed
+_DUAL_CIDR = r"(/\d{1,2})?(//\d{1,3})?"
+# How each mechanism's argument is written (after the name); ip4/ip6 are also checked as networks.
+SPF_MECHANISMS = {
+    "all": re.compile(r""),
+    "include": re.compile(rf":{_DOMAIN_SPEC}"),
+    "exists": re.compile(rf":{_DOMAIN_SPEC}"),
+    "a": re.compile(rf"(:{_DOMAIN_SPEC})?{_DUAL_CIDR}"),
+    "mx": re.compile(rf"(:{_DOMAIN_SPEC})?{_DUAL_CIDR}"),
+    "ptr": re.compile(rf"(:{_DOMAIN_SPEC})?"),
+    "ip4": re.compile(r":(?P<network>[0-9.]+(/\d{1,2})?)"),
+    "ip6": re.compile(r":(?P<network>[0-9a-f:.]+(/\d{1,3})?)", re.IGNORECASE),
+}
+SPF_NETWORK_VERSION = {"ip4": 4, "ip6": 6}
+_SPF_TERM = re.compile(r"(?P<qualifier>[-+~?]?)(?P<mechanism>[a-z][a-z0-9]*)(?P<argument>.*)", re.IGNORECASE)
+_SPF_MODIFIER = re.compile(r"(?P<name>[a-z][a-z0-9_.-]*)=(?P<value>.*)", re.IGNORECASE)
+SPF_SINGLE_MODIFIERS = ("redirect", "exp")  # RFC 7208 section 6: at most once each
+
+SPF_FINDINGS = {
+    "lookup_failed": ("error", "Could not look up the SPF record of {domain}: {failure}."),
+    "nxdomain": ("fail", "{domain} does not exist in DNS (NXDOMAIN), so it has no SPF record."),
+    "missing": ("warn", "{domain} publishes no SPF record: receivers cannot tell its own mail from forgeries "
+                        "and many junk mail without SPF; publish one such as \"v=spf1 mx -all\"."),
+    "several": ("fail", "{domain} publishes {count} SPF records: RFC 7208 makes receivers treat that as an "
+                        "error, as if there were none; merge them into one."),
+    "malformed": ("fail", "The SPF record of {domain} cannot be used: {problem}; RFC 7208 makes receivers "
+                          "treat it as an error, as if there were none."),
+    "pass_all": ("warn", "The SPF record of {domain} ends in \"+all\", which lets every host on the Internet "
+                         "send mail as {domain}; end it in \"-all\" or \"~all\"."),
+    "ok": ("pass", "{domain} publishes a valid SPF record: {record}"),
+}
+
+
+async def spf_check(domain: str, client: DnsClient) -> Check:
+    answer = await client.lookup(domain, "TXT")
+    records = [text for text in map(_txt, answer.records) if _SPF_VERSION.match(text)]
+    data = {"domain": domain, "records": records}
+    return _combine("spf", [_finding(SPF_FINDINGS, key, domain=domain, **facts)
+                            for key, facts in _spf_findings(answer, records)], data)
+
+
+def _spf_findings(answer: Answer, records: list[str]) -> list[tuple[str, dict]]:
+    if answer.failure:
+        return [("lookup_failed", {"failure": answer.failure})]
+    if answer.nxdomain:
+        return [("nxdomain", {})]
+    if not records:
+        return [("missing", {})]
+    if len(records) > 1:
+        return [("several", {"count": len(records)})]
+    terms = records[0].split()[1:]
+    problem = next(filter(None, map(_spf_term_problem, terms)), None) or _spf_repeated_modifier(terms)
+    if problem:
+        return [("malformed", {"problem": problem})]
+    if any(term.lower() in ("all", "+all") for term in terms):
+        return [("pass_all", {})]
+    return [("ok", {"record": records[0]})]
+
+
+def _spf_term_problem(term: str) -> str | None:
+    """What is wrong with one term of an SPF record, or None."""
+    if _SPF_MODIFIER.fullmatch(term):
+        return None
+    match = _SPF_TERM.fullmatch(term)
+    mechanism = match["mechanism"].lower() if match else None
+    if mechanism not in SPF_MECHANISMS:
+        return f"'{term}' is not an SPF mechanism"
+    argument = SPF_MECHANISMS[mechanism].fullmatch(match["argument"])
+    if not argument:
+        return f"'{term}' is malformed"
+    if mechanism in SPF_NETWORK_VERSION and not _is_network(argument["network"], SPF_NETWORK_VERSION[mechanism]):
+        return f"'{term}' is not a valid IPv{SPF_NETWORK_VERSION[mechanism]} network"
+    return None
+
+
+def _spf_repeated_modifier(terms: list[str]) -> str | None:
+    names = [m["name"].lower() for m in map(_SPF_MODIFIER.fullmatch, terms) if m]
+    repeated = next((name for name in SPF_SINGLE_MODIFIERS if names.count(name) > 1), None)
+    return f"the '{repeated}' modifier appears more than once" if repeated else None
+
+
+def _is_network(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_network(text, strict=False).version == version
+    except ValueError:
+        return False
+
+
+# ---- DMARC (RFC 7489) ----------------------------------------------------------------------
+
+_DMARC_VERSION = re.compile(r"v\s*=\s*DMARC1\s*(;|$)")
+_POLICY = r"none|quarantine|reject"
+_URI_LIST = r"[a-z][a-z0-9+.-]*:[^,\s]+(\s*,\s*[a-z][a-z0-9+.-]*:[^,\s]+)*"
+# The tags RFC 7489 section 6.3 defines, and how their values are written; other tags are ignored.
+DMARC_TAGS = {
+    "p": _POLICY, "sp": _POLICY, "adkim": "[rs]", "aspf": "[rs]", "pct": r"100|[1-9]?[0-9]",
+    "fo": "[01ds](:[01ds])*", "rf": "[a-z0-9]+(:[a-z0-9]+)*", "ri": "[0-9]+", "rua": _URI_LIST, "ruf": _URI_LIST,
+}
+
+DMARC_FINDINGS = {
+    "lookup_failed": ("error", "Could not look up the DMARC record of {domain}: {failure}."),
+    "missing": ("warn", "{domain} publishes no DMARC record (at _dmarc.{domain}): receivers get no policy for "
+                        "mail that forges it; publish one such as \"v=DMARC1; p=quarantine; rua=mailto:...\"."),
+    "several": ("fail", "_dmarc.{owner} has {count} DMARC records: RFC 7489 makes receivers ignore them all; "
+                        "keep one."),
+    "malformed": ("fail", "The DMARC record of {owner} cannot be used: {problem}."),
+    "monitor_only": ("info", "The DMARC policy of {subject} is p=none: receivers only report mail that forges "
+                             "it and deliver it as usual; move to quarantine or reject once the reports show "
+                             "that all of its own mail passes."),
+    "ok": ("pass", "The DMARC policy of {subject} is p={policy}."),
+}
+
+
+async def dmarc_check(domain: str, client: DnsClient) -> Check:
+    """The domain's DMARC record, or its parent's: a policy published higher up covers subdomains.
+
+    Walking up to the last two labels stands in for the organisational domain of RFC 7489
+    (which needs the Public Suffix List); it is exact for names under a two-label domain.
+    """
+    owners = _dmarc_owners(domain)
+    answers = await asyncio.gather(*(client.lookup(f"_dmarc.{owner}", "TXT") for owner in owners))
+    data = {"domain": domain}
+    return _combine("dmarc", [_finding(DMARC_FINDINGS, key, domain=domain, **facts)
+                              for key, facts in _dmarc_findings(domain, owners, answers, data)], data)
+
+
+def _dmarc_owners(domain: str) -> list[str]:
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(max(len(labels) - 1, 1))]
+
+
+def _dmarc_findings(domain: str, owners: list[str], answers: list[Answer], data: dict) -> list[tuple[str, dict]]:
+    for owner, answer in zip(owners, answers):
+        if answer.failure:
+            return [("lookup_failed", {"failure": answer.failure})]
+        records = [text for text in map(_txt, answer.records) if _DMARC_VERSION.match(text)]
+        if records:
+            data.update(owner=owner, records=records)
+            return [_dmarc_record_finding(domain, owner, records)]
+    return [("missing", {})]
+
+
+def _dmarc_record_finding(domain: str, owner: str, records: list[str]) -> tuple[str, dict]:
+    if len(records) > 1:
+        return "several", {"owner": owner, "count": len(records)}
+    tags, problem = _dmarc_tags(records[0])
+    if problem:
+        return "malformed", {"owner": owner, "problem": problem}
+    subject = domain if owner == domain else f"{domain} (from the record of {owner})"
+    policy = tags["p"].lower() if owner == domain else tags.get("sp", tags["p"]).lower()
+    return ("monitor_only" if policy == "none" else "ok"), {"subject": subject, "policy": policy}
+
+
+def _dmarc_tags(record: str) -> tuple[dict[str, str], str | None]:
+    """The tags of a DMARC record, and what is wrong with it (None when it is usable)."""
+    tags: dict[str, str] = {}
+    for part in filter(None, (part.strip() for part in record.split(";")[1:])):
+        name, equals, value = (piece.strip() for piece in part.partition("="))
+        name = name.lower()
+        if not equals:
+            return tags, f"'{part}' is not a tag=value pair"
+        if name in tags:
+            return tags, f"the tag '{name}' appears more than once"
+        if name in DMARC_TAGS and not re.fullmatch(DMARC_TAGS[name], value, re.IGNORECASE):
+            return tags, f"'{name}={value}' is not a valid value for {name}"
+        tags[name] = value
+    if "p" not in tags:
+        return tags, "it has no p= tag, the policy itself"
+    return tags, None
+
+
+# ---- What the suite calls ------------------------------------------------------------------
+
+
+async def host_checks(
+    address: str, banner_names: list[str], *, resolver: str | None = None,
+    dnsbl_zones=DEFAULT_DNSBL_ZONES, timeout: float = 5.0,
+) -> list[Check]:
+    """Reverse DNS and one `dnsbl` check per blocklist zone for one address, all at once.
+
+    `dnsbl_zones` holds zone names ("zone" or "zone=removal URL", as in RELAYTEST_DNSBL_ZONES)
+    or Blocklist entries. `banner_names` are the names the server gave in its greeting and EHLO.
+    """
+    if not _is_ip_address(address):
+        return [Check("ptr", "error", f"Could not check reverse DNS or blocklists: '{address}' is not an IP address.")]
+    client = DnsClient(resolver, timeout)
+    checks = await asyncio.gather(
+        ptr_check(address, banner_names, client), *(dnsbl_check(address, zone, client) for zone in dnsbl_zones)
+    )
+    return list(checks)
+
+
+async def domain_checks(domain: str, *, resolver: str | None = None, timeout: float = 5.0) -> list[Check]:
+    """MX, SPF and DMARC of a mail domain, all at once."""
+    client = DnsClient(resolver, timeout)
+    mail, *policy = await asyncio.gather(find_mail_hosts(domain, client), spf_check(domain, client),
+                                         dmarc_check(domain, client))
+    return [mx_check(mail), *policy]
+
+
+async def policy_checks(domain: str, *, resolver: str | None = None, timeout: float = 5.0) -> list[Check]:
+    """SPF and DMARC only: for a domain whose MX check resolve_target() has already made."""
+    client = DnsClient(resolver, timeout)
+    return list(await asyncio.gather(spf_check(domain, client), dmarc_check(domain, client)))

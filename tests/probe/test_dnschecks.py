@@ -1,0 +1,611 @@
+"""DNS checks (issue 6) against zones served by a DNS server inside the test; no public resolver is asked."""
+
+import dns.asyncresolver
+import dns.reversename
+import pytest
+
+from relaytests.probe.dnschecks import (
+    DEFAULT_DNSBL_ZONES,
+    KNOWN_BLOCKLISTS,
+    Blocklist,
+    blocklist,
+    domain_checks,
+    host_checks,
+    parse_resolver,
+    policy_checks,
+)
+from tests.dnsserver import SilentResolver, ZoneServer
+
+SHORT = 0.5  # seconds a silent resolver or zone is waited for
+
+
+def ptr(address: str, name: str) -> str:
+    return f"{dns.reversename.from_address(address)} PTR {name}"
+
+
+def listing(address: str, zone: str, *answers: str) -> str:
+    """Zone lines that make a blocklist answer for an address."""
+    query = dns.reversename.from_address(address).to_text()
+    query = query.removesuffix(".in-addr.arpa.").removesuffix(".ip6.arpa.")
+    return "\n".join(f"{query}.{zone}. {answer}" for answer in answers)
+
+
+ZONE = "\n".join([
+    # MX
+    "example.edu. MX 20 mx2.example.edu.",
+    "example.edu. MX 10 mx1.example.edu.",
+    "mx1.example.edu. A 192.0.2.25",
+    "mx1.example.edu. AAAA 2001:db8::25",
+    "mx2.example.edu. A 192.0.2.26",
+    "alias.example.edu. MX 10 mail.example.edu.",
+    "mail.example.edu. CNAME mx1.example.edu.",
+    "literal.example.edu. MX 10 192.0.2.25.",
+    "nullmx.example.edu. MX 0 .",
+    "halfnull.example.edu. MX 0 .",
+    "halfnull.example.edu. MX 10 mx1.example.edu.",
+    "nomx.example.edu. A 192.0.2.30",
+    "onebad.example.edu. MX 10 mx1.example.edu.",
+    "onebad.example.edu. MX 20 gone.example.edu.",
+    "allbad.example.edu. MX 10 gone.example.edu.",
+    "allbad.example.edu. MX 20 gone2.example.edu.",
+    "nothing.example.edu. TXT \"no mail here\"",
+    # reverse DNS
+    ptr("192.0.2.25", "mx1.example.edu."),
+    ptr("2001:db8::25", "mx1.example.edu."),
+    ptr("192.0.2.40", "unconfirmed.example.edu."),
+    "unconfirmed.example.edu. A 192.0.2.99",
+    ptr("192.0.2.41", "host-192-0-2-41.example.net."),
+    "host-192-0-2-41.example.net. A 192.0.2.41",
+    ptr("192.0.2.42", "dyn42.pool.example.net."),
+    "dyn42.pool.example.net. A 192.0.2.42",
+    ptr("192.0.2.44", "mx.dead.example."),
+    # blocklists
+    listing("192.0.2.66", "zen.spamhaus.org", "A 127.0.0.2", 'TXT "https://check.spamhaus.org/sbl/query/SBL123"'),
+    listing("192.0.2.67", "zen.spamhaus.org", "A 127.0.0.2", "A 127.0.0.4"),
+    listing("192.0.2.68", "zen.spamhaus.org", "A 127.255.255.254"),
+    listing("192.0.2.69", "zen.spamhaus.org", "A 198.51.100.7"),
+    listing("192.0.2.66", "bl.spamcop.net", "A 127.0.0.2"),
+    listing("2001:db8::66", "zen.spamhaus.org", "A 127.0.0.3", 'TXT "snowshoe \x07range"'),
+    listing("192.0.2.66", "dnsbl.example.edu", "A 127.0.0.5"),
+    listing("192.0.2.68", "dnsbl.example.edu", "A 127.255.255.1"),
+    # SPF
+    'example.edu. TXT "v=spf1 mx ip4:192.0.2.0/24 ip6:2001:db8::/32 include:_spf.example.org ~all"',
+    'example.edu. TXT "google-site-verification=abc"',
+    'two.example.edu. TXT "v=spf1 -all"',
+    'two.example.edu. TXT "v=spf1 mx -all"',
+    'badmech.example.edu. TXT "v=spf1 mx foo:bar -all"',
+    'badnet.example.edu. TXT "v=spf1 ip4:192.0.2.0/33 -all"',
+    'badv6.example.edu. TXT "v=spf1 ip6:192.0.2.1 -all"',
+    'badinclude.example.edu. TXT "v=spf1 include -all"',
+    'redirect2.example.edu. TXT "v=spf1 redirect=a.example.org redirect=b.example.org"',
+    'plusall.example.edu. TXT "v=spf1 mx +all"',
+    'split.example.edu. TXT "v=spf1 ip4:192.0." "2.0/24 -all"',
+    # DMARC
+    '_dmarc.example.edu. TXT "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc@example.edu"',
+    "dept.example.edu. A 192.0.2.50",
+    '_dmarc.none.example.edu. TXT "v=DMARC1; p=none; rua=mailto:dmarc@example.edu"',
+    '_dmarc.nop.example.edu. TXT "v=DMARC1; rua=mailto:dmarc@example.edu"',
+    '_dmarc.badp.example.edu. TXT "v=DMARC1; p=block"',
+    '_dmarc.badpct.example.edu. TXT "v=DMARC1; p=reject; pct=150"',
+    '_dmarc.notpair.example.edu. TXT "v=DMARC1; p=reject; strict"',
+    '_dmarc.twice.example.edu. TXT "v=DMARC1; p=reject; p=none"',
+    '_dmarc.twodmarc.example.edu. TXT "v=DMARC1; p=reject"',
+    '_dmarc.twodmarc.example.edu. TXT "v=DMARC1; p=none"',
+    "other.edu. A 192.0.2.60",
+    '_dmarc.other.edu. TXT "not a dmarc record"',
+])
+
+
+@pytest.fixture(scope="module")
+def dns_server():
+    silent = ("dead.example", "45.2.0.192.in-addr.arpa", "dead.dnsbl.example", "_dmarc.quiet.edu")
+    with ZoneServer(ZONE, silent=silent, servfail=("broken.example.edu",)) as server:
+        yield server
+
+
+async def domain_check(dns_server, domain: str, check_id: str):
+    checks = await domain_checks(domain, resolver=dns_server.address, timeout=SHORT)
+    return next(check for check in checks if check.id == check_id)
+
+
+async def host_check(dns_server, address: str, banner=(), zones=()):
+    checks = await host_checks(address, list(banner), resolver=dns_server.address, dnsbl_zones=zones, timeout=SHORT)
+    return checks[0] if not zones else checks[1:]
+
+
+# ---- MX ------------------------------------------------------------------------------------
+
+
+async def test_mx_lists_hosts_by_preference_with_their_addresses(dns_server):
+    mx = await domain_check(dns_server, "example.edu", "mx")
+    assert mx.status == "pass"
+    assert mx.detail == "example.edu receives mail on mx1.example.edu (preference 10), mx2.example.edu (preference 20)."
+    assert [(h["preference"], h["name"], h["addresses"]) for h in mx.data["hosts"]] == [
+        (10, "mx1.example.edu", ["192.0.2.25", "2001:db8::25"]),
+        (20, "mx2.example.edu", ["192.0.2.26"]),
+    ]
+
+
+async def test_mx_pointing_at_a_cname_is_a_warning(dns_server):
+    mx = await domain_check(dns_server, "alias.example.edu", "mx")
+    assert mx.status == "warn"
+    assert mx.detail == (
+        "The MX host mail.example.edu of alias.example.edu is an alias (CNAME) for mx1.example.edu: RFC 2181 "
+        "forbids MX records that point at aliases and some senders refuse them; name mx1.example.edu instead."
+    )
+    assert mx.data["hosts"][0]["alias_of"] == "mx1.example.edu"
+    assert mx.data["hosts"][0]["addresses"] == ["192.0.2.25", "2001:db8::25"]
+
+
+async def test_mx_naming_an_ip_address_fails(dns_server):
+    mx = await domain_check(dns_server, "literal.example.edu", "mx")
+    assert mx.status == "fail"
+    assert mx.detail == (
+        "The MX record of literal.example.edu names the IP address 192.0.2.25 instead of a host name: "
+        "RFC 5321 requires a name and most senders will not deliver to it."
+    )
+    assert mx.data["hosts"][0]["ip_literal"] is True
+
+
+async def test_null_mx_is_information(dns_server):
+    mx = await domain_check(dns_server, "nullmx.example.edu", "mx")
+    assert (mx.status, mx.detail) == ("info", "nullmx.example.edu publishes a null MX (RFC 7505): it accepts no mail.")
+    assert mx.data["null_mx"] is True
+    assert mx.data["hosts"] == []
+
+
+async def test_null_mx_beside_other_mx_records_fails(dns_server):
+    mx = await domain_check(dns_server, "halfnull.example.edu", "mx")
+    assert mx.status == "fail"
+    assert mx.detail == (
+        "halfnull.example.edu publishes a null MX beside other MX records, which RFC 7505 forbids: "
+        "senders may treat the domain as accepting no mail."
+    )
+
+
+async def test_no_mx_falls_back_to_the_domains_address(dns_server):
+    mx = await domain_check(dns_server, "nomx.example.edu", "mx")
+    assert mx.status == "info"
+    assert mx.detail == (
+        "nomx.example.edu has no MX record, so senders deliver to its own address (192.0.2.30) as RFC 5321 "
+        "allows; publish an MX record to say so explicitly."
+    )
+    assert mx.data["implicit"] is True
+    assert mx.data["hosts"][0]["addresses"] == ["192.0.2.30"]
+
+
+async def test_one_mx_host_without_address_is_a_warning(dns_server):
+    mx = await domain_check(dns_server, "onebad.example.edu", "mx")
+    assert mx.status == "warn"
+    assert mx.detail == (
+        "The MX host gone.example.edu of onebad.example.edu cannot receive mail: "
+        "gone.example.edu does not exist (NXDOMAIN)."
+    )
+
+
+async def test_no_mx_host_with_an_address_fails(dns_server):
+    mx = await domain_check(dns_server, "allbad.example.edu", "mx")
+    assert mx.status == "fail"
+    assert mx.detail == (
+        "None of the MX hosts of allbad.example.edu has an address (gone.example.edu, gone2.example.edu), "
+        "so it can receive no mail."
+    )
+    assert [f["key"] for f in mx.data["findings"]] == ["host_unresolved", "host_unresolved", "no_host_resolves"]
+
+
+async def test_mx_of_a_domain_that_does_not_exist_fails(dns_server):
+    mx = await domain_check(dns_server, "nosuch.example.edu", "mx")
+    assert (mx.status, mx.detail) == (
+        "fail", "nosuch.example.edu does not exist in DNS (NXDOMAIN), so it can receive no mail."
+    )
+
+
+async def test_a_domain_without_mx_or_address_fails(dns_server):
+    mx = await domain_check(dns_server, "nothing.example.edu", "mx")
+    assert (mx.status, mx.detail) == (
+        "fail", "nothing.example.edu has no MX record and no address of its own, so it can receive no mail."
+    )
+
+
+async def test_servfail_is_an_error_not_a_pass(dns_server):
+    mx = await domain_check(dns_server, "broken.example.edu", "mx")
+    assert mx.status == "error"
+    assert mx.detail == (
+        "Could not look up the MX records of broken.example.edu: DNS lookup of broken.example.edu (MX) failed: "
+        f"{dns_server.address} answered SERVFAIL."
+    )
+
+
+# ---- An offline machine --------------------------------------------------------------------
+
+
+async def test_with_the_resolver_down_every_domain_check_is_dns_unavailable():
+    with SilentResolver() as silent:
+        checks = await domain_checks("example.edu", resolver=silent.address, timeout=SHORT)
+    unavailable = f"DNS unavailable: no answer from {silent.address} within 0.5 s"
+    assert [(c.id, c.status, c.detail) for c in checks] == [
+        ("mx", "error", f"Could not look up the MX records of example.edu: {unavailable}."),
+        ("spf", "error", f"Could not look up the SPF record of example.edu: {unavailable}."),
+        ("dmarc", "error", f"Could not look up the DMARC record of example.edu: {unavailable}."),
+    ]
+
+
+async def test_with_the_resolver_down_every_host_check_is_dns_unavailable():
+    with SilentResolver() as silent:
+        checks = await host_checks("192.0.2.25", [], resolver=silent.address, timeout=SHORT)
+    unavailable = f"DNS unavailable: no answer from {silent.address} within 0.5 s"
+    assert [c.status for c in checks] == ["error"] * (1 + len(DEFAULT_DNSBL_ZONES))
+    assert checks[0].detail == f"Could not look up the reverse DNS (PTR) of 192.0.2.25: {unavailable}."
+    assert checks[1].detail == f"Could not check 192.0.2.25 against Spamhaus ZEN (zen.spamhaus.org): {unavailable}."
+
+
+async def test_the_system_resolver_is_used_when_none_is_given(monkeypatch):
+    """dnspython's default resolver is the system's; here it points at a silent loopback port."""
+    with SilentResolver() as silent:
+        host, port = silent.address.split(":")
+        system = dns.asyncresolver.Resolver(configure=False)
+        system.nameservers, system.port = [host], int(port)
+        monkeypatch.setattr(dns.asyncresolver, "default_resolver", system)
+        [mx, *_] = await domain_checks("example.edu", timeout=SHORT)
+    assert mx.detail == (
+        f"Could not look up the MX records of example.edu: DNS unavailable: no answer from the system resolver "
+        f"({host}) within 0.5 s."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+     ("[::1]:5353", ("::1", 5353)), ("::1", ("::1", 53)), ("[::1]", ("::1", 53))],
+)
+def test_parse_resolver(text, expected):
+    assert parse_resolver(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("dns.example.edu", "resolver 'dns.example.edu' is not an IP address with an optional :PORT"),
+     ("127.0.0.1:99999", "port 99999 is out of range (1-65535)")],
+)
+def test_parse_resolver_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError) as raised:
+        parse_resolver(text)
+    assert str(raised.value) == message
+
+
+# ---- Reverse DNS -----------------------------------------------------------------------------
+
+
+async def test_ptr_that_resolves_back_and_matches_the_banner_passes(dns_server):
+    check = await host_check(dns_server, "192.0.2.25", banner=["MX1.example.edu."])
+    assert (check.id, check.status) == ("ptr", "pass")
+    assert check.detail == (
+        "The reverse DNS of 192.0.2.25 is mx1.example.edu, which resolves back to it and matches the name "
+        "the server gives in its greeting."
+    )
+    assert check.data["forward_confirmed"] is True
+
+
+async def test_ptr_without_banner_names_passes_on_forward_confirmation(dns_server):
+    check = await host_check(dns_server, "192.0.2.25")
+    assert (check.status, check.detail) == (
+        "pass", "The reverse DNS of 192.0.2.25 is mx1.example.edu, which resolves back to it."
+    )
+
+
+async def test_ipv6_ptr_passes(dns_server):
+    check = await host_check(dns_server, "2001:db8::25", banner=["mx1.example.edu"])
+    assert check.status == "pass"
+    assert check.data["ptr"] == ["mx1.example.edu"]
+
+
+async def test_missing_ptr_is_a_warning_that_says_why(dns_server):
+    check = await host_check(dns_server, "192.0.2.43")
+    assert check.status == "warn"
+    assert check.detail == (
+        "192.0.2.43 has no reverse DNS (PTR) record: many receivers (large mail providers, Postfix's "
+        "reject_unknown_client_hostname) reject or junk mail from addresses without one; ask whoever runs "
+        "the address block to add a PTR with the server's name."
+    )
+    assert check.data["forward_confirmed"] is None
+
+
+async def test_ptr_that_does_not_resolve_back_is_a_warning(dns_server):
+    check = await host_check(dns_server, "192.0.2.40")
+    assert check.status == "warn"
+    assert check.detail == (
+        "The reverse DNS of 192.0.2.40 is unconfirmed.example.edu, which does not resolve back to 192.0.2.40: "
+        "receivers that check forward-confirmed reverse DNS reject or junk its mail; add the address to the "
+        "name's A/AAAA records or correct the PTR."
+    )
+    assert check.data["forward_confirmed"] is False
+
+
+@pytest.mark.parametrize(("address", "name"), [
+    ("192.0.2.41", "host-192-0-2-41.example.net"),
+    ("192.0.2.42", "dyn42.pool.example.net"),
+])
+async def test_generic_ptr_is_a_warning(dns_server, address, name):
+    check = await host_check(dns_server, address, banner=[name])
+    assert check.status == "warn"
+    assert check.detail == (
+        f"The reverse DNS of {address} is {name}, which looks like an ISP's generic name for an end-user "
+        "address: many receivers reject mail from such names; give the address a PTR with the mail server's "
+        "own name."
+    )
+
+
+async def test_ptr_that_differs_from_the_banner_is_information(dns_server):
+    check = await host_check(dns_server, "192.0.2.25", banner=["smtp.example.edu"])
+    assert check.status == "info"
+    assert check.detail == (
+        "The reverse DNS of 192.0.2.25 is mx1.example.edu, but the server calls itself smtp.example.edu in its "
+        "greeting or EHLO: use one name for both, as some spam filters check."
+    )
+
+
+async def test_ptr_lookup_without_answer_is_an_error(dns_server):
+    check = await host_check(dns_server, "192.0.2.45")
+    assert check.status == "error"
+    assert check.detail == (
+        f"Could not look up the reverse DNS (PTR) of 192.0.2.45: DNS unavailable: no answer from "
+        f"{dns_server.address} within 0.5 s."
+    )
+
+
+async def test_ptr_whose_name_cannot_be_looked_up_is_an_error(dns_server):
+    check = await host_check(dns_server, "192.0.2.44")
+    assert check.status == "error"
+    assert check.detail == (
+        f"Could not check that mx.dead.example resolves back to 192.0.2.44: DNS unavailable: no answer from "
+        f"{dns_server.address} within 0.5 s."
+    )
+
+
+async def test_a_non_address_is_an_error_not_an_exception():
+    [check] = await host_checks("mx.example.edu", [])
+    assert (check.id, check.status) == ("ptr", "error")
+    assert check.detail == "Could not check reverse DNS or blocklists: 'mx.example.edu' is not an IP address."
+
+
+# ---- Blocklists ------------------------------------------------------------------------------
+
+
+async def test_unlisted_address_passes_every_default_zone(dns_server):
+    checks = await host_check(dns_server, "192.0.2.25", zones=DEFAULT_DNSBL_ZONES)
+    assert [(c.id, c.status, c.data["zone"]) for c in checks] == [("dnsbl", "pass", z) for z in DEFAULT_DNSBL_ZONES]
+    assert checks[0].detail == "192.0.2.25 is not listed on Spamhaus ZEN (zen.spamhaus.org)."
+    assert checks[0].data["listed"] is False
+
+
+async def test_a_listing_names_the_list_the_reason_and_the_removal_page(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.66", zones=["zen.spamhaus.org"])
+    assert check.status == "fail"
+    assert check.detail == (
+        "192.0.2.66 is listed on Spamhaus ZEN (zen.spamhaus.org): SBL: a known spam source or spam operation "
+        '("https://check.spamhaus.org/sbl/query/SBL123"). Fix the cause, then request removal at '
+        "https://check.spamhaus.org/."
+    )
+    assert check.data["listed"] is True
+    assert check.data["codes"] == ["127.0.0.2"]
+    assert check.data["removal_url"] == "https://check.spamhaus.org/"
+
+
+async def test_a_listing_with_several_codes_names_each(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.67", zones=["zen.spamhaus.org"])
+    assert check.status == "fail"
+    assert check.detail == (
+        "192.0.2.67 is listed on Spamhaus ZEN (zen.spamhaus.org): SBL: a known spam source or spam operation; "
+        "XBL: an address sending spam from malware or an exploited host. Fix the cause, then request removal "
+        "at https://check.spamhaus.org/."
+    )
+
+
+async def test_a_listing_without_a_txt_reason(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.66", zones=["bl.spamcop.net"])
+    assert check.status == "fail"
+    assert check.detail == (
+        "192.0.2.66 is listed on SpamCop (bl.spamcop.net): reported as a spam source by SpamCop users. "
+        "Fix the cause, then request removal at https://www.spamcop.net/bl.shtml."
+    )
+
+
+async def test_spamhaus_refusing_the_query_is_an_error_never_not_listed(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.68", zones=["zen.spamhaus.org"])
+    assert check.status == "error"
+    assert check.detail == (
+        "Could not check 192.0.2.68 against Spamhaus ZEN (zen.spamhaus.org): it answered 127.255.255.254, "
+        "meaning Spamhaus refuses queries that come through a public or open resolver: set RELAYTEST_RESOLVER "
+        "to a resolver of your own."
+    )
+    assert check.data["listed"] is None
+
+
+async def test_an_answer_outside_the_listing_codes_is_an_error(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.69", zones=["zen.spamhaus.org"])
+    assert check.status == "error"
+    assert check.detail == (
+        "Could not check 192.0.2.69 against Spamhaus ZEN (zen.spamhaus.org): it answered 198.51.100.7, which is "
+        "not one of its listing codes (a resolver that rewrites missing names answers so)."
+    )
+
+
+async def test_ipv6_is_looked_up_where_the_zone_lists_it(dns_server):
+    spamhaus, spamcop = await host_check(dns_server, "2001:db8::66", zones=["zen.spamhaus.org", "bl.spamcop.net"])
+    assert spamhaus.status == "fail"
+    assert spamhaus.detail == (
+        "2001:db8::66 is listed on Spamhaus ZEN (zen.spamhaus.org): SBL CSS: a source of snowshoe spam "
+        '("snowshoe  range"). Fix the cause, then request removal at https://check.spamhaus.org/.'
+    )
+    assert spamhaus.data["query"].startswith("6.6.0.0.0.0.0.0.")
+    assert (spamcop.status, spamcop.detail) == (
+        "info", "SpamCop (bl.spamcop.net) does not list IPv6 addresses, so 2001:db8::66 was not checked against it."
+    )
+
+
+async def test_a_zone_that_never_answers_is_an_error(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.25", zones=["dead.dnsbl.example"])
+    assert check.status == "error"
+    assert check.detail == (
+        "Could not check 192.0.2.25 against dead.dnsbl.example (dead.dnsbl.example): DNS unavailable: no answer "
+        f"from {dns_server.address} within 0.5 s."
+    )
+
+
+async def test_a_zone_from_settings_is_read_generically_with_its_removal_page(dns_server):
+    zone = "dnsbl.example.edu=https://dnsbl.example.edu/remove"
+    [listed] = await host_check(dns_server, "192.0.2.66", zones=[zone])
+    [refused] = await host_check(dns_server, "192.0.2.68", zones=[zone])
+    assert (listed.status, listed.detail) == (
+        "fail", "192.0.2.66 is listed on dnsbl.example.edu (dnsbl.example.edu): listed. Fix the cause, then "
+                "request removal at https://dnsbl.example.edu/remove.",
+    )
+    assert (refused.status, refused.detail) == (
+        "error", "Could not check 192.0.2.68 against dnsbl.example.edu (dnsbl.example.edu): it answered "
+                 "127.255.255.1, meaning the list refused the query.",
+    )
+
+
+async def test_a_malformed_zone_setting_is_an_error_not_an_exception(dns_server):
+    [check] = await host_check(dns_server, "192.0.2.25", zones=["not a zone"])
+    assert (check.id, check.status) == ("dnsbl", "error")
+    assert check.detail == (
+        "Could not check 192.0.2.25 against a blocklist: 'not a zone' is not a blocklist zone (a DNS name, "
+        "optionally =REMOVAL_URL)."
+    )
+
+
+def test_a_known_zone_keeps_its_reading_with_another_removal_page():
+    entry = blocklist("ZEN.spamhaus.org.=https://removal.example.edu/")
+    assert entry == Blocklist(**{**KNOWN_BLOCKLISTS["zen.spamhaus.org"].__dict__,
+                                 "removal_url": "https://removal.example.edu/"})
+
+
+# ---- SPF --------------------------------------------------------------------------------------
+
+
+async def test_valid_spf_passes(dns_server):
+    spf = await domain_check(dns_server, "example.edu", "spf")
+    assert spf.status == "pass"
+    assert spf.detail == (
+        "example.edu publishes a valid SPF record: "
+        "v=spf1 mx ip4:192.0.2.0/24 ip6:2001:db8::/32 include:_spf.example.org ~all"
+    )
+
+
+async def test_spf_strings_are_joined_without_spaces(dns_server):
+    spf = await domain_check(dns_server, "split.example.edu", "spf")
+    assert (spf.status, spf.data["records"]) == ("pass", ["v=spf1 ip4:192.0.2.0/24 -all"])
+
+
+async def test_missing_spf_is_a_warning(dns_server):
+    spf = await domain_check(dns_server, "nomx.example.edu", "spf")
+    assert spf.status == "warn"
+    assert spf.detail == (
+        "nomx.example.edu publishes no SPF record: receivers cannot tell its own mail from forgeries and many "
+        'junk mail without SPF; publish one such as "v=spf1 mx -all".'
+    )
+
+
+async def test_two_spf_records_fail(dns_server):
+    spf = await domain_check(dns_server, "two.example.edu", "spf")
+    assert (spf.status, spf.detail) == (
+        "fail", "two.example.edu publishes 2 SPF records: RFC 7208 makes receivers treat that as an error, as if "
+                "there were none; merge them into one.",
+    )
+
+
+@pytest.mark.parametrize(("domain", "problem"), [
+    ("badmech.example.edu", "'foo:bar' is not an SPF mechanism"),
+    ("badnet.example.edu", "'ip4:192.0.2.0/33' is not a valid IPv4 network"),
+    ("badv6.example.edu", "'ip6:192.0.2.1' is not a valid IPv6 network"),
+    ("badinclude.example.edu", "'include' is malformed"),
+    ("redirect2.example.edu", "the 'redirect' modifier appears more than once"),
+])
+async def test_malformed_spf_fails_naming_the_problem(dns_server, domain, problem):
+    spf = await domain_check(dns_server, domain, "spf")
+    assert (spf.status, spf.detail) == (
+        "fail", f"The SPF record of {domain} cannot be used: {problem}; RFC 7208 makes receivers treat it as an "
+                "error, as if there were none.",
+    )
+
+
+async def test_spf_allowing_everyone_is_a_warning(dns_server):
+    spf = await domain_check(dns_server, "plusall.example.edu", "spf")
+    assert (spf.status, spf.detail) == (
+        "warn", 'The SPF record of plusall.example.edu ends in "+all", which lets every host on the Internet send '
+                'mail as plusall.example.edu; end it in "-all" or "~all".',
+    )
+
+
+async def test_spf_of_a_domain_that_does_not_exist_fails(dns_server):
+    spf = await domain_check(dns_server, "nosuch.example.edu", "spf")
+    assert (spf.status, spf.detail) == (
+        "fail", "nosuch.example.edu does not exist in DNS (NXDOMAIN), so it has no SPF record."
+    )
+
+
+# ---- DMARC ------------------------------------------------------------------------------------
+
+
+async def test_dmarc_policy_passes(dns_server):
+    dmarc = await domain_check(dns_server, "example.edu", "dmarc")
+    assert (dmarc.status, dmarc.detail) == ("pass", "The DMARC policy of example.edu is p=reject.")
+    assert dmarc.data["owner"] == "example.edu"
+
+
+async def test_a_subdomain_inherits_the_parents_subdomain_policy(dns_server):
+    dmarc = await domain_check(dns_server, "dept.example.edu", "dmarc")
+    assert (dmarc.status, dmarc.detail) == (
+        "pass", "The DMARC policy of dept.example.edu (from the record of example.edu) is p=quarantine."
+    )
+
+
+async def test_dmarc_monitoring_only_is_information(dns_server):
+    dmarc = await domain_check(dns_server, "none.example.edu", "dmarc")
+    assert (dmarc.status, dmarc.detail) == (
+        "info", "The DMARC policy of none.example.edu is p=none: receivers only report mail that forges it and "
+                "deliver it as usual; move to quarantine or reject once the reports show that all of its own "
+                "mail passes.",
+    )
+
+
+async def test_missing_dmarc_is_a_warning(dns_server):
+    dmarc = await domain_check(dns_server, "other.edu", "dmarc")
+    assert (dmarc.status, dmarc.detail) == (
+        "warn", "other.edu publishes no DMARC record (at _dmarc.other.edu): receivers get no policy for mail that "
+                'forges it; publish one such as "v=DMARC1; p=quarantine; rua=mailto:...".',
+    )
+
+
+@pytest.mark.parametrize(("domain", "problem"), [
+    ("nop.example.edu", "it has no p= tag, the policy itself"),
+    ("badp.example.edu", "'p=block' is not a valid value for p"),
+    ("badpct.example.edu", "'pct=150' is not a valid value for pct"),
+    ("notpair.example.edu", "'strict' is not a tag=value pair"),
+    ("twice.example.edu", "the tag 'p' appears more than once"),
+])
+async def test_malformed_dmarc_fails_naming_the_problem(dns_server, domain, problem):
+    dmarc = await domain_check(dns_server, domain, "dmarc")
+    assert (dmarc.status, dmarc.detail) == ("fail", f"The DMARC record of {domain} cannot be used: {problem}.")
+
+
+async def test_two_dmarc_records_fail(dns_server):
+    dmarc = await domain_check(dns_server, "twodmarc.example.edu", "dmarc")
+    assert (dmarc.status, dmarc.detail) == (
+        "fail", "_dmarc.twodmarc.example.edu has 2 DMARC records: RFC 7489 makes receivers ignore them all; keep one."
+    )
+
+
+async def test_dmarc_lookup_without_answer_is_an_error(dns_server):
+    dmarc = await domain_check(dns_server, "quiet.edu", "dmarc")
+    assert dmarc.status == "error"
+    assert dmarc.detail == (
+        f"Could not look up the DMARC record of quiet.edu: DNS unavailable: no answer from {dns_server.address} "
+        "within 0.5 s."
+    )
+
+
+async def test_policy_checks_leave_out_mx(dns_server):
+    checks = await policy_checks("example.edu", resolver=dns_server.address)
+    assert [(c.id, c.status) for c in checks] == [("spf", "pass"), ("dmarc", "pass")]
