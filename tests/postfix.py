@@ -139,6 +139,20 @@ class PostfixInstance:
     def log(self) -> str:
         return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
 
+    def processes(self) -> list[int]:
+        """Process ids of this instance: every Postfix daemon works in its queue directory."""
+        queue = str(self.queue_directory)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cwd = os.readlink(entry / "cwd")
+                except OSError:
+                    continue
+                if (cwd == queue or cwd.startswith(queue + "/")) and _alive(int(entry.name)):
+                    pids.append(int(entry.name))
+        return pids
+
     def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
         """The log once it contains `text`; PostfixError with the log when it never does."""
         deadline = time.monotonic() + timeout
@@ -149,8 +163,9 @@ class PostfixInstance:
         return self.log()
 
 
-def postfix_command() -> str:
-    path = shutil.which("postfix") or ("/usr/sbin/postfix" if Path("/usr/sbin/postfix").exists() else None)
+def postfix_command(search_path: str | None = None) -> str:
+    """The postfix binary; PostfixError (a test failure, never a skip) when it is not installed."""
+    path = shutil.which("postfix", path=search_path or f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if path is None:
         raise PostfixError("Debian's postfix is not installed: apt-get install postfix (.ci/run does it)")
     return path
@@ -247,7 +262,7 @@ def _stop(command: str, instance: PostfixInstance) -> None:
         subprocess.run([command, "-c", str(instance.config_directory), "stop"],
                        capture_output=True, timeout=STOP_TIMEOUT)
         _wait_until_gone([master], STOP_TIMEOUT)
-    leftovers = _instance_processes(instance)
+    leftovers = instance.processes()
     for pid in leftovers:
         _kill(pid)
     _wait_until_gone(leftovers, STOP_TIMEOUT)
@@ -258,21 +273,6 @@ def _master_pid(instance: PostfixInstance) -> int | None:
         return int((instance.queue_directory / "pid" / "master.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _instance_processes(instance: PostfixInstance) -> list[int]:
-    """Processes of this instance: every Postfix daemon works in its queue directory."""
-    queue = str(instance.queue_directory)
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd == queue or cwd.startswith(queue + "/"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def _kill(pid: int) -> None:
