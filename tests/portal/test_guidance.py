@@ -7,6 +7,10 @@ from django.template.loader import render_to_string
 from django.test import override_settings
 
 from relaytests.guidance import guidance_for
+from relaytests.probe.suite import SuiteConfig, run_suite
+from relaytests.probe.targets import HostTarget
+from tests.fakes import BEHAVIOURS, FakeSMTPServer, with_banner
+from tests.fakes.smtp import HOSTNAME, LOCAL_DOMAIN
 from tests.portal import factories
 from tests.portal.conftest import client_for
 
@@ -220,3 +224,23 @@ def test_a_partial_report_of_a_dead_run_still_renders():
     html = render(report)
     assert "How to tell which MTA you run" in html
     assert "How to fix 127.0.0.1:25" in html
+
+
+async def test_a_fake_sendmail_8_8_relaying_through_the_percent_hack_gets_the_sendmail_section():
+    """Issue 5's 'done when': the engine's own report of such a server, turned into guidance."""
+    behaviour = with_banner(BEHAVIOURS["open-percent"], "sendmail")
+    config = SuiteConfig(
+        canary_domain="canary.example.net",
+        canary_secret="s",
+        command_timeout=5.0,
+        vector_ids=["plain", "percent-host", "control-inbound"],
+    )
+    with FakeSMTPServer(behaviour) as server:
+        host = HostTarget("127.0.0.1", server.port, name=HOSTNAME, mail_domain=LOCAL_DOMAIN)
+        report = (await run_suite(HOSTNAME, [host], config)).to_dict()
+    guidance = guidance_for(report, 0)
+    assert (guidance.family, guidance.name) == ("sendmail", "Sendmail")
+    assert [v.id for v in guidance.failing] == ["percent-host"]
+    assert guidance.outdated.status == "fail"
+    assert "relays mail for anyone by default" in guidance.outdated.detail
+    assert guidance.hub.snippet == "define(`SMART_HOST', `[relay.example.edu]')dnl"
