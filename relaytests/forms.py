@@ -20,8 +20,8 @@ class RegisterServerForm(forms.Form):
     target = forms.CharField(
         label="Hostname, IP address or mail domain",
         max_length=300,
-        help_text="For example mail.physics.example.edu, 192.0.2.25, [2001:db8::25], "
-        "or physics.example.edu. Add :PORT for a port other than 25.",
+        help_text="For example mail.dept.example.edu, 192.0.2.25, [2001:db8::25], "
+        "or dept.example.edu. Add :PORT for a port other than 25.",
     )
     mail_domain = forms.CharField(
         label="The server's mail domain (optional)",

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -24,7 +23,7 @@ from relaytests.tasks import enqueue_run
 def register(request):
     departments = access.departments_for(request.user)
     if not departments.exists():
-        raise Http404("You are not a member of any department yet; ask central IT to add you.")
+        return render(request, "relaytests/register.html", {"form": None})
     form = RegisterServerForm(request.POST or None, departments=departments)
     if request.method == "POST" and form.is_valid():
         try:

@@ -1,0 +1,357 @@
+"""The pages and actions of the portal, as a department's mail admin and central IT use them.
+
+Starting a test: the view creates the run and hands it to `relaytests.tasks.enqueue_run`, which
+publishes from an on_commit hook. Inside a test's transaction that hook is captured, not run
+(`django_capture_on_commit_callbacks`), so these tests reach no broker; the real broker, a dead
+broker and the worker are the subject of the broker and fault tests.
+"""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from relaytests.models import MailServer, TestRun
+from tests.dnsserver import ZoneServer
+from tests.portal.conftest import client_for
+from tests.portal.factories import check, host, make_department, make_run, make_server, report, vector
+
+pytestmark = pytest.mark.django_db
+Status = TestRun.Status
+SCRIPT_TAG = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S)
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# ---- starting a test ----
+
+
+def test_test_queues_a_run_of_the_servers_addresses_and_enqueues_it_on_commit(
+    member, server, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = client_for(member).post(reverse("relaytests:server-test", args=[server.pk]))
+
+    run = TestRun.objects.get()
+    assert response["Location"] == run.get_absolute_url()
+    assert (run.status, run.trigger, run.started_by, run.addresses) == (Status.QUEUED, "manual", member, ["192.0.2.25"])
+    assert len(run.probe_run_id) == 10
+    assert len(enqueued) == 1
+
+
+def test_retest_starts_a_new_run_of_the_same_server_marked_as_a_retest(member, server):
+    finished = make_run(server, verdict="open_relay")
+
+    response = client_for(member).post(reverse("relaytests:run-retest", args=[finished.pk]), follow=True)
+
+    run = server.runs.first()
+    assert (run.pk != finished.pk, run.trigger, run.status) == (True, "retest", Status.QUEUED)
+    assert response.redirect_chain == [(run.get_absolute_url(), 302)]
+
+
+def test_a_server_with_a_run_queued_or_running_gets_no_second_run(member, server):
+    active = make_run(server, status=Status.RUNNING)
+
+    response = client_for(member).post(reverse("relaytests:server-test", args=[server.pk]), follow=True)
+
+    assert server.runs.count() == 1
+    assert response.redirect_chain == [(active.get_absolute_url(), 302)]
+    assert messages_of(response) == ["A test of this server is already queued or running; here it is."]
+
+
+def test_a_user_over_the_hourly_cap_is_refused_with_the_time_they_may_start_again(member, department, server, settings):
+    settings.RELAYTEST_RUNS_PER_HOUR = 2
+    other = make_server(department, target="mx2.physics.example.edu")
+    make_run(other, started_by=member)
+    make_run(other, started_by=member)
+
+    response = client_for(member).post(reverse("relaytests:server-test", args=[server.pk]), follow=True)
+
+    assert server.runs.count() == 0
+    assert response.redirect_chain == [(server.get_absolute_url(), 302)]
+    [message] = messages_of(response)
+    assert message.startswith("You have started 2 tests in the last hour, the most allowed. You can start the next one at ")
+
+
+def test_runs_older_than_an_hour_and_other_users_runs_do_not_count_against_the_cap(
+    member, staff, department, server, settings
+):
+    settings.RELAYTEST_RUNS_PER_HOUR = 1
+    old = make_run(server, started_by=member)
+    TestRun.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=61))
+    make_run(server, started_by=staff)
+
+    client_for(member).post(reverse("relaytests:server-test", args=[server.pk]))
+
+    assert server.runs.filter(started_by=member, status=Status.QUEUED).count() == 1
+
+
+# ---- registering ----
+
+
+def test_registering_a_server_takes_the_member_to_its_page(member, department, settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+    data = {"department": department.pk, "what": "server", "target": "127.0.0.7", "mail_domain": ""}
+
+    response = client_for(member).post(reverse("relaytests:register"), data, follow=True)
+
+    server = MailServer.objects.get()
+    assert (server.target, server.addresses, server.created_by) == ("127.0.0.7", ["127.0.0.7"], member)
+    assert response.redirect_chain == [(server.get_absolute_url(), 302)]
+    assert messages_of(response) == ["127.0.0.7 is registered. Press Test to test it."]
+
+
+def test_registering_a_mail_domain_through_the_page_uses_its_mx_hosts(member, department, settings):
+    settings.RELAYTEST_SCOPE_DOMAINS = ["example.edu"]
+    data = {"department": department.pk, "what": "domain", "target": "physics.example.edu", "mail_domain": ""}
+    with ZoneServer("physics.example.edu. MX 10 mx.physics.example.edu.\nmx.physics.example.edu. A 130.59.1.25") as dns:
+        settings.RELAYTEST_RESOLVER = dns.address
+        client_for(member).post(reverse("relaytests:register"), data)
+
+    assert MailServer.objects.values_list("target", "kind", "addresses").get() == (
+        "physics.example.edu", "domain", ["130.59.1.25"],
+    )
+
+
+def test_the_register_page_offers_only_the_users_own_departments(member, department, other_department):
+    form = client_for(member).get(reverse("relaytests:register")).context["form"]
+
+    assert list(form.fields["department"].queryset) == [department]
+
+
+def test_a_user_of_no_department_is_told_to_ask_central_it(db):
+    from tests.portal.factories import make_user
+
+    page = client_for(make_user("newcomer")).get(reverse("relaytests:register")).content.decode()
+
+    assert "You are not a member of any department yet" in page
+    assert 'name="target"' not in page
+
+
+# ---- dashboards ----
+
+
+def test_home_lists_the_members_servers_with_their_last_verdict(member, server):
+    make_run(server, verdict="open_relay")
+    make_run(server, status=Status.RUNNING)
+
+    page = client_for(member).get(reverse("relaytests:home")).content.decode()
+
+    assert server.target in page
+    assert '<span class="verdict verdict-open_relay">Open relay</span>' in page
+    assert "Running" in page
+
+
+def test_anonymous_visitors_get_the_front_page_with_a_way_to_sign_in(client):
+    page = client.get(reverse("relaytests:home")).content.decode()
+
+    assert f'href="{reverse("login")}"' in page
+    assert "My servers" not in page
+
+
+def test_central_it_sees_open_relays_and_blocklisted_servers_first_with_counts(staff, department):
+    rows = {
+        "secure.example.edu": report("secure"),
+        "open.example.edu": report("open_relay"),
+        "listed.example.edu": report("secure", hosts=[host(checks=[check("dnsbl-zen.spamhaus.org", "fail")])]),
+        "unsure.example.edu": report("inconclusive"),
+    }
+    for target, data in rows.items():
+        make_run(make_server(department, target=target), verdict=data["verdict"], report=data)
+    make_server(make_department("Chemistry"), target="new.example.edu")
+
+    response = client_for(staff).get(reverse("relaytests:overview"))
+
+    order = [row.server.target for row in response.context["rows"]]
+    assert order[:2] == ["listed.example.edu", "open.example.edu"]
+    assert order[-1] == "secure.example.edu"
+    counts = {css: number for css, _, number in response.context["counts"]}
+    assert counts == {"open_relay": 1, "accepts_relay": 0, "inconclusive": 1, "secure": 2, "untested": 1,
+                      "blocklisted": 1}
+    assert '<span class="verdict verdict-blocklisted">On a blocklist</span>' in response.content.decode()
+
+
+# ---- the run page ----
+
+
+@pytest.fixture
+def open_relay_run(server):
+    hostile = "220 <script>alert('x')</script> ESMTP"
+    data = report(
+        "open_relay",
+        hosts=[host(verdict="open_relay", banner=hostile,
+                    vectors=[vector("plain", "accepted", delivered=True), vector("percent-host", "rejected")],
+                    transcript=[{"dir": "S", "line": hostile, "t": 0.01}, {"dir": "C", "line": "EHLO relaytest.invalid", "t": 0.02}])],
+    )
+    start = timezone.now() - timedelta(seconds=95)
+    return make_run(server, verdict="open_relay", report=data, started_at=start, finished_at=start + timedelta(seconds=95))
+
+
+def test_the_run_page_says_the_verdict_first_in_words_and_colour(member, open_relay_run):
+    page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
+
+    body = page[page.index('<div class="run-body"'):]
+    assert body.index('<section class="verdict-banner verdict-open_relay">') < body.index('class="host"')
+    assert "<h2>Open relay</h2>" in page
+    assert "1 min 35 s" in page
+
+
+def test_server_strings_are_escaped_and_no_page_carries_inline_script(member, open_relay_run):
+    response = client_for(member).get(open_relay_run.get_absolute_url())
+    page = response.content.decode()
+
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    scripts = SCRIPT_TAG.findall(page)
+    assert scripts and all('src="' in attributes and not body.strip() for attributes, body in scripts)
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert "unsafe-inline" not in response["Content-Security-Policy"]
+
+
+def test_the_live_script_is_a_vendored_static_file(member, open_relay_run):
+    page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
+
+    assert '<script src="/static/relaytests/live.js"></script>' in page
+    assert finders.find("relaytests/live.js")
+
+
+def test_the_report_shows_each_vector_sent_the_reply_and_the_dialogue_collapsed(member, open_relay_run):
+    page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
+
+    assert "<code>RCPT TO:&lt;plain@canary.example.net&gt;</code>" in page
+    assert "<code>554 5.7.1 Relay access denied</code>" in page
+    assert "relayed: the test message arrived" in page
+    assert re.search(r'<details class="transcript" id="transcript-1">\s*<summary>The full SMTP dialogue \(2 lines\)', page)
+
+
+def test_since_last_run_lists_what_changed(member, server, open_relay_run):
+    later = report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])])
+    latest = make_run(server, verdict="accepts_relay", report=later)
+
+    page = client_for(member).get(latest.get_absolute_url()).content.decode()
+
+    assert "<h2>Since last run</h2>" in page
+    assert "plain: now accepted (was relayed)" in page
+    assert "now <strong>Accepts relay</strong> (was Open relay)" in page
+
+
+def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
+    inside = report("open_relay")
+    inside["probe"].update(source_address="10.20.0.5", inside_internal_networks=True)
+    outside = make_run(server, verdict="secure", report=report("secure"))
+    warned = make_run(server, verdict="open_relay", report=inside)
+
+    assert "inside the university's own networks" not in client_for(member).get(outside.get_absolute_url()).content.decode()
+    page = client_for(member).get(warned.get_absolute_url()).content.decode()
+    assert "The probe ran from 10.20.0.5, inside the university's own networks." in page
+
+
+def test_an_active_run_shows_its_progress_so_far_and_refreshes_without_javascript(member, server):
+    partial = report("inconclusive", hosts=[host(vectors=[vector("plain", "rejected")])])
+    run = make_run(server, status=Status.RUNNING, report=partial)
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    assert '<noscript><meta http-equiv="refresh" content="10"></noscript>' in page
+    assert 'data-active="true"' in page
+    assert "<strong>Running</strong>" in page
+    assert "<td>plain</td>" in page
+    assert "Re-test" not in page
+
+
+def test_a_finished_run_stops_refreshing_and_offers_retest_and_a_permalink(member, open_relay_run, settings):
+    settings.SITE_URL = "https://relaytest.example.edu"
+    page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
+
+    assert "http-equiv" not in page
+    assert 'data-active="false"' in page
+    assert f'action="{reverse("relaytests:run-retest", args=[open_relay_run.pk])}"' in page
+    permalink = f"https://relaytest.example.edu/runs/{open_relay_run.pk}/"
+    assert f'<a href="{permalink}">{permalink}</a>' in page
+
+
+def test_the_live_fragment_is_the_changing_part_of_the_page_only(member, server):
+    run = make_run(server, status=Status.QUEUED)
+
+    fragment = client_for(member).get(reverse("relaytests:run-live", args=[run.pk])).content.decode()
+
+    assert fragment.lstrip().startswith('<div class="run-body" data-active="true">')
+    assert "<html" not in fragment
+    assert "Waiting for a worker" in fragment
+
+
+def test_a_failed_run_shows_its_reason(member, server):
+    run = make_run(server, status=Status.FAILED, status_reason="The task queue is unreachable; nothing was tested.")
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    assert "<strong>Failed</strong>" in page
+    assert "The task queue is unreachable; nothing was tested." in page
+
+
+# ---- the server page ----
+
+
+def test_the_server_page_lists_runs_newest_first_with_verdict_starter_and_duration(member, staff, server):
+    start = timezone.now()
+    make_run(server, verdict="open_relay", started_by=member, started_at=start, finished_at=start + timedelta(seconds=4))
+    make_run(server, verdict="secure", trigger="retest", started_by=staff)
+    make_run(server, verdict="", trigger="schedule", status=Status.INTERRUPTED, status_reason="The worker stopped")
+
+    response = client_for(member).get(server.get_absolute_url())
+    page = response.content.decode()
+
+    assert [run.trigger for run in response.context["runs"]] == ["schedule", "retest", "manual"]
+    assert "Schedule" in page and "Re-test by central" in page and "Test by alice" in page
+    assert "4.0 s" in page
+    assert "The worker stopped" in page
+
+
+def test_the_server_page_offers_test_unless_a_run_is_active(member, server):
+    test_action = f'action="{reverse("relaytests:server-test", args=[server.pk])}"'
+    assert test_action in client_for(member).get(server.get_absolute_url()).content.decode()
+
+    make_run(server, status=Status.QUEUED)
+    page = client_for(member).get(server.get_absolute_url()).content.decode()
+    assert test_action not in page
+    assert "A test is waiting for a worker" in page
+
+
+# ---- signing in and out ----
+
+
+def test_signing_in_leads_to_the_page_asked_for(member, server):
+    url = server.get_absolute_url()
+    response = client_for(None).post(
+        f"{reverse('login')}?next={url}", {"username": "alice", "password": "a long test password 42", "next": url}
+    )
+
+    assert response["Location"] == url
+
+
+def test_a_password_reset_mails_a_link_that_lets_the_user_choose_a_new_password(client, member):
+    client.post(reverse("password_reset"), {"email": "alice@example.edu"})
+
+    [message] = mail.outbox
+    assert message.to == ["alice@example.edu"]
+    assert message.subject == "Choose a new password for the Relay Test Portal"
+    link = re.search(r"https?://[^/]+(/accounts/reset/\S+)", message.body).group(1)
+    form_page = client.get(link, follow=True)
+    client.post(form_page.redirect_chain[-1][0], {"new_password1": "another long password 7", "new_password2": "another long password 7"})
+    member.refresh_from_db()
+    assert member.check_password("another long password 7")
+
+
+def test_sign_out_is_a_post_from_every_page(member):
+    client = client_for(member)
+
+    response = client.post(reverse("logout"))
+
+    assert response.status_code == 302
+    assert client.get(reverse("relaytests:register")).status_code == 302
