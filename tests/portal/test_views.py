@@ -18,7 +18,7 @@ from django.utils import timezone
 from relaytests.models import MailServer, TestRun
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
-from tests.portal.factories import check, host, make_department, make_run, make_server, report, vector
+from tests.portal.factories import check, host, make_department, make_run, make_server, make_user, report, vector
 
 pytestmark = pytest.mark.django_db
 Status = TestRun.Status
@@ -126,8 +126,6 @@ def test_the_register_page_offers_only_the_users_own_departments(member, departm
 
 
 def test_a_user_of_no_department_is_told_to_ask_central_it(db):
-    from tests.portal.factories import make_user
-
     page = client_for(make_user("newcomer")).get(reverse("relaytests:register")).content.decode()
 
     assert "You are not a member of any department yet" in page
@@ -355,3 +353,22 @@ def test_sign_out_is_a_post_from_every_page(member):
 
     assert response.status_code == 302
     assert client.get(reverse("relaytests:register")).status_code == 302
+
+
+# ---- central IT's administration ----
+
+
+def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(department, server, open_relay_run):
+    admin = make_user("root", staff=True)
+    admin.is_superuser = True
+    admin.save()
+    client = client_for(admin)
+
+    department_page = client.get(reverse("admin:relaytests_department_change", args=[department.pk])).content.decode()
+    run_page = client.get(reverse("admin:relaytests_testrun_change", args=[open_relay_run.pk])).content.decode()
+
+    assert 'name="memberships-0-user"' in department_page
+    assert client.get(reverse("admin:relaytests_mailserver_changelist")).status_code == 200
+    assert "&quot;verdict&quot;: &quot;open_relay&quot;" in run_page
+    assert 'name="report"' not in run_page and 'name="status"' not in run_page
+    assert client.get(reverse("admin:relaytests_testrun_add")).status_code == 403
