@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ import trustme
 from aiosmtpd.smtp import SMTP
 
 from tests.fakes.addresses import Names, accepts, parse
+
+# aiosmtpd logs every command at INFO; the fakes keep them in `seen` instead.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 HOSTNAME = "mx.dept.example.edu"
 LOCAL_DOMAIN = "dept.example.edu"
