@@ -94,8 +94,8 @@ class TestRun(models.Model):
         INTERRUPTED = "interrupted", "Interrupted"
 
     class Trigger(models.TextChoices):
-        MANUAL = "manual", "Test"
-        RETEST = "retest", "Re-test"
+        MANUAL = "manual", "Test button"
+        RETEST = "retest", "Re-test button"
         SCHEDULE = "schedule", "Schedule"
 
     server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="runs")

@@ -306,7 +306,7 @@ def test_the_server_page_lists_runs_newest_first_with_verdict_starter_and_durati
     page = response.content.decode()
 
     assert [run.trigger for run in response.context["runs"]] == ["schedule", "retest", "manual"]
-    assert "Schedule" in page and "Re-test by central" in page and "Test by alice" in page
+    assert "Schedule" in page and "Re-test button, central" in page and "Test button, alice" in page
     assert "4.0 s" in page
     assert "The worker stopped" in page
 
