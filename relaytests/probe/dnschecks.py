@@ -26,6 +26,7 @@ import dns.reversename
 from relaytests.probe.report import Check
 
 DNS_PORT = 53
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Which status speaks for a check when it has several findings: a definite problem first,
 # then "could not check", then advice.
@@ -107,7 +108,8 @@ class DnsClient:
         except dns.resolver.NXDOMAIN:
             return Answer(nxdomain=True, canonical_name=_plain(name))
         except dns.resolver.LifetimeTimeout:
-            return Answer(failure=f"DNS unavailable: no answer from {self.resolver_label} within {self.timeout:g} s")
+            return Answer(failure=f"DNS unavailable: no answer from {self.resolver_label} "
+                                  f"within {self.timeout:g} s")
         except dns.resolver.NoNameservers as exc:
             return Answer(failure=self._refusal(name, rdtype, exc))
         except (dns.exception.DNSException, OSError) as exc:
@@ -167,7 +169,9 @@ class Addresses:
             return None
         if self.failure:
             return self.failure
-        return f"{self.name} does not exist (NXDOMAIN)" if self.nxdomain else f"{self.name} has no A or AAAA record"
+        if self.nxdomain:
+            return f"{self.name} does not exist (NXDOMAIN)"
+        return f"{self.name} has no A or AAAA record"
 
 
 # ---- MX ---------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class MailHosts:
     failure: str | None = None  # the MX lookup itself failed
 
     def receiving_hosts(self) -> list[tuple[str, str]]:
-        """(name, address) of every address that receives the domain's mail, most preferred first, once each."""
+        """(name, address) of every address that takes the domain's mail, most preferred first, once each."""
         named = [(self.domain, a) for a in self.implicit.addresses] if self.implicit else []
         named += [(host.name, a) for host in self.mx for a in host.addresses]
         seen: set[str] = set()
@@ -214,7 +218,9 @@ async def find_mail_hosts(domain: str, client: DnsClient) -> MailHosts:
     records = sorted(answer.records, key=lambda r: (r.preference, r.exchange))
     null_mx = any(r.exchange == dns.name.root for r in records)
     real = [r for r in records if r.exchange != dns.name.root]
-    hosts = await asyncio.gather(*(_mx_host(r.preference, _plain(r.exchange.to_text()), client) for r in real))
+    hosts = await asyncio.gather(
+        *(_mx_host(r.preference, _plain(r.exchange.to_text()), client) for r in real)
+    )
     return MailHosts(domain, tuple(hosts), null_mx=null_mx)
 
 
@@ -246,11 +252,13 @@ MX_FINDINGS = {
                               "senders may treat the domain as accepting no mail."),
     "ip_literal": ("fail", "The MX record of {domain} names the IP address {name} instead of a host name: "
                            "RFC 5321 requires a name and most senders will not deliver to it."),
-    "alias": ("warn", "The MX host {name} of {domain} is an alias (CNAME) for {alias_of}: RFC 2181 forbids "
-                      "MX records that point at aliases and some senders refuse them; name {alias_of} instead."),
+    "alias": ("warn", "The MX host {name} of {domain} is an alias (CNAME) for {alias_of}: RFC 2181 "
+                      "forbids MX records that point at aliases and some senders refuse them; "
+                      "name {alias_of} instead."),
     "host_failed": ("error", "Could not look up every address of the MX host {name} of {domain}: {problem}."),
     "host_unresolved": ("warn", "The MX host {name} of {domain} cannot receive mail: {problem}."),
-    "no_host_resolves": ("fail", "None of the MX hosts of {domain} has an address ({names}), so it can receive no mail."),
+    "no_host_resolves": ("fail", "None of the MX hosts of {domain} has an address ({names}), "
+                                 "so it can receive no mail."),
     "ok": ("pass", "{domain} receives mail on {hosts}."),
 }
 
@@ -301,7 +309,8 @@ def _mx_data(mail: MailHosts) -> dict:
     if mail.implicit:
         hosts = [{"preference": None, "name": mail.domain, "addresses": list(mail.implicit.addresses),
                   "alias_of": None, "ip_literal": False, "problem": mail.implicit.problem}]
-    return {"domain": mail.domain, "null_mx": mail.null_mx, "implicit": mail.implicit is not None, "hosts": hosts}
+    return {"domain": mail.domain, "null_mx": mail.null_mx, "implicit": mail.implicit is not None,
+            "hosts": hosts}
 
 
 # ---- Findings -> one check ------------------------------------------------------------------
@@ -338,18 +347,20 @@ GENERIC_NAME_WORDS = frozenset(
 
 PTR_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the reverse DNS (PTR) of {address}: {failure}."),
-    "missing": ("warn", "{address} has no reverse DNS (PTR) record: many receivers (large mail providers, "
-                        "Postfix's reject_unknown_client_hostname) reject or junk mail from addresses without "
-                        "one; ask whoever runs the address block to add a PTR with the server's name."),
+    "missing": ("warn", "{address} has no reverse DNS (PTR) record: many receivers (large mail "
+                        "providers, Postfix's reject_unknown_client_hostname) reject or junk mail from "
+                        "addresses without one; ask whoever runs the address block to add a PTR with the "
+                        "server's name."),
     "forward_failed": ("error", "Could not check that {names} resolves back to {address}: {failure}."),
-    "not_confirmed": ("warn", "The reverse DNS of {address} is {names}, which does not resolve back to {address}: "
-                              "receivers that check forward-confirmed reverse DNS reject or junk its mail; "
-                              "add the address to the name's A/AAAA records or correct the PTR."),
+    "not_confirmed": ("warn", "The reverse DNS of {address} is {names}, which does not resolve back to "
+                              "{address}: receivers that check forward-confirmed reverse DNS reject or junk "
+                              "its mail; add the address to the name's A/AAAA records or correct the PTR."),
     "generic": ("warn", "The reverse DNS of {address} is {name}, which looks like an ISP's generic name for "
                         "an end-user address: many receivers reject mail from such names; give the address "
                         "a PTR with the mail server's own name."),
-    "banner_mismatch": ("info", "The reverse DNS of {address} is {names}, but the server calls itself {banner} "
-                                "in its greeting or EHLO: use one name for both, as some spam filters check."),
+    "banner_mismatch": ("info", "The reverse DNS of {address} is {names}, but the server calls itself "
+                                "{banner} in its greeting or EHLO: use one name for both, as some spam "
+                                "filters check."),
     "ok": ("pass", "The reverse DNS of {address} is {names}, which resolves back to it{matching}."),
 }
 
@@ -359,23 +370,28 @@ async def ptr_check(address: str, banner_names: list[str], client: DnsClient) ->
     answer = await client.lookup(dns.reversename.from_address(str(ip)).to_text(), "PTR")
     names = [_plain(r.target.to_text()) for r in answer.records][:MAX_PTR_NAMES]
     forward = await asyncio.gather(*(client.addresses(name) for name in names))
-    confirmed = [found.name for found in forward if ip in {ipaddress.ip_address(a) for a in found.addresses}]
+    confirmed = [found.name for found in forward if ip in map(ipaddress.ip_address, found.addresses)]
     banner = sorted({_plain(name) for name in banner_names if name})
     facts = {"address": str(ip), "names": ", ".join(names), "banner": " / ".join(banner)}
-    findings = _ptr_findings(ip, answer, names, forward, confirmed, banner, facts)
+    findings = [_finding(PTR_FINDINGS, key, **facts, **extra)
+                for key, extra in _ptr_findings(ip, answer.failure, forward, confirmed, banner)]
     data = {"address": str(ip), "ptr": names, "confirmed_names": confirmed, "banner_names": banner,
             "forward_confirmed": bool(confirmed) if names else None}
-    return _combine("ptr", [_finding(PTR_FINDINGS, key, **facts, **extra) for key, extra in findings], data)
+    return _combine("ptr", findings, data)
 
 
-def _ptr_findings(ip, answer: Answer, names, forward, confirmed, banner, facts) -> list[tuple[str, dict]]:
-    if answer.failure:
-        return [("lookup_failed", {"failure": answer.failure})]
-    if not names:
+def _ptr_findings(
+    ip: IPAddress, failure: str | None, forward: list[Addresses], confirmed: list[str], banner: list[str]
+) -> list[tuple[str, dict]]:
+    if failure:
+        return [("lookup_failed", {"failure": failure})]
+    if not forward:
         return [("missing", {})]
-    forward_failure = next((found.failure for found in forward if found.failure), None)
     if not confirmed:
-        return [("forward_failed", {"failure": forward_failure})] if forward_failure else [("not_confirmed", {})]
+        forward_failure = next((found.failure for found in forward if found.failure), None)
+        if forward_failure:
+            return [("forward_failed", {"failure": forward_failure})]
+        return [("not_confirmed", {})]
     findings = [("generic", {"name": name}) for name in confirmed if _looks_generic(name, ip)]
     if banner and not set(banner) & set(confirmed):
         findings.append(("banner_mismatch", {}))
@@ -383,7 +399,7 @@ def _ptr_findings(ip, answer: Answer, names, forward, confirmed, banner, facts) 
     return findings or [("ok", {"matching": matching})]
 
 
-def _looks_generic(name: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def _looks_generic(name: str, ip: IPAddress) -> bool:
     """A name built from the address's digits, or with an ISP's word for end-user ranges."""
     tokens = re.split(r"[.\-_]", name)
     if GENERIC_NAME_WORDS & set(tokens):
@@ -418,7 +434,8 @@ class Blocklist:
         first, last = (ipaddress.ip_address(a) for a in self.listed)
         if first <= ipaddress.ip_address(code) <= last:
             return "listed", self.meanings.get(code, "listed")
-        return "unexpected", "not one of its listing codes (a resolver that rewrites missing names answers so)"
+        return "unexpected", ("not one of its listing codes (a resolver that rewrites missing names "
+                              "answers so)")
 
 
 # Answers in this network are a zone's own error codes by convention, never a listing.
@@ -448,7 +465,8 @@ KNOWN_BLOCKLISTS = {
                 "127.255.255.255": "Spamhaus refuses this resolver for sending too many queries",
             },
         ),
-        Blocklist("bl.spamcop.net", "SpamCop", "https://www.spamcop.net/bl.shtml", listed=("127.0.0.2", "127.0.0.2"),
+        Blocklist("bl.spamcop.net", "SpamCop", "https://www.spamcop.net/bl.shtml",
+                  listed=("127.0.0.2", "127.0.0.2"),
                   meanings={"127.0.0.2": "reported as a spam source by SpamCop users"}),
         Blocklist("b.barracudacentral.org", "Barracuda Reputation Block List",
                   "https://www.barracudacentral.org/rbl/removal-request", listed=("127.0.0.2", "127.0.0.2"),
@@ -464,7 +482,7 @@ MAX_REASON_LENGTH = 300  # a TXT reason is the zone's text: shown, so bounded
 
 
 def blocklist(entry: str | Blocklist) -> Blocklist:
-    """A setting's word, "ZONE" or "ZONE=REMOVAL_URL", as a Blocklist; a zone we do not know is read generically."""
+    """A setting's word, "ZONE" or "ZONE=REMOVAL_URL", as a Blocklist; unknown zones are read generically."""
     if isinstance(entry, Blocklist):
         return entry
     zone, _, removal_url = entry.strip().partition("=")
@@ -477,13 +495,15 @@ def blocklist(entry: str | Blocklist) -> Blocklist:
 
 DNSBL_FINDINGS = {
     "bad_zone": ("error", "Could not check {address} against a blocklist: {problem}."),
-    "no_ipv6": ("info", "{list} ({zone}) does not list IPv6 addresses, so {address} was not checked against it."),
+    "no_ipv6": ("info", "{list} ({zone}) does not list IPv6 addresses, so {address} was not checked "
+                        "against it."),
     "lookup_failed": ("error", "Could not check {address} against {list} ({zone}): {failure}."),
-    "refused": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, meaning {meaning}."),
+    "refused": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, "
+                         "meaning {meaning}."),
     "unexpected": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, which is "
                             "{meaning}."),
-    "listed": ("fail", "{address} is listed on {list} ({zone}): {meaning}{reason}. Fix the cause, then request "
-                       "removal{removal}."),
+    "listed": ("fail", "{address} is listed on {list} ({zone}): {meaning}{reason}. Fix the cause, "
+                       "then request removal{removal}."),
     "not_listed": ("pass", "{address} is not listed on {list} ({zone})."),
 }
 
@@ -525,7 +545,7 @@ def _dnsbl(key: str, data: dict, **facts) -> Check:
     return Check("dnsbl", found.status, found.detail, data)
 
 
-def _reversed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def _reversed(ip: IPAddress) -> str:
     """The address as a blocklist query: reversed octets, or reversed nibbles for IPv6."""
     name = dns.reversename.from_address(str(ip))
     suffix = dns.reversename.ipv4_reverse_domain if ip.version == 4 else dns.reversename.ipv6_reverse_domain
@@ -618,8 +638,9 @@ def _spf_term_problem(term: str) -> str | None:
     argument = SPF_MECHANISMS[mechanism].fullmatch(match["argument"])
     if not argument:
         return f"'{term}' is malformed"
-    if mechanism in SPF_NETWORK_VERSION and not _is_network(argument["network"], SPF_NETWORK_VERSION[mechanism]):
-        return f"'{term}' is not a valid IPv{SPF_NETWORK_VERSION[mechanism]} network"
+    version = SPF_NETWORK_VERSION.get(mechanism)
+    if version and not _is_network(argument["network"], version):
+        return f"'{term}' is not a valid IPv{version} network"
     return None
 
 
@@ -644,19 +665,21 @@ _URI_LIST = r"[a-z][a-z0-9+.-]*:[^,\s]+(\s*,\s*[a-z][a-z0-9+.-]*:[^,\s]+)*"
 # The tags RFC 7489 section 6.3 defines, and how their values are written; other tags are ignored.
 DMARC_TAGS = {
     "p": _POLICY, "sp": _POLICY, "adkim": "[rs]", "aspf": "[rs]", "pct": r"100|[1-9]?[0-9]",
-    "fo": "[01ds](:[01ds])*", "rf": "[a-z0-9]+(:[a-z0-9]+)*", "ri": "[0-9]+", "rua": _URI_LIST, "ruf": _URI_LIST,
+    "fo": "[01ds](:[01ds])*", "rf": "[a-z0-9]+(:[a-z0-9]+)*", "ri": "[0-9]+",
+    "rua": _URI_LIST, "ruf": _URI_LIST,
 }
 
 DMARC_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the DMARC record of {domain}: {failure}."),
-    "missing": ("warn", "{domain} publishes no DMARC record (at _dmarc.{domain}): receivers get no policy for "
-                        "mail that forges it; publish one such as \"v=DMARC1; p=quarantine; rua=mailto:...\"."),
+    "missing": ("warn", "{domain} publishes no DMARC record (at _dmarc.{domain}): receivers get no "
+                        "policy for mail that forges it; publish one such as "
+                        "\"v=DMARC1; p=quarantine; rua=mailto:...\"."),
     "several": ("fail", "_dmarc.{owner} has {count} DMARC records: RFC 7489 makes receivers ignore them all; "
                         "keep one."),
     "malformed": ("fail", "The DMARC record of {owner} cannot be used: {problem}."),
-    "monitor_only": ("info", "The DMARC policy of {subject} is p=none: receivers only report mail that forges "
-                             "it and deliver it as usual; move to quarantine or reject once the reports show "
-                             "that all of its own mail passes."),
+    "monitor_only": ("info", "The DMARC policy of {subject} is p=none: receivers only report mail that "
+                             "forges it and deliver it as usual; move to quarantine or reject once the "
+                             "reports show that all of its own mail passes."),
     "ok": ("pass", "The DMARC policy of {subject} is p={policy}."),
 }
 
@@ -679,7 +702,9 @@ def _dmarc_owners(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(max(len(labels) - 1, 1))]
 
 
-def _dmarc_findings(domain: str, owners: list[str], answers: list[Answer], data: dict) -> list[tuple[str, dict]]:
+def _dmarc_findings(
+    domain: str, owners: list[str], answers: list[Answer], data: dict
+) -> list[tuple[str, dict]]:
     for owner, answer in zip(owners, answers):
         if answer.failure:
             return [("lookup_failed", {"failure": answer.failure})]
@@ -732,10 +757,12 @@ async def host_checks(
     or Blocklist entries. `banner_names` are the names the server gave in its greeting and EHLO.
     """
     if not _is_ip_address(address):
-        return [Check("ptr", "error", f"Could not check reverse DNS or blocklists: '{address}' is not an IP address.")]
+        detail = f"Could not check reverse DNS or blocklists: '{address}' is not an IP address."
+        return [Check("ptr", "error", detail, {"address": address})]
     client = DnsClient(resolver, timeout)
     checks = await asyncio.gather(
-        ptr_check(address, banner_names, client), *(dnsbl_check(address, zone, client) for zone in dnsbl_zones)
+        ptr_check(address, banner_names, client),
+        *(dnsbl_check(address, zone, client) for zone in dnsbl_zones),
     )
     return list(checks)
 

@@ -23,7 +23,8 @@ _LETTERS_DIGITS_HYPHENS = re.compile(r"[a-z0-9-]+", re.IGNORECASE)
 # (is this label bad?, why) for every label of a host name, in ASCII (IDNA) form.
 LABEL_RULES = (
     (lambda label: len(label) > 63, "label '{label}' is longer than 63 characters"),
-    (lambda label: label.startswith("-") or label.endswith("-"), "label '{label}' starts or ends with a hyphen"),
+    (lambda label: label.startswith("-") or label.endswith("-"),
+     "label '{label}' starts or ends with a hyphen"),
     (lambda label: not _LETTERS_DIGITS_HYPHENS.fullmatch(label),
      "label '{label}' has characters other than letters, digits and hyphens"),
 )
@@ -88,7 +89,9 @@ def _host_name(text: str) -> str:
             if is_bad(label):
                 raise TargetError(f"'{text}' is not a valid host name: {why.format(label=label)}")
     if labels[-1].isdigit():
-        raise TargetError(f"'{text}' is neither an IP address nor a valid host name: its last label is all digits")
+        raise TargetError(
+            f"'{text}' is neither an IP address nor a valid host name: its last label is all digits"
+        )
     ascii_name = ".".join(labels).lower()
     if len(ascii_name) > MAX_NAME_LENGTH:
         raise TargetError(f"'{text}' is not a valid host name: longer than {MAX_NAME_LENGTH} characters")
@@ -103,11 +106,13 @@ def _ascii_label(text: str, label: str) -> str:
     try:
         return encodings.idna.ToASCII(label).decode("ascii")
     except UnicodeError as exc:
-        raise TargetError(f"'{text}' is not a valid host name: label '{label}' has no IDNA form ({exc})") from None
+        why = f"label '{label}' has no IDNA form ({exc})"
+        raise TargetError(f"'{text}' is not a valid host name: {why}") from None
 
 
 async def resolve_target(
-    text: str, *, port: int = SMTP_PORT, domain: bool = False, resolver: str | None = None, timeout: float = 5.0
+    text: str, *, port: int = SMTP_PORT, domain: bool = False, resolver: str | None = None,
+    timeout: float = 5.0,
 ) -> ResolvedTarget:
     """The hosts behind a target: its A and AAAA addresses, or with domain=True its MX hosts'.
 
@@ -143,12 +148,14 @@ async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> Res
     """RFC 5321 section 5.1: the MX hosts by preference, else the domain's own addresses."""
     mail = await find_mail_hosts(domain, client)
     check = mx_check(mail)
-    hosts = [HostTarget(address, port, name=name, mail_domain=domain) for name, address in mail.receiving_hosts()]
-    return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=None if hosts else _nothing_to_test(check))
+    hosts = [HostTarget(address, port, name=name, mail_domain=domain)
+             for name, address in mail.receiving_hosts()]
+    error = None if hosts else _nothing_to_test(check)
+    return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=error)
 
 
 def _nothing_to_test(check: Check) -> str:
-    if check.status == "error":
-        return check.detail
-    return f"{check.detail.rstrip('.')}, nothing to test"
+    """The MX check's sentence as a reason, without its full stop, like every other `error` here."""
+    reason = check.detail.rstrip(".")
+    return reason if check.status == "error" else f"{reason}, nothing to test"
 
