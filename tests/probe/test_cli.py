@@ -1,0 +1,156 @@
+"""`python manage.py relaytest` as an operator runs it: a subprocess against fake servers.
+
+The report JSON must keep DESIGN.md's "relaytest/1" contract (every listed key at every level,
+with its type), and the exit codes must be the monitoring-plugin ones: 0 secure, 1 warnings
+only, 2 relay, 3 inconclusive or could not test.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relaytests.probe.vectors import catalogue
+
+PROJECT = Path(__file__).resolve().parents[2]
+NULLABLE_STR, NUMBER = (str, type(None)), (int, float)
+
+# DESIGN.md, "Report JSON": the keys that must exist, with the type of each value.
+REPORT = {"schema": str, "target": str, "started_at": str, "finished_at": str, "duration_s": NUMBER,
+          "verdict": str, "summary": str, "probe": dict, "hosts": list}
+PROBE = {"source_address": NULLABLE_STR, "helo": str, "inside_internal_networks": bool, "canary_domain": str}
+HOST = {"address": str, "port": int, "verdict": str, "reason": str, "banner": str, "software": dict,
+        "vectors": list, "checks": list, "transcript": list}
+SOFTWARE = {"family": str, "version": NULLABLE_STR}
+VECTOR = {"id": str, "helo": str, "mail_from": str, "rcpt_to": str, "outcome": str, "reason": str,
+          "code": (int, type(None)), "reply": str, "delivered": (bool, type(None))}
+CHECK = {"id": str, "status": str, "detail": str}
+TRANSCRIPT_LINE = {"dir": str, "line": str, "t": NUMBER}
+VERDICTS = {"open_relay", "accepts_relay", "inconclusive", "secure"}
+
+
+def relaytest(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "relaytest", *args],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def relaytest_json(port: int, *args: str) -> tuple[dict, int]:
+    result = relaytest(
+        "127.0.0.1", "--port", str(port), "--json", "--canary-domain", "canary.example.net",
+        "--local-domain", "dept.example.edu", "--helo", "probe.example.net", "--timeout", "10", *args,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout), result.returncode
+
+
+def assert_keys(data: dict, spec: dict, where: str) -> None:
+    for key, kind in spec.items():
+        assert key in data, f"{where}: no {key!r}"
+        value = data[key]
+        assert isinstance(value, kind) and not (kind is int and isinstance(value, bool)), (
+            f"{where}.{key} = {value!r} is not {kind}"
+        )
+
+
+def assert_report_contract(report: dict) -> None:
+    assert_keys(report, REPORT, "report")
+    assert report["schema"] == "relaytest/1"
+    assert report["verdict"] in VERDICTS
+    assert_keys(report["probe"], PROBE, "probe")
+    assert report["hosts"], "a report against a listening server has a host"
+    for host in report["hosts"]:
+        assert_keys(host, HOST, "host")
+        assert host["verdict"] in VERDICTS
+        assert_keys(host["software"], SOFTWARE, "software")
+        for vector in host["vectors"]:
+            assert_keys(vector, VECTOR, f"vector {vector.get('id')}")
+            assert vector["outcome"] in {"accepted", "rejected", "deferred", "failed"}
+        for check in host["checks"]:
+            assert_keys(check, CHECK, f"check {check.get('id')}")
+            assert check["status"] in {"pass", "info", "warn", "fail", "error"}
+        for line in host["transcript"]:
+            assert_keys(line, TRANSCRIPT_LINE, "transcript")
+            assert line["dir"] in {"C", "S"}, f"transcript dir {line['dir']!r} ({line['line']!r})"
+
+
+def free_port() -> int:
+    """A port nothing listens on: the OS picks a free one, and we close it again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_json_report_keeps_the_contract(fake_smtp):
+    server = fake_smtp("closed")
+    report, _ = relaytest_json(server.port)
+    assert_report_contract(report)
+    assert report["target"] == "127.0.0.1"
+    assert report["hosts"][0]["port"] == server.port
+    assert report["probe"]["canary_domain"] == "canary.example.net"
+    assert report["probe"]["helo"] == "probe.example.net"
+
+
+def test_secure_without_findings_exits_0(fake_smtp):
+    server = fake_smtp("closed", starttls=True)  # STARTTLS with a CA-issued certificate for its name
+    report, code = relaytest_json(server.port)
+    assert report["verdict"] == "secure"
+    assert [c["id"] for h in report["hosts"] for c in h["checks"] if c["status"] in ("warn", "fail")] == []
+    assert code == 0
+
+
+def test_secure_with_warnings_exits_1(fake_smtp):
+    report, code = relaytest_json(fake_smtp("postfix-default").port)  # relay refused only with 454
+    assert report["verdict"] == "secure"
+    assert "relay-refused-temporarily" in [c["id"] for c in report["hosts"][0]["checks"]]
+    assert code == 1
+
+
+def test_relay_exits_2(fake_smtp):
+    report, code = relaytest_json(fake_smtp("open").port)
+    assert report["verdict"] == "accepts_relay"
+    assert code == 2
+
+
+def test_inconclusive_exits_3(fake_smtp):
+    report, code = relaytest_json(fake_smtp("421-at-connect").port)
+    assert report["verdict"] == "inconclusive"
+    assert "421 4.3.2" in report["hosts"][0]["reason"]
+    assert code == 3
+
+
+def test_list_vectors_names_every_catalogue_entry():
+    result = relaytest("--list-vectors")
+    assert result.returncode == 0
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert listed == [v.id for v in catalogue()]
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["no-such-host.invalid"], "no-such-host.invalid"),
+        (["127.0.0.1", "--port", "70000"], "70000"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_3(args, mentions):
+    result = relaytest(*args)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert mentions in result.stderr
+
+
+def test_nothing_listening_is_one_clear_line_and_exit_3():
+    port = free_port()
+    result = relaytest("127.0.0.1", "--port", str(port), "--timeout", "5")
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert str(port) in result.stderr
