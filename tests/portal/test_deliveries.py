@@ -1,0 +1,106 @@
+"""Recording canary deliveries: at once during the wait, late after the run, never lost while it runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from relaytests.deliveries import record_delivery, recorded_arrivals
+from relaytests.models import CanaryDelivery, TestRun, VerdictChange
+from relaytests.probe.receiver import Delivery
+from tests.portal import factories
+
+pytestmark = pytest.mark.django_db
+
+Status = TestRun.Status
+TOKEN = "r-abcdefghij-plain-0123456789"
+CHAIN = ("from probe.example (unknown [198.51.100.7]) by mail.physics.example.edu (Postfix) with ESMTP id 1",)
+
+
+def accepted_report() -> dict:
+    """An engine's final report: one host took the canary message, none has arrived yet."""
+    plain = {**factories.vector("plain", "accepted", delivered=False), "token": TOKEN, "data_code": 250,
+             "sent_at": "2026-11-27T10:00:30+00:00"}
+    refused = factories.vector("percent-hack", "rejected")
+    host = factories.host(verdict="accepts_relay", vectors=[plain, refused], reason="accepted outside recipients")
+    return factories.report("accepts_relay", hosts=[host])
+
+
+def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain") -> Delivery:
+    return Delivery(token=token, run_id=run.probe_run_id, vector_id=vector_id,
+                    received_at=datetime(2026, 11, 27, 10, 0, 31, tzinfo=UTC), peer_address="192.0.2.25",
+                    received_chain=CHAIN, mail_from="b-x@canary.example.net", rcpt_tos=(f"{token}@canary.example.net",))
+
+
+def plain_vector(run: TestRun) -> dict:
+    return run.report["hosts"][0]["vectors"][0]
+
+
+def test_a_delivery_during_the_wait_marks_the_vector_delivered_at_once(server):
+    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, report=accepted_report())
+
+    row = record_delivery(delivery_of(run))
+
+    run.refresh_from_db()
+    assert (row.run, row.vector_id, row.token, row.late) == (run, "plain", TOKEN, False)
+    assert (row.peer_address, row.received_chain) == ("192.0.2.25", list(CHAIN))
+    vector = plain_vector(run)
+    assert vector["delivered"] is True
+    assert (vector["delivery"]["peer_address"], vector["delivery"]["received_chain"], vector["delivery"]["late"]) == (
+        "192.0.2.25", list(CHAIN), False
+    )
+    assert (run.report["verdict"], run.report["hosts"][0]["verdict"], run.verdict) == ("open_relay",) * 3
+    assert run.report["summary"].startswith("Open relay:")
+    assert VerdictChange.objects.count() == 0  # the run is not over: its finaliser writes the change
+
+
+def test_a_late_delivery_upgrades_the_verdict_and_records_the_change(server):
+    factories.make_run(server, verdict="secure", report=factories.report("secure"))
+    run = factories.make_run(server, verdict="accepts_relay", report=accepted_report())
+
+    row = record_delivery(delivery_of(run))
+
+    run.refresh_from_db()
+    assert row.late is True
+    assert plain_vector(run)["delivery"]["late"] is True
+    assert (run.status, run.verdict, run.report["verdict"]) == (Status.DONE, "open_relay", "open_relay")
+    change = VerdictChange.objects.get()
+    assert (change.run, change.old_verdict, change.new_verdict) == (run, "accepts_relay", "open_relay")
+
+
+def test_the_same_token_arriving_again_is_kept_but_changes_nothing_more(server):
+    run = factories.make_run(server, verdict="accepts_relay", report=accepted_report())
+
+    record_delivery(delivery_of(run))
+    first = TestRun.objects.get(pk=run.pk).report
+    record_delivery(delivery_of(run))
+
+    run.refresh_from_db()
+    assert CanaryDelivery.objects.filter(run=run).count() == 2
+    assert run.report == first  # the first arrival is the one shown
+    assert VerdictChange.objects.count() == 1
+
+
+def test_a_delivery_while_the_worker_writes_the_report_is_kept_for_its_finish(server):
+    snapshot = {"schema": "relaytest/1", "target": server.target, "hosts": [factories.host(verdict="inconclusive")]}
+    run = factories.make_run(server, status=Status.RUNNING, report=snapshot)
+
+    row = record_delivery(delivery_of(run))
+
+    run.refresh_from_db()
+    assert row.late is False
+    assert run.report == snapshot  # the worker owns the report until it is final
+    assert recorded_arrivals(run) == {
+        TOKEN: {"received_at": row.received_at.isoformat(timespec="milliseconds"), "peer_address": "192.0.2.25",
+                "received_chain": list(CHAIN), "late": False}
+    }
+
+
+def test_a_token_of_an_unknown_run_is_not_recorded(server):
+    factories.make_run(server, report=accepted_report())
+    stranger = Delivery(token=TOKEN, run_id="zzzzzzzzzz", vector_id="plain", received_at=datetime.now(UTC),
+                        peer_address="192.0.2.99", received_chain=(), mail_from="", rcpt_tos=())
+
+    assert record_delivery(stranger) is None
+    assert CanaryDelivery.objects.count() == 0
