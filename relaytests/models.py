@@ -80,6 +80,8 @@ class MailServer(models.Model):
 
 
 ACTIVE_STATUSES = ("queued", "running")
+# The run's page keeps updating itself in these: canary deliveries can still change the verdict.
+LIVE_STATUSES = (*ACTIVE_STATUSES, "awaiting_delivery")
 
 
 class TestRun(models.Model):
@@ -136,6 +138,10 @@ class TestRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
 
     @property
     def duration(self) -> timedelta | None:

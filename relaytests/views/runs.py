@@ -41,7 +41,7 @@ def retest(request, pk: int):
 
 def _run_context(run: TestRun) -> dict:
     report = run.report or {}
-    previous = run.previous_finished_run() if run.status == TestRun.Status.DONE else None
+    previous = run.previous_finished_run() if run.verdict else None
     return {
         "run": run,
         "server": run.server,

@@ -1,5 +1,5 @@
-// Live progress of a run: while the run is active, fetch the changing part of the page and swap it in.
-// Polls every few seconds while the tab is visible, rarely while it is hidden, and stops when the run ends.
+// Live progress of a run: while the run is live, fetch the changing part of the page and swap it in.
+// Polls every few seconds while the tab is visible, rarely while it is hidden, and stops when the run is final.
 // Without JavaScript the page shows the same part on reload (and refreshes itself, see run.html).
 (function () {
   "use strict";
@@ -11,9 +11,9 @@
   }
   var timer = null;
 
-  function isActive() {
+  function isLive() {
     var body = container.querySelector(".run-body");
-    return body !== null && body.getAttribute("data-active") === "true";
+    return body !== null && body.getAttribute("data-live") === "true";
   }
 
   function openDetailIds() {
@@ -37,7 +37,7 @@
 
   function schedule() {
     clearTimeout(timer);
-    if (isActive()) {
+    if (isLive()) {
       timer = setTimeout(poll, document.hidden ? HIDDEN_DELAY : VISIBLE_DELAY);
     }
   }
@@ -57,7 +57,7 @@
 
   // Coming back to the tab: look at once instead of waiting out the slow hidden-tab delay.
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden && isActive()) {
+    if (!document.hidden && isLive()) {
       clearTimeout(timer);
       poll();
     }

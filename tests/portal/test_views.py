@@ -257,10 +257,24 @@ def test_an_active_run_shows_its_progress_so_far_and_refreshes_without_javascrip
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
     assert '<noscript><meta http-equiv="refresh" content="10"></noscript>' in page
-    assert 'data-active="true"' in page
+    assert 'data-live="true"' in page
     assert "<strong>Running</strong>" in page
     assert "<td>plain</td>" in page
     assert "Re-test" not in page
+
+
+def test_a_run_awaiting_canary_deliveries_shows_its_verdict_and_keeps_updating(member, server):
+    make_run(server, verdict="secure", report=report("secure", hosts=[host(vectors=[vector("plain", "rejected")])]))
+    waiting = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                       report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]))
+
+    page = client_for(member).get(waiting.get_absolute_url()).content.decode()
+
+    assert "<h2>Accepts relay</h2>" in page
+    assert "plain: now accepted (was rejected)" in page
+    assert 'data-live="true"' in page and 'http-equiv="refresh"' in page
+    assert "Waiting for canary deliveries" in page
+    assert f'action="{reverse("relaytests:run-retest", args=[waiting.pk])}"' in page
 
 
 def test_a_finished_run_stops_refreshing_and_offers_retest_and_a_permalink(member, open_relay_run, settings):
@@ -268,7 +282,7 @@ def test_a_finished_run_stops_refreshing_and_offers_retest_and_a_permalink(membe
     page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
 
     assert "http-equiv" not in page
-    assert 'data-active="false"' in page
+    assert 'data-live="false"' in page
     assert f'action="{reverse("relaytests:run-retest", args=[open_relay_run.pk])}"' in page
     permalink = f"https://relaytest.example.edu/runs/{open_relay_run.pk}/"
     assert f'<a href="{permalink}">{permalink}</a>' in page
@@ -279,7 +293,7 @@ def test_the_live_fragment_is_the_changing_part_of_the_page_only(member, server)
 
     fragment = client_for(member).get(reverse("relaytests:run-live", args=[run.pk])).content.decode()
 
-    assert fragment.lstrip().startswith('<div class="run-body" data-active="true">')
+    assert fragment.lstrip().startswith('<div class="run-body" data-live="true">')
     assert "<html" not in fragment
     assert "Waiting for a worker" in fragment
 
