@@ -1,8 +1,8 @@
 """DNS facts about a mail server and its domain: MX, reverse DNS, blocklists, SPF and DMARC.
 
 Every lookup is asynchronous (dnspython), bounded by a timeout and never raises: a resolver
-that is down, silent or answers SERVFAIL turns into a check with status `error` and the
-reason ("DNS unavailable: ..."), never into a `pass`.
+that is down or silent ("DNS unavailable: ...") or that answers SERVFAIL turns into a check
+with status `error` and the reason, never into a `pass`.
 
 Check ids: `mx`, `spf`, `dmarc` (per mail domain) and `ptr`, `dnsbl` (per address). There is
 one `dnsbl` check per blocklist zone; its data names the zone, so every blocklist finding
@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -82,6 +83,28 @@ class Answer:
     canonical_name: str = ""  # differs from the name asked when that name is an alias (CNAME)
     nxdomain: bool = False
     failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The A and AAAA answers for one name, taken together."""
+
+    name: str
+    addresses: tuple[str, ...]
+    canonical_name: str
+    nxdomain: bool
+    failure: str | None  # one family's lookup failed; the other may still have answered
+
+    @property
+    def problem(self) -> str | None:
+        """Why this name gives no address to connect to, or None when it gives one."""
+        if self.addresses:
+            return None
+        if self.failure:
+            return self.failure
+        if self.nxdomain:
+            return f"{self.name} does not exist (NXDOMAIN)"
+        return f"{self.name} has no A or AAAA record"
 
 
 class DnsClient:
@@ -154,27 +177,9 @@ def _plain(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-@dataclass(frozen=True)
-class Addresses:
-    name: str
-    addresses: tuple[str, ...]
-    canonical_name: str
-    nxdomain: bool
-    failure: str | None  # one family's lookup failed; the other may still have answered
-
-    @property
-    def problem(self) -> str | None:
-        """Why this name gives no address to connect to, or None when it gives one."""
-        if self.addresses:
-            return None
-        if self.failure:
-            return self.failure
-        if self.nxdomain:
-            return f"{self.name} does not exist (NXDOMAIN)"
-        return f"{self.name} has no A or AAAA record"
-
-
 # ---- MX ---------------------------------------------------------------------------------
+
+MAX_MX_HOSTS = 16  # a zone is hostile input: more MX hosts than this are left out, most preferred kept
 
 
 @dataclass(frozen=True)
@@ -205,8 +210,10 @@ class MailHosts:
         """(name, address) of every address that takes the domain's mail, most preferred first, once each."""
         named = [(self.domain, a) for a in self.implicit.addresses] if self.implicit else []
         named += [(host.name, a) for host in self.mx for a in host.addresses]
-        seen: set[str] = set()
-        return [(name, a) for name, a in named if not (a in seen or seen.add(a))]
+        first_name: dict[str, str] = {}
+        for name, address in named:
+            first_name.setdefault(address, name)
+        return [(name, address) for address, name in first_name.items()]
 
 
 async def find_mail_hosts(domain: str, client: DnsClient) -> MailHosts:
@@ -217,7 +224,7 @@ async def find_mail_hosts(domain: str, client: DnsClient) -> MailHosts:
         return MailHosts(domain, implicit=await client.addresses(domain))
     records = sorted(answer.records, key=lambda r: (r.preference, r.exchange))
     null_mx = any(r.exchange == dns.name.root for r in records)
-    real = [r for r in records if r.exchange != dns.name.root]
+    real = [r for r in records if r.exchange != dns.name.root][:MAX_MX_HOSTS]
     hosts = await asyncio.gather(
         *(_mx_host(r.preference, _plain(r.exchange.to_text()), client) for r in real)
     )
@@ -519,25 +526,31 @@ async def dnsbl_check(address: str, entry: str | Blocklist, client: DnsClient) -
             "listed": None, "codes": []}
     if ip.version == 6 and not zone.ipv6:
         return _dnsbl("no_ipv6", data, **facts)
-    query = f"{_reversed(ip)}.{zone.zone}"
-    data["query"] = query
+    data["query"] = query = f"{_reversed(ip)}.{zone.zone}"
     answer = await client.lookup(query, "A")
-    if answer.failure:
-        return _dnsbl("lookup_failed", data, **facts, failure=answer.failure)
-    data["codes"] = codes = sorted({r.address for r in answer.records}, key=ipaddress.ip_address)
+    data["codes"] = sorted({r.address for r in answer.records}, key=ipaddress.ip_address)
+    key, extra = _dnsbl_reading(zone, answer.failure, data["codes"])
+    data["listed"] = {"listed": True, "not_listed": False}.get(key)
+    if key == "listed":
+        data["meaning"] = extra["meaning"]
+        data["reason"] = reason = await _listing_reason(query, client)
+        extra["reason"] = f' ("{reason}")' if reason else ""
+        extra["removal"] = f" at {zone.removal_url}" if zone.removal_url else " from the list's operator"
+    return _dnsbl(key, data, **facts, **extra)
+
+
+def _dnsbl_reading(zone: Blocklist, failure: str | None, codes: list[str]) -> tuple[str, dict]:
+    """Which DNSBL finding the answer is; an error code anywhere means the zone could not say."""
+    if failure:
+        return "lookup_failed", {"failure": failure}
     readings = {code: zone.reading(code) for code in codes}
-    for kind in ("refused", "unexpected"):  # an error code anywhere means the zone could not say
-        code = next((c for c, (k, _) in readings.items() if k == kind), None)
-        if code:
-            return _dnsbl(kind, data, **facts, code=code, meaning=readings[code][1])
-    data["listed"] = bool(codes)
+    for kind in ("refused", "unexpected"):
+        for code, (reading, meaning) in readings.items():
+            if reading == kind:
+                return kind, {"code": code, "meaning": meaning}
     if not codes:
-        return _dnsbl("not_listed", data, **facts)
-    data["meanings"] = [meaning for _, meaning in readings.values()]
-    data["reason"] = reason = await _listing_reason(query, client)
-    return _dnsbl("listed", data, **facts, meaning="; ".join(dict.fromkeys(data["meanings"])),
-                  reason=f' ("{reason}")' if reason else "",
-                  removal=f" at {zone.removal_url}" if zone.removal_url else " from the list's operator")
+        return "not_listed", {}
+    return "listed", {"meaning": "; ".join(dict.fromkeys(meaning for _, meaning in readings.values()))}
 
 
 def _dnsbl(key: str, data: dict, **facts) -> Check:
@@ -553,16 +566,15 @@ def _reversed(ip: IPAddress) -> str:
 
 
 async def _listing_reason(query: str, client: DnsClient) -> str:
-    """The zone's TXT record for a listing, printable and bounded; empty when it publishes none."""
+    """The zone's TXT record for a listing, bounded; empty when it publishes none."""
     answer = await client.lookup(query, "TXT")
-    texts = [_txt(record) for record in answer.records]
-    reason = " ".join(text for text in texts if text)
-    return "".join(c if c.isprintable() else " " for c in reason)[:MAX_REASON_LENGTH].strip()
+    return " ".join(filter(None, map(_txt, answer.records)))[:MAX_REASON_LENGTH].strip()
 
 
 def _txt(record) -> str:
-    """One TXT record: its strings joined as RFC 7208 section 3.3 says, decoded without failing."""
-    return b"".join(record.strings).decode("utf-8", errors="replace")
+    """One TXT record: its strings joined as RFC 7208 section 3.3 says, decoded and made printable."""
+    text = b"".join(record.strings).decode("utf-8", errors="replace")
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 # ---- SPF (RFC 7208) ------------------------------------------------------------------------
@@ -749,7 +761,7 @@ def _dmarc_tags(record: str) -> tuple[dict[str, str], str | None]:
 
 async def host_checks(
     address: str, banner_names: list[str], *, resolver: str | None = None,
-    dnsbl_zones=DEFAULT_DNSBL_ZONES, timeout: float = 5.0,
+    dnsbl_zones: Iterable[str | Blocklist] = DEFAULT_DNSBL_ZONES, timeout: float = 5.0,
 ) -> list[Check]:
     """Reverse DNS and one `dnsbl` check per blocklist zone for one address, all at once.
 

@@ -59,6 +59,9 @@ ZONE = "\n".join([
     ptr("192.0.2.42", "dyn42.pool.example.net."),
     "dyn42.pool.example.net. A 192.0.2.42",
     ptr("192.0.2.44", "mx.dead.example."),
+    *(ptr("192.0.2.46", f"name{n}.example.edu.") for n in range(8)),
+    *(f"name{n}.example.edu. A 192.0.2.46" for n in range(8)),
+    *(f"many.example.edu. MX {n} mx{n}.many.example.edu." for n in range(20)),
     # blocklists
     listing("192.0.2.66", "zen.spamhaus.org", "A 127.0.0.2", 'TXT "https://check.spamhaus.org/sbl/query/SBL123"'),
     listing("192.0.2.67", "zen.spamhaus.org", "A 127.0.0.2", "A 127.0.0.4"),
@@ -191,6 +194,11 @@ async def test_no_mx_host_with_an_address_fails(dns_server):
         "so it can receive no mail."
     )
     assert [f["key"] for f in mx.data["findings"]] == ["host_unresolved", "host_unresolved", "no_host_resolves"]
+
+
+async def test_a_domain_with_very_many_mx_hosts_is_looked_up_on_the_most_preferred(dns_server):
+    mx = await domain_check(dns_server, "many.example.edu", "mx")
+    assert [host["name"] for host in mx.data["hosts"]] == [f"mx{n}.many.example.edu" for n in range(16)]
 
 
 async def test_mx_of_a_domain_that_does_not_exist_fails(dns_server):
@@ -342,6 +350,13 @@ async def test_ptr_that_differs_from_the_banner_is_information(dns_server):
         "The reverse DNS of 192.0.2.25 is mx1.example.edu, but the server calls itself smtp.example.edu in its "
         "greeting or EHLO: use one name for both, as some spam filters check."
     )
+
+
+async def test_an_address_with_very_many_ptr_names_is_checked_on_the_first_few(dns_server):
+    check = await host_check(dns_server, "192.0.2.46")
+    assert check.status == "pass"
+    assert len(check.data["ptr"]) == 5
+    assert check.data["confirmed_names"] == check.data["ptr"]
 
 
 async def test_ptr_lookup_without_answer_is_an_error(dns_server):
