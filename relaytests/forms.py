@@ -42,10 +42,10 @@ class RegisterServerForm(forms.Form):
         if not text:
             return ""
         try:
-            domain, kind, port = scope.parse(text, domain=True)
+            domain, _kind, _port = scope.parse(text, domain=True)
         except TargetError as error:
             raise forms.ValidationError(str(error)) from None
-        if port != 25 or ":" in text:
+        if ":" in text:
             raise forms.ValidationError("A mail domain has no port.")
         return domain
 

@@ -27,13 +27,20 @@ def register(request):
     form = RegisterServerForm(request.POST or None, departments=departments)
     if request.method == "POST" and form.is_valid():
         try:
-            server = form.save(request.user)
+            with transaction.atomic():
+                server = form.save(request.user)
         except IntegrityError:  # registered by someone else between the check and now
             form.add_error("target", "This server was registered a moment ago by someone else.")
         else:
-            messages.success(request, f"{server} is registered. Press Test to test it.")
+            messages.success(request, _registered_message(server, form.scoped.host_names))
             return redirect(server)
     return render(request, "relaytests/register.html", {"form": form})
+
+
+def _registered_message(server: MailServer, host_names: list[str]) -> str:
+    if server.kind == MailServer.Kind.DOMAIN:
+        return f"{server} is registered; its mail hosts {', '.join(host_names)} are tested. Press Test to test them."
+    return f"{server} is registered. Press Test to test it."
 
 
 @login_required

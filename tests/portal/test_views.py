@@ -112,11 +112,14 @@ def test_registering_a_mail_domain_through_the_page_uses_its_mx_hosts(member, de
     data = {"department": department.pk, "what": "domain", "target": "physics.example.edu", "mail_domain": ""}
     with ZoneServer("physics.example.edu. MX 10 mx.physics.example.edu.\nmx.physics.example.edu. A 130.59.1.25") as dns:
         settings.RELAYTEST_RESOLVER = dns.address
-        client_for(member).post(reverse("relaytests:register"), data)
+        response = client_for(member).post(reverse("relaytests:register"), data, follow=True)
 
     assert MailServer.objects.values_list("target", "kind", "addresses").get() == (
         "physics.example.edu", "domain", ["130.59.1.25"],
     )
+    assert messages_of(response) == [
+        "physics.example.edu is registered; its mail hosts mx.physics.example.edu are tested. Press Test to test them."
+    ]
 
 
 def test_the_register_page_offers_only_the_users_own_departments(member, department, other_department):
