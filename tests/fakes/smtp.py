@@ -129,7 +129,9 @@ BEHAVIOURS: dict[str, Behaviour] = {
         f"open-{trick}": Behaviour(f"relays only the {trick} trick", relays=frozenset({trick}))
         for trick in ("percent", "srcroute", "bang", "quoted", "iplit")
     },
-    "catch-all": Behaviour("lab sink: every RCPT accepted", banner="ESMTP lab sink", rcpt_reply="250 2.1.5 Ok"),
+    "catch-all": Behaviour(
+        "lab sink: every RCPT accepted", banner="ESMTP lab sink", rcpt_reply="250 2.1.5 Ok"
+    ),
     "greylisting": Behaviour("postgrey: every RCPT greylisted", greylist="always"),
     "client-blocked": Behaviour(
         "the probe's address is on a DNSBL",
@@ -145,7 +147,9 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "endless-greeting": Behaviour("endless 220- greeting", misbehaviour="endless"),
     "endless-ehlo": Behaviour("endless 250- EHLO reply", misbehaviour="endless", misbehave_at="ehlo"),
     "overlong-greeting": Behaviour("greeting line without an end", misbehaviour="overlong"),
-    "overlong-ehlo": Behaviour("EHLO reply line without an end", misbehaviour="overlong", misbehave_at="ehlo"),
+    "overlong-ehlo": Behaviour(
+        "EHLO reply line without an end", misbehaviour="overlong", misbehave_at="ehlo"
+    ),
     "garbage": Behaviour("binary garbage instead of a greeting", misbehaviour="garbage"),
     "starttls-required": Behaviour(
         "MAIL only after STARTTLS; closed over TLS", starttls=True, require_starttls=True
@@ -301,22 +305,32 @@ class FakeSMTP(SMTP):
             return
         if self.transport is None or self.transport.is_closing():
             return
-        starts_reply = not self._mid_reply
-        self._mid_reply = not _is_final_line(line)
-        if starts_reply and self._over_limit(self.behaviour.drop_after_errors):
+        if not self._mid_reply and not await self._enforce_error_limits():
+            return
+        self._account(line)
+        await super().push(line)
+
+    async def _enforce_error_limits(self) -> bool:
+        """Before a reply: hang up (False) or sleep once the client has had too many errors."""
+        if self._over_limit(self.behaviour.drop_after_errors):
             self.log.dropped = True
             self.transport.close()
-            return
-        if starts_reply and self._over_limit(self.behaviour.tarpit_after_errors):
+            return False
+        if self._over_limit(self.behaviour.tarpit_after_errors):
             self.log.tarpit_sleeps += 1
             await asyncio.sleep(self.behaviour.tarpit_seconds)
+        return True
+
+    def _account(self, line: str) -> None:
+        """What a reply line changes: errors given, commands answered, message mode, QUIT."""
+        self._mid_reply = not _is_final_line(line)
+        if self._mid_reply:
+            return
+        self._unanswered = max(0, self._unanswered - 1)
+        self.log.errors += line[:1] in ("4", "5")
+        self._in_message = line.startswith("354")
         if line.startswith("221"):
             self._finish()
-        if not self._mid_reply:
-            self._unanswered = max(0, self._unanswered - 1)
-            self.log.errors += line[:1] in ("4", "5")
-            self._in_message = line.startswith("354")
-        await super().push(line)
 
     def _over_limit(self, limit: int | None) -> bool:
         return limit is not None and self.log.errors >= limit
@@ -449,7 +463,9 @@ class FakeSMTPServer:
         self.loop = asyncio.new_event_loop()
         self._greylist: set[tuple[str, str, str]] = set()
         self.open_connections: set[FakeSMTP] = set()
-        self._thread = threading.Thread(target=self._run, name=f"fake-smtp: {self.behaviour.description}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"fake-smtp: {self.behaviour.description}", daemon=True
+        )
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
 

@@ -12,6 +12,7 @@ import pytest
 
 from relaytests.probe import canary
 from relaytests.probe.report import HostReport, VectorResult
+from tests.fakes import BANNERS, BEHAVIOURS, with_banner
 
 HOST = "mx.dept.example.edu"
 POSTFIX_GREETING = "220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"
@@ -61,7 +62,8 @@ async def test_closed_server_is_secure(fake_smtp, probe):
     assert host.software.family.lower() == "postfix"
     assert outcomes(relay_vectors(host)) == {("rejected", "relay_denied")}
     assert {v.code for v in relay_vectors(host)} == {554}
-    assert [(v.id, v.outcome) for v in host.vectors if v.evidence == "control"] == [("control-inbound", "accepted")]
+    controls = [(v.id, v.outcome) for v in host.vectors if v.evidence == "control"]
+    assert controls == [("control-inbound", "accepted")]
     assert {v.delivered for v in host.vectors} == {None}
     assert {v.id for v in host.vectors} >= {"plain", "null-sender", "spoof-domain", "percent-host", "bang"}
 
@@ -254,7 +256,8 @@ async def test_address_tricks_go_on_the_wire_byte_for_byte(fake_smtp, probe):
         f"{token('unbracketed')}@canary.example.net",
     ]
     assert server.seen.rcpt_arguments == [text.encode() for text in expected]
-    assert server.seen.mail_arguments == [f"<{token(i, canary.SENDER)}@canary.example.net>".encode() for i in ids]
+    senders = [f"<{token(vector_id, canary.SENDER)}@canary.example.net>" for vector_id in ids]
+    assert server.seen.mail_arguments == [sender.encode() for sender in senders]
     assert [v.rcpt_to for v in only_host(report).vectors] == expected
 
 
@@ -276,3 +279,20 @@ async def test_run_verdict_is_the_worst_host_and_hosts_run_side_by_side(fake_smt
     assert [h.verdict for h in report.hosts] == ["secure", "accepts_relay"]
     assert report.verdict == "accepts_relay"
     assert closed.seen.max_concurrent == open_relay.seen.max_concurrent == 1
+
+
+@pytest.mark.parametrize(
+    ("mta", "family", "version"),
+    [
+        ("postfix", "postfix", None),
+        ("sendmail", "sendmail", "8.8.8"),
+        ("exim", "exim", "4.96"),
+        ("microsoft", "exchange", None),
+        ("opensmtpd", "opensmtpd", None),
+    ],
+)
+async def test_software_is_read_from_the_greeting(fake_smtp, probe, mta, family, version):
+    report = await probe(fake_smtp(with_banner(BEHAVIOURS["closed"], mta)), vector_ids=["plain"])
+    host = only_host(report)
+    assert (host.software.family, host.software.version) == (family, version)
+    assert host.banner == f"220 {HOST} {BANNERS[mta]}"
