@@ -121,6 +121,17 @@ async def test_greylisting_is_inconclusive(fake_smtp, probe):
     assert check(host, "greylisted-outside-recipient").status == "warn"
 
 
+async def test_greylisting_is_waited_out_with_the_same_triplet(fake_smtp, probe):
+    server = fake_smtp("greylisting", greylist="first-time")
+    report = await probe(server, greylist_retry_after=0.01)
+    host = only_host(report)
+    assert (report.verdict, host.verdict) == ("secure", "secure")
+    assert outcomes(relay_vectors(host)) == {("rejected", "relay_denied")}
+    assert {v.attempts for v in host.vectors} == {2}
+    rcpts, senders = server.seen.rcpt_arguments, server.seen.mail_arguments
+    assert rcpts[0::2] == rcpts[1::2] and senders[0::2] == senders[1::2]  # each retry repeats its pair
+
+
 async def test_blocked_probe_is_inconclusive(fake_smtp, probe):
     report = await probe(fake_smtp("client-blocked"))
     host = only_host(report)
@@ -226,6 +237,13 @@ async def test_starttls_required_runs_every_vector_over_tls(fake_smtp, probe):
     tls_check = check(host, "starttls")
     assert tls_check.status == "pass"
     assert "trustme" in tls_check.data["issuer"]
+
+
+async def test_server_open_only_over_tls_is_found(fake_smtp, probe):
+    report = await probe(fake_smtp("starttls-required", relays=frozenset({"any"})))
+    host = only_host(report)
+    assert host.verdict == "accepts_relay"
+    assert {(v.tls, v.outcome) for v in host.vectors} == {(True, "accepted")}
 
 
 async def test_helo_only_server_is_tested_with_helo(fake_smtp, probe):
