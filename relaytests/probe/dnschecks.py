@@ -55,8 +55,8 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 def _port(text: str, default_port: int) -> int:
-    if not text.isdigit():
-        raise ValueError(f"port '{text}' is not a number")
+    if not re.fullmatch(r"[0-9]{1,5}", text):
+        raise ValueError(f"port '{text}' is not a number from 1 to 65535")
     port = int(text)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is out of range (1-65535)")

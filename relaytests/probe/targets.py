@@ -59,6 +59,8 @@ def parse_target(text: str, default_port: int = SMTP_PORT) -> tuple[str, int]:
     """
     if not text or not text.strip():
         raise TargetError("no target given: type a host name, an IP address or a mail domain")
+    if not text.isprintable():
+        raise TargetError("the target has a line break or another control character in it")
     try:
         host, port = split_host_port(text, default_port)
     except ValueError as exc:
