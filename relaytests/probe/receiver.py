@@ -64,6 +64,11 @@ class Delivery:
     mail_from: str
     rcpt_tos: tuple[str, ...]
 
+    def arrival(self, late: bool = False) -> dict:
+        """What the report keeps of it (`suite.settle_deliveries` takes a dict of these by token)."""
+        return {"received_at": self.received_at.isoformat(timespec="milliseconds"),
+                "peer_address": self.peer_address, "received_chain": list(self.received_chain), "late": late}
+
 
 OnDelivery = Callable[[Delivery], Awaitable[None] | None]
 
