@@ -32,33 +32,31 @@ class MailServerAdmin(admin.ModelAdmin):
     readonly_fields = ["created_by", "created_at"]
 
 
-class CanaryDeliveryInline(admin.TabularInline):
-    model = CanaryDelivery
-    extra = 0
-    can_delete = False
-    readonly_fields = ["vector_id", "token", "received_at", "peer_address", "received_chain", "late"]
+class WrittenByWorkers:
+    """Runs, their verdict changes and canary deliveries are records: central IT reads them here."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CanaryDeliveryInline(WrittenByWorkers, admin.TabularInline):
+    model = CanaryDelivery
+    extra = 0
+    can_delete = False
+
 
 @admin.register(TestRun)
-class TestRunAdmin(admin.ModelAdmin):
-    """Runs are written by the workers; here they are only read."""
-
+class TestRunAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["pk", "server", "status", "verdict", "trigger", "started_by", "created_at"]
     list_filter = ["status", "verdict", "trigger"]
     search_fields = ["server__target", "probe_run_id", "celery_task_id"]
     date_hierarchy = "created_at"
     exclude = ["report"]
-    readonly_fields = [f.name for f in TestRun._meta.fields if f.name != "report"] + ["report_json"]
+    readonly_fields = ["report_json"]
     inlines = [CanaryDeliveryInline]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="Report")
     def report_json(self, run: TestRun) -> str:
@@ -66,14 +64,12 @@ class TestRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(VerdictChange)
-class VerdictChangeAdmin(admin.ModelAdmin):
+class VerdictChangeAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["server", "old_verdict", "new_verdict", "run", "created_at"]
     list_filter = ["new_verdict"]
-    readonly_fields = ["server", "run", "old_verdict", "new_verdict", "created_at"]
 
 
 @admin.register(CanaryDelivery)
-class CanaryDeliveryAdmin(admin.ModelAdmin):
+class CanaryDeliveryAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["run", "vector_id", "received_at", "peer_address", "late"]
     list_filter = ["late"]
-    readonly_fields = ["run", "vector_id", "token", "received_at", "peer_address", "received_chain", "late"]

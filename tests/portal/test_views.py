@@ -389,6 +389,8 @@ def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(dep
     assert "&quot;verdict&quot;: &quot;open_relay&quot;" in run_page
     assert 'name="report"' not in run_page and 'name="status"' not in run_page
     assert client.get(reverse("admin:relaytests_testrun_add")).status_code == 403
+    assert client.get(reverse("admin:relaytests_verdictchange_add")).status_code == 403
+    assert client.get(reverse("admin:relaytests_canarydelivery_changelist")).status_code == 200
 
 
 def test_central_it_in_no_department_is_pointed_to_the_overview_not_told_to_ask_itself(staff):
