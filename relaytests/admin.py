@@ -26,10 +26,17 @@ class DepartmentAdmin(admin.ModelAdmin):
 
 @admin.register(MailServer)
 class MailServerAdmin(admin.ModelAdmin):
+    """Servers are registered through the portal's form, which runs the scope check (staff may pick any
+    department there); here central IT moves them between departments or removes them. The target and
+    its checked addresses stay as the scope check left them."""
+
     list_display = ["target", "port", "kind", "department", "created_at"]
     list_filter = ["kind", "department"]
     search_fields = ["target", "mail_domain", "department__name"]
-    readonly_fields = ["created_by", "created_at"]
+    readonly_fields = ["target", "kind", "port", "addresses", "created_by", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 class WrittenByWorkers:

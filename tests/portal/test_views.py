@@ -128,6 +128,12 @@ def test_the_register_page_offers_only_the_users_own_departments(member, departm
     assert list(form.fields["department"].queryset) == [department]
 
 
+def test_central_it_may_register_a_server_for_any_department(staff, department, other_department):
+    form = client_for(staff).get(reverse("relaytests:register")).context["form"]
+
+    assert set(form.fields["department"].queryset) == {department, other_department}
+
+
 def test_a_user_of_no_department_is_told_to_ask_central_it(db):
     page = client_for(make_user("newcomer")).get(reverse("relaytests:register")).content.decode()
 
@@ -386,6 +392,10 @@ def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(dep
 
     assert 'name="memberships-0-user"' in department_page
     assert client.get(reverse("admin:relaytests_mailserver_changelist")).status_code == 200
+    server_page = client.get(reverse("admin:relaytests_mailserver_change", args=[server.pk])).content.decode()
+    assert 'name="department"' in server_page
+    assert 'name="target"' not in server_page and 'name="addresses"' not in server_page
+    assert client.get(reverse("admin:relaytests_mailserver_add")).status_code == 403
     assert "&quot;verdict&quot;: &quot;open_relay&quot;" in run_page
     assert 'name="report"' not in run_page and 'name="status"' not in run_page
     assert client.get(reverse("admin:relaytests_testrun_add")).status_code == 403
