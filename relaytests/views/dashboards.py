@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -29,7 +30,7 @@ class ServerRow:
     def verdict(self) -> str:
         return self.last_run.verdict if self.last_run else ""
 
-    @property
+    @cached_property  # read by the sort, the counts and the page: scan the report once
     def blocklisted(self) -> bool:
         return bool(self.last_run) and is_blocklisted(self.last_run.report)
 
