@@ -201,7 +201,7 @@ def postfix_instance(
     """
     command = postfix_command()
     if configuration == "open" and not (canary_domain and canary_relay):
-        raise ValueError("the open configuration routes the canary domain: give canary_domain and canary_relay")
+        raise ValueError("the open configuration routes the canary domain: give canary_domain, canary_relay")
     directory = Path(tempfile.mkdtemp(prefix=f"relaytest-postfix-{configuration}-"))
     directory.chmod(0o755)  # the postfix user reads below it
     address = INSTANCE_ADDRESSES[configuration]

@@ -51,6 +51,9 @@ class ReceiverLimits:
     max_header_chars: int = 1000
 
 
+DEFAULT_LIMITS = ReceiverLimits()
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One canary token that arrived: the proof that `vector_id` of run `run_id` relayed."""
@@ -73,7 +76,7 @@ class Delivery:
 OnDelivery = Callable[[Delivery], Awaitable[None] | None]
 
 
-def received_chain(content: bytes, limits: ReceiverLimits = ReceiverLimits()) -> tuple[str, ...]:
+def received_chain(content: bytes, limits: ReceiverLimits = DEFAULT_LIMITS) -> tuple[str, ...]:
     """The Received headers of a message in header order, each unfolded and length-bounded."""
     headers = BytesHeaderParser(policy=email.policy.default).parsebytes(content)
     values = headers.get_all("Received", [])[: limits.max_received_headers]
@@ -83,7 +86,8 @@ def received_chain(content: bytes, limits: ReceiverLimits = ReceiverLimits()) ->
 class CanaryHandler:
     """aiosmtpd handler: decides at RCPT, records at DATA."""
 
-    def __init__(self, domain: str, secret: str, on_delivery: OnDelivery, limits: ReceiverLimits = ReceiverLimits()):
+    def __init__(self, domain: str, secret: str, on_delivery: OnDelivery,
+                 limits: ReceiverLimits = DEFAULT_LIMITS):
         self.domain = domain.strip().rstrip(".").lower()
         self.secret = secret
         self.on_delivery = on_delivery
@@ -96,7 +100,7 @@ class CanaryHandler:
             return None
         return parse_token(self.secret, local_part)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options):
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options):
         if self.token_in(address) is None:
             log.info("canary: refused RCPT %r from %s", address, _peer(session))
             return REFUSED
@@ -106,7 +110,7 @@ class CanaryHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         deliveries = self.deliveries(envelope, _peer(session))
         if not deliveries:
-            log.info("canary: message from %s for sender tokens only (a bounce), not a delivery", _peer(session))
+            log.info("canary: message from %s for sender tokens only (a bounce)", _peer(session))
         try:
             for delivery in deliveries:
                 result = self.on_delivery(delivery)
@@ -193,7 +197,7 @@ class CanaryReceiver:
     """
 
     def __init__(self, domain: str, secret: str, on_delivery: OnDelivery, *, host: str = "127.0.0.1",
-                 port: int = 2525, limits: ReceiverLimits = ReceiverLimits(), hostname: str | None = None):
+                 port: int = 2525, limits: ReceiverLimits = DEFAULT_LIMITS, hostname: str | None = None):
         self.handler = CanaryHandler(domain, secret, on_delivery, limits)
         self.host, self.port = host, port
         self.limits = limits

@@ -63,7 +63,7 @@ class RelayingServer(threading.Thread):
         try:
             address = f"{make_token(SECRET, RECIPIENT, self.run_id, 'plain')}@{CANARY_DOMAIN}"
             message = test_message(address, self.run_id, "plain", "Test", "http://localhost", "it@localhost")
-            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="relay.example.org", timeout=WAIT) as smtp:
+            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="relay.test", timeout=WAIT) as smtp:
                 self.refused = smtp.sendmail("", [address], message)
         finally:
             # The command's handler is installed before it listens: this stops it, never pytest.
@@ -75,7 +75,8 @@ def test_it_records_a_delivery_and_upgrades_the_run_until_it_is_stopped(canary_s
     run = factories.make_run(server, verdict="accepts_relay")
     plain = {**factories.vector("plain", "accepted", delivered=False),
              "token": make_token(SECRET, RECIPIENT, run.probe_run_id, "plain")}
-    run.report = factories.report("accepts_relay", hosts=[factories.host(verdict="accepts_relay", vectors=[plain])])
+    host = factories.host(verdict="accepts_relay", vectors=[plain])
+    run.report = factories.report("accepts_relay", hosts=[host])
     run.save()
     port = int(canary_settings.RELAYTEST_CANARY_LISTEN.rpartition(":")[2])
     relay = RelayingServer(port, run.probe_run_id)

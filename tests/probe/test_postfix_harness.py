@@ -67,9 +67,8 @@ def test_the_closed_instance_trusts_its_network_and_not_the_probe():
         trusted_reply = smtp.rcpt(recipient)
 
     # Past the relay check (trusted), the recipient meets the error transport: nothing leaves.
-    assert trusted_reply == (
-        550, f"5.7.1 <{recipient}>: Recipient address rejected: nothing leaves a relaytest Postfix instance".encode()
-    )
+    rejected = f"5.7.1 <{recipient}>: Recipient address rejected: nothing leaves a relaytest Postfix instance"
+    assert trusted_reply == (550, rejected.encode())
 
 
 async def test_the_open_instance_relays_the_canary_message_to_the_receiver():
@@ -92,7 +91,8 @@ async def test_the_open_instance_relays_the_canary_message_to_the_receiver():
 
 
 def test_the_open_instance_lets_nothing_but_the_canary_leave():
-    with postfix_instance("open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, 9)) as instance:
+    unused_receiver = (RECEIVER_ADDRESS, 9)
+    with postfix_instance("open", canary_domain=CANARY_DOMAIN, canary_relay=unused_receiver) as instance:
         with connect(instance) as smtp:
             smtp.mail("someone@elsewhere.example")
             reply = smtp.rcpt("victim@elsewhere.example")

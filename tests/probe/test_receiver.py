@@ -10,7 +10,7 @@ import aiosmtplib
 import pytest
 
 from relaytests.probe.canary import RECIPIENT, SENDER, make_token
-from relaytests.probe.receiver import CanaryReceiver, ReceiverLimits, received_chain
+from relaytests.probe.receiver import DEFAULT_LIMITS, CanaryReceiver, ReceiverLimits, received_chain
 
 SECRET = "receiver-test-secret"
 DOMAIN = "canary.test"
@@ -30,9 +30,9 @@ def canary_address(vector_id: str = "plain", kind: str = RECIPIENT, secret: str 
 
 
 @asynccontextmanager
-async def running_receiver(on_delivery, limits: ReceiverLimits = ReceiverLimits()):
-    async with CanaryReceiver(DOMAIN, SECRET, on_delivery, host="127.0.0.1", port=0, limits=limits) as receiver:
-        yield receiver
+async def running_receiver(on_delivery, limits: ReceiverLimits = DEFAULT_LIMITS):
+    async with CanaryReceiver(DOMAIN, SECRET, on_delivery, host="127.0.0.1", port=0, limits=limits) as rx:
+        yield rx
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ async def test_a_failed_recording_asks_the_relay_to_retry():
 
 
 async def test_an_oversized_message_is_refused_and_not_recorded(deliveries):
-    limits = replace(ReceiverLimits(), max_message_bytes=2000)
+    limits = replace(DEFAULT_LIMITS, max_message_bytes=2000)
     async with running_receiver(deliveries.append, limits) as receiver:
         codes, final = await send(receiver, [canary_address()], MESSAGE + (b"x" * 70 + b"\r\n") * 100)
 
@@ -189,7 +189,7 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_connections_beyond_the_limit_are_turned_away(deliveries):
-    limits = replace(ReceiverLimits(), max_sessions=1)
+    limits = replace(DEFAULT_LIMITS, max_sessions=1)
     async with running_receiver(deliveries.append, limits) as receiver:
         async with client(receiver):
             reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
@@ -203,7 +203,7 @@ async def test_connections_beyond_the_limit_are_turned_away(deliveries):
 
 
 async def test_a_session_is_closed_at_its_time_limit(deliveries):
-    limits = replace(ReceiverLimits(), session_seconds=0.3)
+    limits = replace(DEFAULT_LIMITS, session_seconds=0.3)
     async with running_receiver(deliveries.append, limits) as receiver:
         reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
         writer.write(b"EHLO probe.test\r\n")
@@ -215,7 +215,7 @@ async def test_a_session_is_closed_at_its_time_limit(deliveries):
 
 
 async def test_an_idle_session_is_closed(deliveries):
-    limits = replace(ReceiverLimits(), idle_seconds=0.3)
+    limits = replace(DEFAULT_LIMITS, idle_seconds=0.3)
     async with running_receiver(deliveries.append, limits) as receiver:
         reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
         received = await read_until_closed(reader)
@@ -246,7 +246,7 @@ async def wait_for(condition, timeout: float = 10.0) -> None:
 
 
 def test_the_received_chain_is_bounded():
-    limits = replace(ReceiverLimits(), max_received_headers=3, max_header_chars=20)
+    limits = replace(DEFAULT_LIMITS, max_received_headers=3, max_header_chars=20)
     headers = b"".join(b"Received: from hop%d.example " % i + b"x" * 50 + b"\r\n" for i in range(10))
 
     chain = received_chain(headers + b"\r\nbody\r\n", limits)

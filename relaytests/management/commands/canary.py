@@ -54,7 +54,8 @@ class Command(BaseCommand):
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise CommandError(f"cannot listen on {host}:{port}: {reason}") from None
-        self.stdout.write(f"canary receiver for {receiver.handler.domain} listening on {host}:{receiver.port}")
+        domain = receiver.handler.domain
+        self.stdout.write(f"canary receiver for {domain} listening on {host}:{receiver.port}")
         try:
             await stopping.wait()
         finally:
