@@ -193,7 +193,9 @@ class _TooManySessions(asyncio.Protocol):
 class CanaryReceiver:
     """The receiver on one address and port, in the running event loop: `async with` or start/stop.
 
-    Port 0 takes a free port; `port` then tells which.
+    Port 0 takes a free port; `port` then tells which. A plain function as `on_delivery` runs in
+    the event loop, so it must be quick; anything slow (the database) belongs in a coroutine or
+    behind `sync_to_async`, as the `canary` command does.
     """
 
     def __init__(self, domain: str, secret: str, on_delivery: OnDelivery, *, host: str = "127.0.0.1",
