@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from relaytests.probe.vectors import catalogue
+from tests.dnsserver import ZoneServer
 
 PROJECT = Path(__file__).resolve().parents[2]
 NULLABLE_STR, NUMBER = (str, type(None)), (int, float)
@@ -32,6 +33,8 @@ VECTOR = {"id": str, "helo": str, "mail_from": str, "rcpt_to": str, "outcome": s
 CHECK = {"id": str, "status": str, "detail": str}
 TRANSCRIPT_LINE = {"dir": str, "line": str, "t": NUMBER}
 VERDICTS = {"open_relay", "accepts_relay", "inconclusive", "secure"}
+# The fake server's address has a reverse name that points back to it, as a tidy server's does.
+FORWARD_CONFIRMED_PTR = "1.0.0.127.in-addr.arpa. PTR mx.dept.example.edu.\nmx.dept.example.edu. A 127.0.0.1"
 
 
 def relaytest(*args: str) -> subprocess.CompletedProcess:
@@ -99,7 +102,8 @@ def test_json_report_keeps_the_contract(fake_smtp):
 
 def test_secure_without_findings_exits_0(fake_smtp):
     server = fake_smtp("closed", starttls=True)  # STARTTLS with a CA-issued certificate for its name
-    report, code = relaytest_json(server.port)
+    with ZoneServer(FORWARD_CONFIRMED_PTR) as dns:
+        report, code = relaytest_json(server.port, "--resolver", dns.address)
     assert report["verdict"] == "secure"
     assert [c["id"] for h in report["hosts"] for c in h["checks"] if c["status"] in ("warn", "fail")] == []
     assert code == 0
