@@ -307,6 +307,21 @@ async def test_pipelining_intolerant_serves_a_client_that_waits(talk):
     assert server.seen.sync_errors == 0
 
 
+async def test_a_message_body_is_neither_commands_nor_pipelining(talk):
+    behaviour = dataclasses.replace(BEHAVIOURS["pipelining-intolerant"], relays=frozenset({"any"}))
+    with FakeSMTPServer(behaviour) as server:
+        client = await talk(server)
+        await client.start_transaction()
+        assert await client.rcpt(OUTSIDE) == "250 2.1.5 Ok"
+        assert (await client.last_line("DATA")).startswith("354")
+        await client.send("Subject: relay test", "", "first line", "second line", ".")
+        assert await client.reply() == ["250 2.0.0 Ok: queued as FAKE0001"]
+        assert await client.last_line("QUIT") == "221 2.0.0 Bye"
+    log = server.seen.connections[0]
+    assert (log.messages, log.sync_errors) == (1, 0)
+    assert log.commands[-3:] == [f"RCPT TO:<{OUTSIDE}>".encode(), b"DATA", b"QUIT"]
+
+
 async def test_other_mta_banner(talk):
     with FakeSMTPServer(with_banner(BEHAVIOURS["closed"], "exim")) as server:
         client = await talk(server)
