@@ -56,7 +56,12 @@ def enqueue_run(run: TestRun) -> bool:
 
 def _publish(run: TestRun) -> bool:
     try:
-        result = run_suite.apply_async((run.pk,))
+        # The limits travel in the message (Celery puts the publisher's there), so set them from settings here.
+        result = run_suite.apply_async(
+            (run.pk,),
+            soft_time_limit=settings.RELAYTEST_TASK_SOFT_LIMIT,
+            time_limit=settings.RELAYTEST_TASK_HARD_LIMIT,
+        )
     except PUBLISH_ERRORS:
         log.warning("broker unreachable, run %s marked failed", run.pk, exc_info=True)
         runs.fail(run.pk, runs.BROKER_UNREACHABLE)
@@ -86,13 +91,19 @@ def run_suite(self, run_id: int) -> None:
         report = asyncio.run(ProgressRecorder(run).probe(_suite_config(run.server, run)))
     except SoftTimeLimitExceeded:
         log.warning("run %s hit its soft time limit", run_id)
-        runs.interrupt(run_id, TIME_LIMIT.format(seconds=settings.RELAYTEST_TASK_SOFT_LIMIT))
+        runs.interrupt(run_id, TIME_LIMIT.format(seconds=_soft_limit(self)))
     except Exception:
         log.exception("run %s failed", run_id)
         runs.fail(run_id, INTERNAL_ERROR)
     else:
         if not runs.finish(run_id, report.to_dict()):
             log.warning("run %s was ended elsewhere (reaped?) before it finished; report dropped", run_id)
+
+
+def _soft_limit(task) -> int:
+    """The soft limit this message carried ([hard, soft] in the request), else the task's own."""
+    hard_and_soft = task.request.timelimit or (None, None)
+    return hard_and_soft[1] or task.soft_time_limit
 
 
 def _wait_for_free_addresses(task, run: TestRun) -> None:

@@ -67,13 +67,18 @@ def empty_broker() -> None:
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Make this process (the views' enqueue_run) publish to another broker for a while."""
     original = celery_app.conf.broker_url
-    celery_app.close()  # drop pooled connections to the old broker
+    _forget_broker_connections()
     celery_app.conf.broker_url = broker_url
     try:
         yield
     finally:
-        celery_app.close()
+        _forget_broker_connections()
         celery_app.conf.broker_url = original
+
+
+def _forget_broker_connections() -> None:
+    """Drop the pooled connections and producers: Celery's own reset, as in a freshly forked child."""
+    celery_app._after_fork()
 
 
 class Worker:
