@@ -136,16 +136,20 @@ async def session_setup(session: SmtpSession, kind: str) -> None:
 
 
 async def dns_host_checks(address: str, names: list[str], config) -> list[Check]:
-    """Reverse DNS and blocklists, for addresses the rest of the Internet can see."""
-    ip = ipaddress.ip_address(address)
-    if not ip.is_global:
-        return [Check("dns", "info",
-                      f"Reverse DNS and blocklists were not checked: {address} is not a public address, "
-                      "so other sites never see it.")]
-    kwargs = {"resolver": config.resolver}
-    if config.dnsbl_zones is not None:
-        kwargs["dnsbl_zones"] = config.dnsbl_zones
-    return await dnschecks.host_checks(address, names, **kwargs)
+    """Reverse DNS for every address; blocklists only for addresses the rest of the Internet can see.
+
+    Blocklists list public addresses only, and asking them about a private one tells a third
+    party about the university's internal network for nothing.
+    """
+    if ipaddress.ip_address(address).is_global:
+        zones = config.dnsbl_zones if config.dnsbl_zones is not None else dnschecks.DEFAULT_DNSBL_ZONES
+        return await dnschecks.host_checks(address, names, resolver=config.resolver, dnsbl_zones=zones)
+    ptr, = await dnschecks.host_checks(address, names, resolver=config.resolver, dnsbl_zones=())
+    if ptr.status in ("warn", "fail"):  # other sites never judge an address they never see
+        ptr = Check(ptr.id, "info", f"{ptr.detail} (It matters only for public addresses.)", ptr.data)
+    not_public = Check("dnsbl", "info", f"Blocklists were not asked about {address}: it is not a public address, "
+                                        "so other sites never see it and no blocklist lists it.")
+    return [ptr, not_public]
 
 
 def not_applicable(vectors: list[str]) -> Check:

@@ -25,6 +25,7 @@ class TranscriptLine:
     dir: str  # "C" (probe to server) or "S" (server to probe)
     line: str
     t: float  # seconds since the run started
+    conn: int = 1  # which connection to the host (1, 2, ...): the probe reconnects between vectors
 
 
 @dataclass

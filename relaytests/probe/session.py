@@ -66,22 +66,24 @@ class Transcript:
     started: float = field(default_factory=time.monotonic)
     offset: float = 0.0  # seconds between the run's start and this host's start
     lines: list[TranscriptLine] = field(default_factory=list)
+    connections: int = 0
     dropped: int = 0
 
-    def add(self, direction: str, line: str) -> None:
+    def new_connection(self) -> int:
+        self.connections += 1
+        return self.connections
+
+    def add(self, direction: str, line: str, conn: int) -> None:
         if len(self.lines) >= MAX_TRANSCRIPT_LINES:
             self.dropped += 1
             return
         t = round(self.offset + time.monotonic() - self.started, 3)
-        self.lines.append(TranscriptLine(direction, printable(line)[:MAX_KEPT_LINE], t))
-
-    def note(self, text: str) -> None:
-        """A line of ours that is neither sent nor received (connect, TLS, drop)."""
-        self.add("*", text)
+        self.lines.append(TranscriptLine(direction, printable(line)[:MAX_KEPT_LINE], t, conn))
 
     def finish(self) -> list[TranscriptLine]:
         if self.dropped:
-            self.lines.append(TranscriptLine("*", f"... {self.dropped} more lines not kept", self.lines[-1].t))
+            last = self.lines[-1]
+            self.lines.append(TranscriptLine("C", f"(... {self.dropped} more lines not kept)", last.t, last.conn))
         return self.lines
 
 
@@ -116,14 +118,17 @@ class SmtpSession:
         command_timeout: float,
         connect_timeout: float,
         source_address: str | None = None,
+        slow_reply_seconds: float = 1.0,
     ):
         self.address = address
         self.port = port
         self.transcript = transcript
+        self.conn = transcript.new_connection()
         self.command_timeout = command_timeout
         self.round_trips = 0
         self.errors = 0  # 4xx/5xx replies on this connection (servers count these)
-        self.slowest_reply = 0.0
+        self.slow_reply_seconds = slow_reply_seconds
+        self.errors_before_slowdown: int | None = None
         self.extensions: dict[str, str] = {}
         self.greeting: Reply | None = None
         self.hello_reply: Reply | None = None
@@ -149,7 +154,6 @@ class SmtpSession:
         await self.close()
 
     async def open(self) -> Reply:
-        self.transcript.note(f"connect {self.address} port {self.port}")
         try:
             response = await self._smtp.connect()
         except errors.SMTPConnectResponseError as exc:
@@ -181,7 +185,7 @@ class SmtpSession:
 
     async def _hello(self, verb: str, name: str) -> Reply:
         method = self._smtp.ehlo if verb == "EHLO" else self._smtp.helo
-        self.transcript.add("C", f"{verb} {name}")
+        self._say(f"{verb} {name}")
         try:
             response = await self._timed(method(hostname=name, timeout=self.command_timeout))
         except errors.SMTPHeloError as exc:
@@ -195,7 +199,7 @@ class SmtpSession:
     async def command(self, verb: str, argument: str = "") -> Reply:
         """One command, then its full reply (no pipelining, ever)."""
         line = f"{verb} {argument}" if argument else verb
-        self.transcript.add("C", line)
+        self._say(line)
         try:
             response = await self._timed(
                 self._smtp.execute_command(*line.encode("utf-8").split(b" ", 1), timeout=self.command_timeout)
@@ -213,8 +217,9 @@ class SmtpSession:
 
     async def data(self, message: bytes) -> Reply:
         """DATA, the message, and the end-of-data reply (where servers that decide late refuse)."""
-        self.transcript.add("C", "DATA")
-        self.transcript.note(f"(the test message, {len(message)} bytes, then '.')")
+        self._say("DATA")
+        self._say(f"(after the server's 354: the test message, {len(message)} bytes)")
+        self._say(".")
         try:
             response = await self._timed(self._smtp.data(message, timeout=self.command_timeout))
         except errors.SMTPDataError as exc:
@@ -225,7 +230,7 @@ class SmtpSession:
         return self._record_reply(response.code, response.message)
 
     async def starttls(self) -> TlsInfo:
-        self.transcript.add("C", "STARTTLS")
+        self._say("STARTTLS")
         try:
             response = await self._timed(
                 self._smtp.starttls(tls_context=_unverified_tls_context(), timeout=self.command_timeout)
@@ -240,12 +245,11 @@ class SmtpSession:
         self.tls = True
         self.extensions = {}
         info = TlsInfo(ssl_object.version() or "", ssl_object.getpeercert(binary_form=True))
-        self.transcript.note(f"TLS established ({info.version})")
         return info
 
     async def close(self) -> None:
-        """QUIT politely when the connection still stands, then close it."""
-        if self._smtp.is_connected:
+        """QUIT politely when the connection still stands (and is not tarpitted), then close it."""
+        if self._smtp.is_connected and not self.slowed_down:
             try:
                 await self.command("QUIT")
             except SessionFailure:
@@ -262,17 +266,25 @@ class SmtpSession:
             return await awaitable
         finally:
             self.round_trips += 1
-            self.slowest_reply = max(self.slowest_reply, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            if elapsed >= self.slow_reply_seconds and self.errors_before_slowdown is None:
+                self.errors_before_slowdown = self.errors  # a tarpit: it counts our errors
+
+    @property
+    def slowed_down(self) -> bool:
+        return self.errors_before_slowdown is not None
+
+    def _say(self, line: str) -> None:
+        self.transcript.add("C", line, self.conn)
 
     def _record_reply(self, code: int, message: str) -> Reply:
         text = "\n".join(printable(line) for line in message.split("\n"))
         reply = Reply(code, text[:MAX_KEPT_REPLY])
         for line in reply.wire_lines():
-            self.transcript.add("S", line)
+            self.transcript.add("S", line, self.conn)
         return reply
 
     def _failure(self, reason: str, detail: str) -> SessionFailure:
-        self.transcript.note(detail)
         self._smtp.close()
         return SessionFailure(reason, detail)
 

@@ -43,7 +43,7 @@ class SuiteConfig:
     # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
     max_vectors_per_connection: int = 5
     max_errors_per_connection: int = 8
-    slow_reply_seconds: float = 2.0  # a reply this slow on a fast connection means a tarpit began
+    slow_reply_seconds: float = 1.0  # a reply this slow means a tarpit began (Postfix sleeps 1 s per error)
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
     # Canary delivery: complete DATA to the canary address of every accepted relay vector.
     send_data: bool = False
@@ -130,7 +130,7 @@ async def probe_target(
     report = await run_suite(resolved.label, resolved.hosts, config, progress)
     report.checks = resolved.checks + report.checks
     if domain:
-        report.checks += await dnschecks.domain_checks(resolved.label, resolver=config.resolver)
+        report.checks += await dnschecks.policy_checks(resolved.label, resolver=config.resolver)
     return report
 
 
@@ -367,13 +367,18 @@ class HostProbe:
     async def _maybe_retire(self, session: SmtpSession) -> None:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
-        if session.slowest_reply >= self.config.slow_reply_seconds:
-            # The server slowed down: it counts errors. From now on, stop one error earlier.
-            self.error_budget = max(1, session.errors - 1)
-        if (session.slowest_reply >= self.config.slow_reply_seconds
-                or self._session_vectors >= self.config.max_vectors_per_connection
+        self._learn_from_slowdown(session)
+        if (session.slowed_down or self._session_vectors >= self.config.max_vectors_per_connection
                 or session.errors >= self.error_budget):
             await self._drop_session()
+
+    def _learn_from_slowdown(self, session: SmtpSession) -> None:
+        """A server that began to tarpit after N errors will do it again: from now on, stay below N.
+
+        Below, not at: a tarpit delays every reply after the Nth error, QUIT's included.
+        """
+        if session.slowed_down:
+            self.error_budget = max(1, min(self.error_budget, session.errors_before_slowdown - 1))
 
     def _learn_from_drop(self, failure: SessionFailure) -> None:
         """A server that hung up after N errors will do it again: stay below N from now on."""
@@ -383,9 +388,10 @@ class HostProbe:
     async def _shared_session(self) -> SmtpSession:
         if self._session is not None and self._session.is_open:
             reply = await self._session.command("RSET")
-            if reply.is_positive:
+            self._learn_from_slowdown(self._session)
+            if reply.is_positive and not self._session.slowed_down:
                 return self._session
-            await self._drop_session()
+            await self._drop_session()  # a refused or tarpitted RSET: the next vector gets a fresh start
         self._session = await self._open_ready(self.config.probe_helo)
         self._session_vectors = 0
         return self._session
@@ -408,7 +414,7 @@ class HostProbe:
         session = SmtpSession(
             self.host.address, self.host.port, self.transcript,
             command_timeout=self.config.command_timeout, connect_timeout=self.config.connect_timeout,
-            source_address=self.config.source_address,
+            source_address=self.config.source_address, slow_reply_seconds=self.config.slow_reply_seconds,
         )
         self._sessions.append(session)
         return session
@@ -439,4 +445,6 @@ class HostProbe:
             return
         refusals = {v.id: v.refusals for v in self.vectors}
         self.report.verdict, reason = verdict.host_verdict(self.report.vectors, refusals)
+        if self.report.reason and self.report.verdict == "secure":
+            self.report.verdict = "inconclusive"  # what was refused is not everything: vectors are missing
         self.report.reason = f"{self.report.reason}; {reason}" if self.report.reason else reason

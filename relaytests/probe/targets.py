@@ -125,6 +125,8 @@ async def resolve_target(
         host, port = parse_target(text, default_port=port)
     except TargetError as exc:
         return ResolvedTarget(label=text.strip(), hosts=[], error=str(exc))
+    if host.endswith(".invalid") or host == "invalid":  # RFC 6761 6.4: never exists, so no lookup
+        return ResolvedTarget(label=host, hosts=[], error=f"{host} cannot exist: .invalid is reserved (RFC 6761)")
     client = DnsClient(resolver, timeout)
     if _ip_address(host):
         if domain:

@@ -40,6 +40,9 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                    r"illegal|not a valid|route-?addr|unbalanced|invalid (?:recipient|sender)|bad recipient"),
     )
 )
+# Servers echo the address they refuse, and our tokens carry vector ids ("starttls", "helo-self"):
+# the echo is removed before the patterns are read, so an address can never look like a reason.
+ECHOED_ADDRESS = re.compile(r"<[^>]*>|\b[rb]-[a-z0-9]{10}-[a-z0-9-]+-[0-9a-f]{10}\b\S*", re.IGNORECASE)
 ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 REFUSALS = frozenset({"relay_denied", "auth_required", "syntax", "recipient_unknown"})
@@ -51,6 +54,7 @@ def classify(code: int, text: str, step: str) -> tuple[str, str]:
     outcome = "accepted" if code < 400 else "deferred" if code < 500 else "rejected"
     if outcome == "accepted":
         return outcome, "accepted"
+    text = ECHOED_ADDRESS.sub("", text)
     return outcome, CODE_REASONS.get(code) or _reason_from_text(text) or _fallback_reason(code, text, step)
 
 

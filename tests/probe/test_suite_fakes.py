@@ -183,6 +183,17 @@ async def test_tarpit_is_never_paid(fake_smtp, probe):
     assert server.seen.most_errors_on_one_connection < 10
 
 
+async def test_a_tarpit_that_begins_early_is_paid_once_then_avoided(fake_smtp, probe):
+    # A stricter server than any default: it slows every reply after 3 errors. The probe notices the
+    # first slow reply, reconnects, and from then on leaves every connection before the third error.
+    server = fake_smtp("tarpit-after-errors", tarpit_after_errors=3, tarpit_seconds=1.2)
+    report = await probe(server, command_timeout=5)
+    host = only_host(report)
+    assert host.verdict == "secure"
+    assert outcomes(relay_vectors(host)) == {("rejected", "relay_denied")}
+    assert server.seen.tarpit_sleeps == 1
+
+
 async def test_greeting_slower_than_the_timeout_is_inconclusive(fake_smtp, probe):
     server = fake_smtp("slow-banner", banner_delay=3600)
     report = await probe(server, command_timeout=0.5, connect_timeout=0.5)

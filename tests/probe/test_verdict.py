@@ -44,6 +44,10 @@ from relaytests.probe.verdict import classify, host_verdict, relay_warnings
         (550, "Go away", "rcpt", ("rejected", "other")),
         (451, "Local error", "rcpt", ("deferred", "temp_other")),
         (250, "2.1.5 Ok", "rcpt", ("accepted", "accepted")),
+        # the refused address is echoed, and our tokens carry vector ids that look like reasons
+        (554, "5.7.1 <r-abcdefghij-starttls-0123456789@c.net>: Relay access denied", "rcpt",
+         ("rejected", "relay_denied")),
+        (550, "r-abcdefghij-helo-self-0123456789@c.net... Relaying denied", "rcpt", ("rejected", "relay_denied")),
     ],
 )
 def test_replies_are_classified_by_reason(code, text, step, expected):

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand
 
 from relaytests.probe import report as report_module
 from relaytests.probe.report import Report
-from relaytests.probe.receiver import CanaryReceiver, Delivery
+from relaytests.probe.receiver import CanaryReceiver
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
 from relaytests.probe.vectors import catalogue
 
@@ -106,7 +106,7 @@ class Command(BaseCommand):
         arrived: dict[str, dict] = {}
         host, port = options["canary_listen"]
         receiver = CanaryReceiver(config.canary_domain, config.canary_secret,
-                                  lambda delivery: arrived.setdefault(delivery.token, delivery_facts(delivery)),
+                                  lambda delivery: arrived.setdefault(delivery.token, delivery.arrival()),
                                   host=host, port=port)
         try:
             await receiver.start()
@@ -155,11 +155,6 @@ def listen_address(text: str) -> tuple[str, int]:
     if not host:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return host.strip("[]"), port_number(port)
-
-
-def delivery_facts(delivery: Delivery) -> dict:
-    return {"received_at": delivery.received_at.isoformat(timespec="milliseconds"),
-            "peer_address": delivery.peer_address, "received_chain": list(delivery.received_chain), "late": False}
 
 
 async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:
