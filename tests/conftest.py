@@ -1,23 +1,26 @@
 """Test-wide safety net: no test may send a DNS query beyond loopback.
 
-This machine's own resolver is not on loopback. Every lookup a test forgets to point at the test
-DNS server (tests/dnsserver.py) goes to a closed loopback port instead and fails fast: in this
-process because dnspython's "system configuration" is replaced, in subprocesses (the CLI, Celery
-workers) because they inherit RELAYTEST_RESOLVER from the environment.
+This machine's own resolver is not on loopback. Every lookup that a test does not point at a
+zone of its own goes to an empty test DNS server on loopback instead, which answers NXDOMAIN at
+once: in this process because dnspython's "system configuration" is replaced, in subprocesses
+(the CLI, Celery workers) because they inherit RELAYTEST_RESOLVER from the environment.
 """
 
 import os
 
 import dns.resolver
 
-NOWHERE_ADDRESS, NOWHERE_PORT = "127.0.0.1", 9  # the discard port: nothing listens there in tests
+from tests.dnsserver import ZoneServer
 
-os.environ.setdefault("RELAYTEST_RESOLVER", f"{NOWHERE_ADDRESS}:{NOWHERE_PORT}")
+EMPTY_DNS = ZoneServer("").__enter__()  # lives as long as the test session; a daemon thread
+_address, _port = EMPTY_DNS.address.rsplit(":", 1)
+
+os.environ.setdefault("RELAYTEST_RESOLVER", EMPTY_DNS.address)
 
 
 def _loopback_resolv_conf(resolver, *args, **kwargs):
-    resolver.nameservers = [NOWHERE_ADDRESS]
-    resolver.port = NOWHERE_PORT
+    resolver.nameservers = [_address]
+    resolver.port = int(_port)
 
 
 dns.resolver.BaseResolver.read_resolv_conf = _loopback_resolv_conf
