@@ -8,6 +8,7 @@ the rest, and the command fails.
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -46,7 +47,7 @@ class Child:
     def _kill_group(self) -> None:
         """Pool processes, beat and gunicorn workers must not outlive their parent."""
         try:
-            signal.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -1,0 +1,161 @@
+"""`make run` for real: `manage.py runportal` as a subprocess, on a free port, with its own var directory.
+
+It runs on the embedded defaults (SQLite in the var directory, the filesystem broker), so the
+environment of the test run (DATABASE_URL, CELERY_BROKER_URL) is taken away from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+SERVING_WITHIN = 120.0  # a bound for a broken start, not a speed claim
+STOPPED_WITHIN = 60.0
+PASSWORD_LINE = re.compile(r"Created the administrator 'admin' with the password: (\S+)")
+
+
+class Portal:
+    def __init__(self, var_dir: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = var_dir / f"runportal-{time.monotonic_ns()}.log"
+        environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+        environment.update(PORTAL_VAR_DIR=str(var_dir), PORTAL_LISTEN=f"127.0.0.1:{port}", PORTAL_STOP_GRACE="5")
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "runportal"], cwd=settings.BASE_DIR, env=environment,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return response.read()
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + SERVING_WITHIN
+        while True:
+            try:
+                self.get("/accounts/login/")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    pytest.fail(f"the portal did not come up:\n{self.output()}")
+                time.sleep(0.5)
+
+    def descendants(self) -> set[int]:
+        """Every process under runportal: the worker, its pool and beat, gunicorn and its workers."""
+        found, todo = set(), [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except FileNotFoundError:
+                continue
+            found.update(map(int, children))
+            todo.extend(map(int, children))
+        return found
+
+    def wait_exit(self) -> int:
+        try:
+            return self.process.wait(STOPPED_WITHIN)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the portal did not stop:\n{self.output()}")
+
+    def kill(self) -> None:
+        for pid in [self.process.pid, *self.descendants()]:
+            _kill(pid)
+        self.process.wait()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The pids still running (a zombie counts as gone: it runs nothing and holds no port)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(var_dir: Path, port: int) -> Portal:
+    portal = Portal(var_dir, port)
+    portal.wait_until_serving()
+    return portal
+
+
+def interrupt(portal: Portal) -> tuple[int, set[int]]:
+    """Ctrl-C: SIGINT to runportal alone; returns its exit code and the processes it had started."""
+    children = portal.descendants()
+    portal.process.send_signal(signal.SIGINT)
+    return portal.wait_exit(), children
+
+
+def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_stops_all(tmp_path, free_port):
+    first = start(tmp_path, free_port)
+    assert b"portal.css" in first.get("/accounts/login/")
+    assert first.get("/static/portal.css").strip()  # static files served (whitenoise under gunicorn)
+    exit_code, children = interrupt(first)
+
+    assert exit_code == 0, first.output()
+    assert len(children) >= 4  # worker + pool + web server + its workers
+    assert alive(children) == set()
+    [password] = PASSWORD_LINE.findall(first.output())
+    with sqlite3.connect(tmp_path / "portal.sqlite3") as db:
+        [(encoded, is_superuser)] = db.execute(
+            "select password, is_superuser from auth_user where username = 'admin'"
+        ).fetchall()
+    assert is_superuser and PBKDF2PasswordHasher().verify(password, encoded)  # Django's default hasher
+
+    second = start(tmp_path, free_port)
+    exit_code, children = interrupt(second)
+
+    assert exit_code == 0
+    assert alive(children) == set()
+    assert "password" not in second.output()
+
+
+def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, free_port):
+    portal = start(tmp_path, free_port)
+    children = portal.descendants()
+    web_server = next(pid for pid in children if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                      and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(portal.process.pid))
+
+    os.kill(web_server, signal.SIGKILL)
+
+    assert portal.wait_exit() != 0
+    assert "The web server stopped unexpectedly" in portal.output()
+    assert alive(children) == set()
