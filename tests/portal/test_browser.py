@@ -1,0 +1,116 @@
+"""The whole flow in a real browser: Playwright driving Debian's Chromium against a live server and a
+real Celery worker on Redis, testing loopback fake SMTP servers that the test's settings put in scope.
+
+A department's mail admin signs in, registers the server, starts a test, watches it progress without
+reloading, reads the verdict (it accepts outside recipients), "fixes" the server, re-tests, reads that
+it is now secure and what changed, and finds both runs in the server's history. Screenshots of the
+report pages go to test-artifacts/; the top of the fixed one is also docs/report-page.png (in README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from playwright.sync_api import Page, expect, sync_playwright
+
+from relaytests.models import TestRun
+from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
+from tests.portal.factories import PASSWORD
+from tests.portal.worker import REDIS_URL, celery_worker, publishing_to
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = settings.BASE_DIR / "test-artifacts"
+DOCS_SCREENSHOT = settings.BASE_DIR / "docs" / "report-page.png"
+RUN_FINISHES_WITHIN_MS = 120_000  # a bound for a stuck run, not a speed claim
+
+# Slow greetings stretch the run over several seconds, so the page is seen while the run works.
+SLOW_OPEN = dataclasses.replace(BEHAVIOURS["open"], banner_delay=1.0)
+SLOW_CLOSED = dataclasses.replace(BEHAVIOURS["closed"], banner_delay=1.0)
+
+pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def loopback_in_scope(settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+    settings.RELAYTEST_SCOPE_DOMAINS = []
+
+
+def test_sign_in_register_test_watch_retest_and_see_the_history(
+    page: Page, live_server, member, department, loopback_in_scope
+):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with publishing_to(REDIS_URL), celery_worker() as worker:
+        with FakeSMTPServer(SLOW_OPEN) as open_server:
+            port = open_server.port
+            sign_in(page, live_server.url, member.get_username())
+            register(page, f"127.0.0.1:{port}")
+            expect(page.get_by_role("heading", level=1)).to_have_text(f"127.0.0.1:{port}")
+
+            page.get_by_role("button", name="Test", exact=True).click()
+            watch_until_final(page)
+            expect(page.locator(".verdict-banner")).to_have_class("verdict-banner verdict-accepts_relay")
+            expect(page.locator(".run-body")).to_contain_text("127.0.0.1")
+            page.screenshot(path=ARTIFACTS / "report-accepts-relay.png", full_page=True)
+
+        with FakeSMTPServer(SLOW_CLOSED, port=port):  # the admin fixed the server
+            page.get_by_role("button", name="Re-test").click()
+            watch_until_final(page)
+            expect(page.locator(".verdict-banner")).to_have_class("verdict-banner verdict-secure")
+            expect(page.locator("section.since")).to_contain_text("Since last run")
+            page.screenshot(path=ARTIFACTS / "report-fixed.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "report-fixed-top.png")  # what a screen shows first
+        assert worker.process.poll() is None
+
+    shutil.copyfile(ARTIFACTS / "report-fixed-top.png", DOCS_SCREENSHOT)
+    page.get_by_role("link", name=f"127.0.0.1:{port}").first.click()
+    history = page.locator("table.runs tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.nth(0)).to_contain_text("Re-test")
+    expect(history.nth(1)).to_contain_text("Test")
+    assert list(TestRun.objects.values_list("verdict", flat=True)) == ["secure", "accepts_relay"]
+
+
+def sign_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(base_url + reverse("login"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Register a server").first).to_be_visible()
+
+
+def register(page: Page, target: str) -> None:
+    page.get_by_role("link", name="Register a server").first.click()
+    page.get_by_label("Hostname, IP address or mail domain").fill(target)
+    page.get_by_label("The server's mail domain (optional)").fill(LOCAL_DOMAIN)
+    page.get_by_role("button", name="Register").click()
+
+
+def watch_until_final(page: Page) -> None:
+    """The run page while the run works, then its verdict swapped in by the page's script, no reload."""
+    body = page.locator(".run-body")
+    expect(body).to_have_attribute("data-live", "true")
+    page.evaluate("window.loadedOnce = true")  # a reload would lose this
+    expect(page.locator(".run-body .status")).to_contain_text("1 host started so far", timeout=RUN_FINISHES_WITHIN_MS)
+    expect(page.locator(".verdict-banner")).to_be_visible(timeout=RUN_FINISHES_WITHIN_MS)
+    expect(body).to_have_attribute("data-live", "false")
+    assert page.evaluate("window.loadedOnce") is True
