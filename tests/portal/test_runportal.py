@@ -32,7 +32,10 @@ class Portal:
         self.url = f"http://127.0.0.1:{port}"
         self.log = var_dir / f"runportal-{time.monotonic_ns()}.log"
         environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
-        environment.update(PORTAL_VAR_DIR=str(var_dir), PORTAL_LISTEN=f"127.0.0.1:{port}", PORTAL_STOP_GRACE="5")
+        environment.update(
+            PORTAL_VAR_DIR=str(var_dir), PORTAL_LISTEN=f"127.0.0.1:{port}", PORTAL_STOP_GRACE="5",
+            RELAYTEST_REAP_EVERY="1",  # beat sends the reaper soon, so the test sees it go round
+        )
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "runportal"], cwd=settings.BASE_DIR, env=environment,
@@ -57,6 +60,14 @@ class Portal:
                     self.kill()
                     pytest.fail(f"the portal did not come up:\n{self.output()}")
                 time.sleep(0.5)
+
+    def wait_for_output(self, pattern: str) -> None:
+        deadline = time.monotonic() + SERVING_WITHIN
+        while not re.search(pattern, self.output()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"the portal never logged {pattern!r}:\n{self.output()}")
+            time.sleep(0.5)
 
     def descendants(self) -> set[int]:
         """Every process under runportal: the worker, its pool and beat, gunicorn and its workers."""
@@ -128,6 +139,8 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
     first = start(tmp_path, free_port)
     assert b"portal.css" in first.get("/accounts/login/")
     assert first.get("/static/portal.css").strip()  # static files served (whitenoise under gunicorn)
+    # Embedded beat sent the reaper through the filesystem broker, and the worker ran it.
+    first.wait_for_output(r"Task relaytests\.tasks\.reap_stale_runs\[[-0-9a-f]+\] succeeded")
     exit_code, children = interrupt(first)
 
     assert exit_code == 0, first.output()
