@@ -21,8 +21,8 @@ BROKER_UNREACHABLE = (
     "The task queue is unreachable; nothing was tested. Try again later or tell central IT."
 )
 WORKER_LOST = (
-    "The worker stopped while testing (worker lost); nothing after its last sign of life "
-    "(the heartbeat time) was recorded. Start a new test."
+    "The worker stopped while testing (worker lost); nothing after its last progress was recorded, "
+    "so what is shown is as far as it got. Start a new test."
 )
 NEVER_STARTED = "No worker picked this test up in time; nothing was tested. Start a new test."
 
