@@ -129,6 +129,11 @@ def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
         internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
         run_id=run.probe_run_id,
         resolver=settings.RELAYTEST_RESOLVER,
+        dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES) or None,
+        # Who ran the test, for the message a relaying server passes on: the organisation and this run.
+        portal_name=f"{settings.PORTAL_ORG_NAME} Relay Test Portal",
+        portal_url=settings.SITE_URL + run.get_absolute_url(),
+        contact=settings.PORTAL_HELP_CONTACT or settings.DEFAULT_FROM_EMAIL,
     )
 
 
