@@ -17,9 +17,7 @@ from relaytests.models import ACTIVE_STATUSES, TestRun
 
 Status = TestRun.Status
 
-BROKER_UNREACHABLE = (
-    "The task queue is unreachable; nothing was tested. Try again later or tell central IT."
-)
+BROKER_UNREACHABLE = "The task queue is unreachable; nothing was tested. Try again later or tell central IT."
 WORKER_LOST = (
     "The worker stopped while testing (worker lost); nothing after its last progress was recorded, "
     "so what is shown is as far as it got. Start a new test."
@@ -54,7 +52,9 @@ def busy_addresses(run: TestRun) -> set[str]:
     """
     wanted = set(run.addresses)
     others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
-    return {address for addresses in others.values_list("addresses", flat=True) for address in addresses} & wanted
+    return {
+        address for addresses in others.values_list("addresses", flat=True) for address in addresses
+    } & wanted
 
 
 def touch(run_id: int) -> bool:

@@ -164,7 +164,9 @@ class ProgressRecorder:
     async def probe(self, config: SuiteConfig) -> Report:
         heartbeat = asyncio.create_task(self._beat())
         try:
-            return await probe_suite(self.server.target, self._host_targets(), config, progress=self.on_progress)
+            return await probe_suite(
+                self.server.target, self._host_targets(), config, progress=self.on_progress
+            )
         finally:
             heartbeat.cancel()
             await sync_to_async(connections.close_all)()  # the database thread's own connection

@@ -14,8 +14,14 @@ from relaytests.models import TestRun
 from relaytests.tasks import enqueue_run
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.worker import (
-    REDIS_URL, celery_worker, is_final, loopback_server, publishing_to, queued_run, wait_for_run,
-)  # fmt: skip
+    REDIS_URL,
+    celery_worker,
+    is_final,
+    loopback_server,
+    publishing_to,
+    queued_run,
+    wait_for_run,
+)
 
 Status = TestRun.Status
 
@@ -51,7 +57,9 @@ def test_a_run_started_on_the_page_is_finished_by_a_worker(department, member, c
 
 def test_a_run_waits_while_another_run_holds_its_address(department, redis_broker):
     """One connection per host address across all workers: the second run starts after the first ends."""
-    holder = queued_run(loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"])
+    holder = queued_run(
+        loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"]
+    )
     with FakeSMTPServer("closed") as fake, celery_worker(RELAYTEST_BUSY_RETRY_DELAY="1") as worker:
         run = queued_run(loopback_server(department, port=fake.port, mail_domain=LOCAL_DOMAIN))
         assert enqueue_run(run)

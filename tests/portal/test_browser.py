@@ -110,7 +110,9 @@ def watch_until_final(page: Page) -> None:
     body = page.locator(".run-body")
     expect(body).to_have_attribute("data-live", "true")
     page.evaluate("window.loadedOnce = true")  # a reload would lose this
-    expect(page.locator(".run-body .status")).to_contain_text("1 host started so far", timeout=RUN_FINISHES_WITHIN_MS)
+    expect(page.locator(".run-body .status")).to_contain_text(
+        "1 host started so far", timeout=RUN_FINISHES_WITHIN_MS
+    )
     expect(page.locator(".verdict-banner")).to_be_visible(timeout=RUN_FINISHES_WITHIN_MS)
     expect(body).to_have_attribute("data-live", "false")
     assert page.evaluate("window.loadedOnce") is True

@@ -18,8 +18,13 @@ from relaytests.models import TestRun
 from relaytests.tasks import TIME_LIMIT, enqueue_run, reap_stale_runs
 from tests.fakes.smtp import CLOSED, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.worker import (
-    REDIS_URL, celery_worker, loopback_server, publishing_to, queued_run, wait_for_run,
-)  # fmt: skip
+    REDIS_URL,
+    celery_worker,
+    loopback_server,
+    publishing_to,
+    queued_run,
+    wait_for_run,
+)
 
 Status = TestRun.Status
 
@@ -58,7 +63,9 @@ def test_broker_unreachable_at_submit_fails_the_run_with_the_reason_on_the_page(
     assert runs.BROKER_UNREACHABLE in response.content.decode()
 
 
-def test_broker_unreachable_at_commit_of_an_enclosing_transaction_still_fails_the_run(department, dead_broker):
+def test_broker_unreachable_at_commit_of_an_enclosing_transaction_still_fails_the_run(
+    department, dead_broker
+):
     run = queued_run(loopback_server(department))
 
     with transaction.atomic():

@@ -23,11 +23,16 @@ PORTAL_SERVICES = {"web", "worker", "beat", "canary"}
 
 
 def compose_command() -> list[str]:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    pytest.fail("Neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose).")
+    pytest.fail(
+        "Neither `docker compose` nor `docker-compose` is installed (.ci/run installs docker-compose)."
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,11 @@ def compose() -> dict:
     environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
     result = subprocess.run(
         [*compose_command(), "-f", "docker-compose.yml", "config"],
-        cwd=BASE_DIR, env=environment, capture_output=True, text=True,
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, f"Compose refused docker-compose.yml:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
@@ -110,10 +119,14 @@ def test_the_images_collectstatic_step_works_with_what_the_build_has(tmp_path):
     environment.update(PORTAL_VAR_DIR=str(tmp_path / "var"), STATIC_ROOT=str(tmp_path / "static"))
     command = collect.replace("python manage.py", f"{sys.executable} manage.py")
 
-    result = subprocess.run(command, shell=True, cwd=BASE_DIR, env=environment, capture_output=True, text=True)
+    result = subprocess.run(
+        command, shell=True, cwd=BASE_DIR, env=environment, capture_output=True, text=True, check=False
+    )
 
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "static" / "portal.css").read_text() == (BASE_DIR / "static" / "portal.css").read_text()
+    assert (tmp_path / "static" / "portal.css").read_text() == (
+        BASE_DIR / "static" / "portal.css"
+    ).read_text()
     assert (tmp_path / "static" / "portal.css.gz").exists()  # whitenoise serves it compressed
 
 

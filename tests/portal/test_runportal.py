@@ -33,13 +33,19 @@ class Portal:
         self.log = var_dir / f"runportal-{time.monotonic_ns()}.log"
         environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
         environment.update(
-            PORTAL_VAR_DIR=str(var_dir), PORTAL_LISTEN=f"127.0.0.1:{port}", PORTAL_STOP_GRACE="5",
+            PORTAL_VAR_DIR=str(var_dir),
+            PORTAL_LISTEN=f"127.0.0.1:{port}",
+            PORTAL_STOP_GRACE="5",
             RELAYTEST_REAP_EVERY="1",  # beat sends the reaper soon, so the test sees it go round
         )
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runportal"], cwd=settings.BASE_DIR, env=environment,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "manage.py", "runportal"],
+                cwd=settings.BASE_DIR,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -164,8 +170,12 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
 def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, free_port):
     portal = start(tmp_path, free_port)
     children = portal.descendants()
-    web_server = next(pid for pid in children if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                      and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(portal.process.pid))
+    web_server = next(
+        pid
+        for pid in children
+        if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(portal.process.pid)
+    )
 
     os.kill(web_server, signal.SIGKILL)
 

@@ -24,7 +24,11 @@ def server(department):
 
 
 def report_with(verdict: str) -> dict:
-    return {"schema": "relaytest/1", "verdict": verdict, "hosts": [{"address": "127.0.0.1", "verdict": verdict}]}
+    return {
+        "schema": "relaytest/1",
+        "verdict": verdict,
+        "hosts": [{"address": "127.0.0.1", "verdict": verdict}],
+    }
 
 
 def ago(seconds: float):
@@ -60,7 +64,11 @@ def test_a_released_run_is_queued_again_and_claimable(server):
 
 
 def test_busy_addresses_are_those_another_running_run_holds(server):
-    queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.2", "127.0.0.3"])
+    queued_run(
+        loopback_server(server.department, "127.0.0.2"),
+        status=Status.RUNNING,
+        addresses=["127.0.0.2", "127.0.0.3"],
+    )
     queued_run(loopback_server(server.department, "127.0.0.4"), status=Status.DONE)
     run = queued_run(server, addresses=["127.0.0.1", "127.0.0.3", "127.0.0.4"])
 
@@ -145,9 +153,13 @@ def test_progress_and_heartbeat_only_touch_a_running_run(server):
     assert done.report == {} and done.heartbeat_at is None
 
 
-def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(server, django_assert_num_queries):
+def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(
+    server, django_assert_num_queries
+):
     partial = {"hosts": [{"address": "127.0.0.1", "state": "testing"}]}
-    silent = queued_run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(600), report=partial)
+    silent = queued_run(
+        server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(600), report=partial
+    )
     other = loopback_server(server.department, "127.0.0.2")
     never_taken = queued_run(other, status=Status.QUEUED)
     TestRun.objects.filter(pk=never_taken.pk).update(created_at=ago(QUEUED_AFTER + 60))
@@ -158,7 +170,11 @@ def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(ser
     assert reaped == 2
     silent.refresh_from_db()
     never_taken.refresh_from_db()
-    assert (silent.status, silent.status_reason, silent.report) == (Status.INTERRUPTED, runs.WORKER_LOST, partial)
+    assert (silent.status, silent.status_reason, silent.report) == (
+        Status.INTERRUPTED,
+        runs.WORKER_LOST,
+        partial,
+    )
     assert silent.heartbeat_at is not None and silent.finished_at is not None
     assert (never_taken.status, never_taken.status_reason) == (Status.INTERRUPTED, runs.NEVER_STARTED)
 
@@ -166,12 +182,16 @@ def test_the_reaper_interrupts_silent_runs_and_old_queued_ones_in_one_update(ser
 def test_the_reaper_leaves_live_runs_and_finished_ones_alone(server):
     alive = queued_run(server, status=Status.RUNNING, started_at=ago(900), heartbeat_at=ago(10))
     waiting = queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.QUEUED)
-    finished = queued_run(loopback_server(server.department, "127.0.0.3"), status=Status.DONE, heartbeat_at=ago(9000))
+    finished = queued_run(
+        loopback_server(server.department, "127.0.0.3"), status=Status.DONE, heartbeat_at=ago(9000)
+    )
 
     assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 0
 
     assert [TestRun.objects.get(pk=r.pk).status for r in (alive, waiting, finished)] == [
-        Status.RUNNING, Status.QUEUED, Status.DONE,
+        Status.RUNNING,
+        Status.QUEUED,
+        Status.DONE,
     ]
 
 

@@ -61,7 +61,9 @@ def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(depart
 
 def test_a_run_that_is_not_queued_any_more_is_left_alone(department):
     with FakeSMTPServer("closed") as fake:
-        run = queued_run(server_for(department, fake), status=Status.INTERRUPTED, status_reason=runs.NEVER_STARTED)
+        run = queued_run(
+            server_for(department, fake), status=Status.INTERRUPTED, status_reason=runs.NEVER_STARTED
+        )
 
         run_suite.apply((run.pk,))
 
@@ -73,8 +75,9 @@ def test_a_run_that_is_not_queued_any_more_is_left_alone(department):
 def test_a_run_whose_address_stays_busy_gives_up_after_its_retries(department):
     """Eager retries run at once, so the busy address never frees: the bound is what is tested."""
     with FakeSMTPServer("closed") as fake:
-        holder = queued_run(loopback_server(department, "127.0.0.2"), status=Status.RUNNING,
-                               addresses=["127.0.0.1"])
+        holder = queued_run(
+            loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"]
+        )
         run = queued_run(server_for(department, fake))
 
         run_suite.apply((run.pk,))

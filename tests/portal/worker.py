@@ -34,10 +34,14 @@ FINISHED_WITHIN = 120.0
 POLL = 0.2
 
 
-def loopback_server(department: Department, address: str = "127.0.0.1", port: int = 25, **fields) -> MailServer:
+def loopback_server(
+    department: Department, address: str = "127.0.0.1", port: int = 25, **fields
+) -> MailServer:
     """A server registered by its address, the one address the scope check accepted."""
     fields.setdefault("addresses", [address])
-    return MailServer.objects.create(department=department, target=address, kind=MailServer.Kind.IP, port=port, **fields)
+    return MailServer.objects.create(
+        department=department, target=address, kind=MailServer.Kind.IP, port=port, **fields
+    )
 
 
 def queued_run(server: MailServer, **fields) -> TestRun:
@@ -123,7 +127,11 @@ def celery_worker(pool: str = "solo", **env: str) -> Iterator[Worker]:
                "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            command,
+            cwd=settings.BASE_DIR,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     worker = Worker(process, log)
@@ -135,7 +143,9 @@ def celery_worker(pool: str = "solo", **env: str) -> Iterator[Worker]:
         log.unlink()
 
 
-def wait_for_run(run: TestRun, until, within: float = FINISHED_WITHIN, worker: Worker | None = None) -> TestRun:
+def wait_for_run(
+    run: TestRun, until, within: float = FINISHED_WITHIN, worker: Worker | None = None
+) -> TestRun:
     """Reload the run until `until(run)` holds; fail with the worker's log when it never does."""
     deadline = time.monotonic() + within
     while True:
