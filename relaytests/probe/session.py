@@ -162,6 +162,8 @@ class SmtpSession:
             raise SessionFailure("refused_greeting", f"the server greeted with {reply.first_line}", reply) from None
         except errors.SMTPConnectTimeoutError:
             raise self._failure("timeout", "no connection or no greeting within the time limit") from None
+        except OverflowError:  # asyncio's own complaint about a port above 65535
+            raise self._failure("unreachable", f"port {self.port} does not exist (1-65535)") from None
         except (errors.SMTPConnectError, OSError) as exc:
             cause = exc.__cause__ or exc
             why = os.strerror(cause.errno) if getattr(cause, "errno", None) else str(cause)

@@ -12,7 +12,10 @@ import pytest
 
 from relaytests.probe import canary
 from relaytests.probe.report import HostReport, VectorResult
+from relaytests.probe.suite import run_suite
+from relaytests.probe.targets import HostTarget
 from tests.fakes import BANNERS, BEHAVIOURS, with_banner
+from tests.probe.conftest import suite_config
 
 HOST = "mx.dept.example.edu"
 POSTFIX_GREETING = "220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"
@@ -325,3 +328,10 @@ async def test_software_is_read_from_the_greeting(fake_smtp, probe, mta, family,
     host = only_host(report)
     assert (host.software.family, host.software.version) == (family, version)
     assert host.banner == f"220 {HOST} {BANNERS[mta]}"
+
+
+async def test_a_port_that_cannot_exist_is_inconclusive_with_a_reason():
+    report = await run_suite("127.0.0.1", [HostTarget("127.0.0.1", 70000)], suite_config())
+    host = only_host(report)
+    assert (report.verdict, host.verdict) == ("inconclusive", "inconclusive")
+    assert host.reason == "could not test: port 70000 does not exist (1-65535)"
