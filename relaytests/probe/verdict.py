@@ -8,6 +8,7 @@ probe is no relay result at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from relaytests.probe.report import Check, VectorResult
 
@@ -129,36 +130,31 @@ def _ids(ids: list[str], most: int = 6) -> str:
     return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
-RELAY_WARNING_IDS = ("relay-refused-temporarily", "routed-addresses-accepted", "greylisted-outside-recipient")
+# Findings that do not change the verdict but that an admin must see (relay-vectors.md 5.3):
+# (check id, which vector results it is about, what to tell the admin).
+RELAY_WARNINGS: tuple[tuple[str, Callable[[VectorResult], bool], str], ...] = (
+    ("relay-refused-temporarily",
+     lambda r: r.reason == "relay_denied" and r.outcome == "deferred",
+     "Relaying is refused only with a temporary (4xx) reply, so senders keep retrying; "
+     "refuse it permanently (Postfix: reject_unauth_destination)."),
+    ("routed-addresses-accepted",
+     lambda r: r.outcome == "accepted" and r.evidence == "target-final" and not r.delivered,
+     "The server accepts routed addresses that end at itself (delivered locally or bounced later); "
+     "without a canary delivery this is suspicion, not proof."),
+    ("greylisted-outside-recipient",
+     lambda r: r.reason == "greylisted" and r.evidence == "canary-final",
+     "Greylisting answered for an outside recipient: greylisting usually runs after the relay check, "
+     "so the relay check may have passed. Re-test after the greylisting delay."),
+)
+RELAY_WARNING_IDS = tuple(check_id for check_id, _, _ in RELAY_WARNINGS)
 
 
 def relay_warnings(results: list[VectorResult]) -> list[Check]:
-    """Findings that do not change the verdict but that an admin must see (section 5.3)."""
     checks = []
-    temporary = [r.id for r in results if r.reason == "relay_denied" and r.outcome == "deferred"]
-    if temporary:
-        checks.append(Check(
-            "relay-refused-temporarily", "warn",
-            "Relaying is refused only with a temporary (4xx) reply, so senders keep retrying; "
-            f"refuse it permanently (Postfix: reject_unauth_destination). Vectors: {_ids(temporary)}.",
-            {"vectors": temporary},
-        ))
-    routed = [r.id for r in results if r.outcome == "accepted" and r.evidence == "target-final" and not r.delivered]
-    if routed:
-        checks.append(Check(
-            "routed-addresses-accepted", "warn",
-            "The server accepts routed addresses that end at itself (delivered locally or bounced later); "
-            f"without a canary delivery this is suspicion, not proof. Vectors: {_ids(routed)}.",
-            {"vectors": routed},
-        ))
-    greylisted = [r.id for r in results if r.reason == "greylisted" and r.evidence == "canary-final"]
-    if greylisted:
-        checks.append(Check(
-            "greylisted-outside-recipient", "warn",
-            "Greylisting answered for an outside recipient: greylisting usually runs after the relay check, "
-            f"so the relay check may have passed. Re-test after the greylisting delay. Vectors: {_ids(greylisted)}.",
-            {"vectors": greylisted},
-        ))
+    for check_id, concerns, advice in RELAY_WARNINGS:
+        ids = [r.id for r in results if concerns(r)]
+        if ids:
+            checks.append(Check(check_id, "warn", f"{advice} Vectors: {_ids(ids)}.", {"vectors": ids}))
     return checks
 
 
