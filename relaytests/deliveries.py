@@ -1,11 +1,13 @@
-"""Canary deliveries on the portal's side: record each one, and let it prove its run's vector relayed.
+"""Canary deliveries on the portal's side: record each one, let it prove its run's vector relayed, and
+end the canary wait.
 
 The `canary` command's receiver calls `record_delivery` for every recipient token that arrives.
-A run whose report is final (the engine's whole report, with its verdict) is settled at once: the
-vector is marked delivered and the verdicts follow (`suite.settle_deliveries`). After the run is
-over (done, failed, interrupted) the delivery is *late*: the verdict still upgrades, and the move
-is written as a VerdictChange. While the worker still writes the report, only the row is kept:
-whoever stores the final report settles it with `recorded_arrivals(run)`.
+While the worker still writes the report (queued, running), only the row is kept: `runs.finish`
+folds it in. A run awaiting delivery is settled at once: the vector is marked delivered and the
+verdicts follow (`suite.settle_deliveries`); when nothing more is awaited the run is finalised
+there and then. `finalise` ends the wait for the rest (the finalising task, or the reaper when that
+task was lost). After the run is over (done, failed, interrupted) a delivery is *late*: the verdict
+still upgrades, and the move is written as a VerdictChange.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.db import transaction
 from relaytests.models import CanaryDelivery, TestRun, VerdictChange
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
-from relaytests.probe.suite import settle_deliveries
+from relaytests.probe.suite import awaited_tokens, settle_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,26 @@ def record_delivery(delivery: Delivery) -> CanaryDelivery | None:
     return row
 
 
+def finalise(run_id: int) -> bool:
+    """The canary wait is over: fold in what arrived and end the run done; False when it is not waiting.
+
+    Idempotent: a second call (a redelivered task, the reaper) finds the run done and does nothing.
+    """
+    with transaction.atomic():
+        run = TestRun.objects.select_for_update().filter(pk=run_id, status=Status.AWAITING_DELIVERY).first()
+        return run is not None and _finalise(run, settled_report(run))
+
+
 def has_final_report(run: TestRun) -> bool:
     """The engine's whole report is stored (not a progress snapshot of hosts so far)."""
     return bool(run.report.get("verdict")) and run.status not in (Status.QUEUED, Status.RUNNING)
+
+
+def upgraded_by_late_delivery(report: dict) -> bool:
+    """The verdict is open_relay only because of canaries that arrived after the run was final."""
+    deliveries = [v["delivery"] for host in report.get("hosts", []) for v in host.get("vectors", [])
+                  if v.get("delivered") and v.get("delivery")]
+    return report.get("verdict") == "open_relay" and bool(deliveries) and all(d.get("late") for d in deliveries)
 
 
 def _carries(report: dict, token: str) -> bool:
@@ -73,9 +92,18 @@ def arrival(row: CanaryDelivery) -> dict:
     }
 
 
+def settled_report(run: TestRun, report: dict | None = None) -> Report:
+    """The run's report (or `report`, about to be stored) with every recorded arrival folded in."""
+    settled = Report.from_dict(run.report if report is None else report)
+    settle_deliveries(settled, recorded_arrivals(run))
+    return settled
+
+
 def _settle(run: TestRun) -> None:
-    report = Report.from_dict(run.report)
-    settle_deliveries(report, recorded_arrivals(run))
+    report = settled_report(run)
+    if run.status == Status.AWAITING_DELIVERY and not awaited_tokens(report):
+        _finalise(run, report)  # every test message the servers took is in: no need to wait on
+        return
     old_verdict = run.verdict
     run.report = report.to_dict()
     run.verdict = report.verdict
@@ -83,3 +111,14 @@ def _settle(run: TestRun) -> None:
     if run.status in OVER and run.verdict != old_verdict:
         VerdictChange.objects.create(server_id=run.server_id, run=run, old_verdict=old_verdict,
                                      new_verdict=run.verdict)
+
+
+def _finalise(run: TestRun, report: Report) -> bool:
+    """End a waiting run done with its settled report; the conditional update makes one caller win."""
+    won = TestRun.objects.filter(pk=run.pk, status=Status.AWAITING_DELIVERY).update(
+        status=Status.DONE, report=report.to_dict(), verdict=report.verdict
+    )
+    if won:
+        run.refresh_from_db()
+        run.record_verdict_change()
+    return bool(won)

@@ -1,4 +1,5 @@
-"""The life of a TestRun: queued -> running -> done, or failed / interrupted with a reason.
+"""The life of a TestRun: queued -> running -> done (through awaiting_delivery while canary messages
+are out), or failed / interrupted with a reason.
 
 Every transition is a conditional UPDATE whose row count says whether this caller won it
 (healthchecks' sendalerts pattern), so two workers, the reaper and a late redelivery of
@@ -7,12 +8,14 @@ the same task can never both move one run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from relaytests.deliveries import recorded_arrivals, settled_report
 from relaytests.models import ACTIVE_STATUSES, TestRun
 
 Status = TestRun.Status
@@ -71,18 +74,35 @@ def save_progress(run_id: int, report: dict) -> bool:
     )
 
 
-def finish(run_id: int, report: dict) -> bool:
-    """Store the final report and verdict, and write the verdict change when the verdict moved."""
+def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None:
+    """Store the engine's report and verdict; the new status (None when the run was ended elsewhere).
+
+    `awaited` are the tokens of test messages the servers took (`suite.awaited_tokens`). Those that
+    arrived while the worker probed are folded in now; while any is still out, the run waits for it
+    (awaiting_delivery, ended by `deliveries.finalise`), else it is done and its verdict change written.
+    """
     with transaction.atomic():
+        run = TestRun.objects.select_for_update().filter(pk=run_id, status=Status.RUNNING).first()
+        if run is None:
+            return None
+        arrivals = recorded_arrivals(run)
+        if arrivals:
+            report = settled_report(run, report).to_dict()
+        status = Status.AWAITING_DELIVERY if set(awaited) - arrivals.keys() else Status.DONE
         won = TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
-            status=Status.DONE,
-            report=report,
-            verdict=report["verdict"],
-            finished_at=timezone.now(),
+            status=status, report=report, verdict=report["verdict"], finished_at=timezone.now()
         )
-        if won:
+        if won and status == Status.DONE:
             TestRun.objects.get(pk=run_id).record_verdict_change()
-    return bool(won)
+    return status if won else None
+
+
+def awaiting_past(wait: float, stale_after: float) -> list[int]:
+    """Runs still waiting for deliveries long after their finalising task was due: it was lost."""
+    overdue = timezone.now() - timedelta(seconds=wait + stale_after)
+    return list(
+        TestRun.objects.filter(status=Status.AWAITING_DELIVERY, finished_at__lt=overdue).values_list("pk", flat=True)
+    )
 
 
 def fail(run_id: int, reason: str) -> bool:

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.db import connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import runs
+from relaytests import deliveries, runs
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, Report
-from relaytests.probe.suite import SuiteConfig
+from relaytests.probe.suite import SuiteConfig, awaited_tokens
 from relaytests.probe.suite import run_suite as probe_suite
 from relaytests.probe.targets import HostTarget
 
@@ -96,8 +96,25 @@ def run_suite(self, run_id: int) -> None:
         log.exception("run %s failed", run_id)
         runs.fail(run_id, INTERNAL_ERROR)
     else:
-        if not runs.finish(run_id, report.to_dict()):
+        status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
+        if status is None:
             log.warning("run %s was ended elsewhere (reaped?) before it finished; report dropped", run_id)
+        elif status == TestRun.Status.AWAITING_DELIVERY:
+            _schedule_finaliser(run_id)
+
+
+def _schedule_finaliser(run_id: int) -> None:
+    """The canary wait runs in the broker, not in this worker: a task that settles the run afterwards."""
+    try:
+        finalise_run.apply_async((run_id,), countdown=settings.RELAYTEST_CANARY_WAIT)
+    except PUBLISH_ERRORS:
+        log.warning("broker unreachable: run %s is finalised by the reaper instead", run_id, exc_info=True)
+
+
+@shared_task(ignore_result=True)
+def finalise_run(run_id: int) -> bool:
+    """After the canary wait (default queue `celery`): the run ends done with what arrived; idempotent."""
+    return deliveries.finalise(run_id)
 
 
 def _soft_limit(task) -> int:
@@ -121,6 +138,7 @@ def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
     return SuiteConfig(
         canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
         canary_secret=settings.RELAYTEST_CANARY_SECRET,
+        send_data=settings.RELAYTEST_CANARY_ENABLED,
         probe_helo=settings.RELAYTEST_PROBE_HELO,
         source_address=settings.RELAYTEST_SOURCE_ADDRESS,
         command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
@@ -196,8 +214,12 @@ class ProgressRecorder:
 
 @shared_task(ignore_result=True)
 def reap_stale_runs() -> int:
-    """Periodic (beat): interrupt the runs that dead workers left behind, with the reason."""
+    """Periodic (beat): interrupt the runs that dead workers left behind, with the reason, and finalise
+    the runs whose finalising task was lost (a broker restart, a publish that failed)."""
     reaped = runs.reap_stale(settings.RELAYTEST_STALE_AFTER, settings.RELAYTEST_QUEUED_STALE_AFTER)
     if reaped:
         log.warning("reaped %d stale run(s)", reaped)
+    for run_id in runs.awaiting_past(settings.RELAYTEST_CANARY_WAIT, settings.RELAYTEST_STALE_AFTER):
+        log.warning("run %s waited for deliveries past its finaliser (lost); finalising it now", run_id)
+        finalise_run(run_id)
     return reaped

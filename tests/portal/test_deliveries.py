@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from relaytests.deliveries import record_delivery, recorded_arrivals
+from relaytests.deliveries import finalise, record_delivery, recorded_arrivals
 from relaytests.models import CanaryDelivery, TestRun, VerdictChange
 from relaytests.probe.receiver import Delivery
 from tests.portal import factories
@@ -15,17 +15,25 @@ pytestmark = pytest.mark.django_db
 
 Status = TestRun.Status
 TOKEN = "r-abcdefghij-plain-0123456789"
+OTHER_TOKEN = "r-abcdefghij-percent-hack-0123456789"
 CHAIN = ("from probe.example (unknown [198.51.100.7]) by mail.physics.example.edu (Postfix) with ESMTP id 1",)
 
 
-def accepted_report() -> dict:
-    """An engine's final report: one host took the canary message, none has arrived yet."""
-    plain = {**factories.vector("plain", "accepted", delivered=False), "token": TOKEN, "data_code": 250,
-             "sent_at": "2026-11-27T10:00:30+00:00"}
-    refused = factories.vector("percent-hack", "rejected")
-    host = factories.host(verdict="accepts_relay", vectors=[plain, refused],
+def accepted_report(also_awaited: str = "") -> dict:
+    """An engine's final report: one host took the canary message(s), none has arrived yet.
+
+    `also_awaited` makes the percent-hack vector a second accepted one, with that token.
+    """
+    plain = awaited_vector("plain", TOKEN)
+    second = awaited_vector("percent-hack", also_awaited) if also_awaited else factories.vector("percent-hack", "rejected")
+    host = factories.host(verdict="accepts_relay", vectors=[plain, second],
                           reason="accepted outside recipients")
     return factories.report("accepts_relay", hosts=[host])
+
+
+def awaited_vector(vector_id: str, token: str) -> dict:
+    return {**factories.vector(vector_id, "accepted", delivered=False), "token": token, "data_code": 250,
+            "sent_at": "2026-11-27T10:00:30+00:00"}
 
 
 def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain") -> Delivery:
@@ -40,7 +48,8 @@ def plain_vector(run: TestRun) -> dict:
 
 
 def test_a_delivery_during_the_wait_marks_the_vector_delivered_at_once(server):
-    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, report=accepted_report())
+    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                             report=accepted_report(also_awaited=OTHER_TOKEN))
 
     row = record_delivery(delivery_of(run))
 
@@ -51,10 +60,53 @@ def test_a_delivery_during_the_wait_marks_the_vector_delivered_at_once(server):
     assert vector["delivered"] is True
     delivery = vector["delivery"]
     assert (delivery["peer_address"], delivery["received_chain"]) == ("192.0.2.25", list(CHAIN))
-    assert delivery["late"] is False
+    assert delivery["late"] is False and delivery["delay_s"] > 0  # recorded now, sent in the report's past
     assert (run.report["verdict"], run.report["hosts"][0]["verdict"], run.verdict) == ("open_relay",) * 3
     assert run.report["summary"].startswith("Open relay:")
+    assert run.status == Status.AWAITING_DELIVERY  # the other test message is still out
     assert VerdictChange.objects.count() == 0  # the run is not over: its finaliser writes the change
+
+
+def test_the_last_awaited_delivery_finalises_the_run_without_waiting_on(server):
+    factories.make_run(server, verdict="secure", report=factories.report("secure"))
+    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                             report=accepted_report(also_awaited=OTHER_TOKEN))
+
+    record_delivery(delivery_of(run))
+    record_delivery(delivery_of(run, OTHER_TOKEN, "percent-hack"))
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "open_relay")
+    assert [v["delivered"] for v in run.report["hosts"][0]["vectors"]] == [True, True]
+    change = VerdictChange.objects.get()
+    assert (change.run, change.old_verdict, change.new_verdict) == (run, "secure", "open_relay")
+    assert not finalise(run.pk)  # the finalising task, when it comes, finds nothing to do
+
+
+def test_the_finaliser_settles_what_arrived_and_ends_the_run_once(server):
+    factories.make_run(server, verdict="secure", report=factories.report("secure"))
+    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                             report=accepted_report(also_awaited=OTHER_TOKEN))
+    record_delivery(delivery_of(run))
+
+    assert finalise(run.pk)
+    assert not finalise(run.pk)
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "open_relay")
+    assert [v["delivered"] for v in run.report["hosts"][0]["vectors"]] == [True, False]
+    change = VerdictChange.objects.get()
+    assert (change.run, change.old_verdict, change.new_verdict) == (run, "secure", "open_relay")
+
+
+def test_the_finaliser_leaves_a_run_that_is_not_waiting_alone(server):
+    for status in (Status.RUNNING, Status.DONE, Status.INTERRUPTED):
+        run = factories.make_run(server, status=status, report=accepted_report())
+
+        assert not finalise(run.pk)
+
+        assert TestRun.objects.get(pk=run.pk).status == status
+    assert VerdictChange.objects.count() == 0
 
 
 def test_a_late_delivery_upgrades_the_verdict_and_records_the_change(server):

@@ -8,7 +8,9 @@ import pytest
 from django.utils import timezone
 
 from relaytests import runs
+from relaytests.deliveries import record_delivery
 from relaytests.models import TestRun, VerdictChange
+from tests.portal.test_deliveries import TOKEN, accepted_report, delivery_of
 from tests.portal.worker import loopback_server, queued_run
 
 Status = TestRun.Status
@@ -202,3 +204,50 @@ def test_a_running_run_that_never_beat_is_judged_by_its_start(server):
 
     run.refresh_from_db()
     assert run.status == Status.INTERRUPTED
+
+
+def test_a_report_with_test_messages_out_waits_for_them_without_a_verdict_change(server):
+    queued_run(server, status=Status.DONE, verdict="secure")
+    run = queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.RUNNING)
+
+    assert runs.finish(run.pk, accepted_report(), awaited={TOKEN}) == Status.AWAITING_DELIVERY
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict, run.report) == (Status.AWAITING_DELIVERY, "accepts_relay", accepted_report())
+    assert run.finished_at is not None  # the probing ended; the wait is the finaliser's
+    assert VerdictChange.objects.count() == 0
+
+
+def test_a_delivery_that_came_while_the_worker_probed_is_folded_in_at_finish(server):
+    run = queued_run(server, status=Status.RUNNING)
+    record_delivery(delivery_of(run))
+
+    assert runs.finish(run.pk, accepted_report(), awaited={TOKEN}) == Status.DONE
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict, run.report["verdict"]) == (Status.DONE, "open_relay", "open_relay")
+    [plain, _] = run.report["hosts"][0]["vectors"]
+    assert (plain["delivered"], plain["delivery"]["peer_address"], plain["delivery"]["late"]) == (
+        True, "192.0.2.25", False)
+    assert VerdictChange.objects.get(run=run).new_verdict == "open_relay"
+
+
+def test_the_reaper_leaves_runs_awaiting_delivery_alone_however_old(server):
+    run = queued_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                     started_at=ago(9000), heartbeat_at=ago(9000), finished_at=ago(9000))
+
+    assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 0
+
+    run.refresh_from_db()
+    assert run.status == Status.AWAITING_DELIVERY
+
+
+def test_a_wait_is_overdue_once_its_finaliser_should_long_have_run(server):
+    wait = 900
+    overdue = queued_run(server, status=Status.AWAITING_DELIVERY, finished_at=ago(wait + STALE_AFTER + 60))
+    queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.AWAITING_DELIVERY,
+               finished_at=ago(wait + 60))
+    queued_run(loopback_server(server.department, "127.0.0.3"), status=Status.DONE,
+               finished_at=ago(wait + STALE_AFTER + 60))
+
+    assert runs.awaiting_past(wait, STALE_AFTER) == [overdue.pk]

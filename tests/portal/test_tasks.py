@@ -7,20 +7,35 @@ The task writes progress through a second database thread, so these tests commit
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import datetime, timedelta
 
 import pytest
+import redis
+from django.utils import timezone
 
 from relaytests import runs
 from relaytests.models import TestRun, VerdictChange
 from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
-from relaytests.tasks import ADDRESS_BUSY, ProgressRecorder, reap_stale_runs, run_suite
+from relaytests.tasks import ADDRESS_BUSY, ProgressRecorder, finalise_run, reap_stale_runs, run_suite
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
-from tests.portal.worker import loopback_server, queued_run
+from tests.portal.test_deliveries import accepted_report
+from tests.portal.worker import REDIS_URL, empty_broker, loopback_server, publishing_to, queued_run
 
 Status = TestRun.Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+RUN_TAKES_AT_MOST = 120  # seconds: a bound for a stuck run, not a speed claim
+
+
+@pytest.fixture
+def redis_broker():
+    """The finalising task a waiting run schedules goes to the test's own, emptied Redis database."""
+    empty_broker()
+    with publishing_to(REDIS_URL):
+        yield
 
 
 def server_for(department, fake: FakeSMTPServer):
@@ -43,7 +58,7 @@ def test_a_closed_server_ends_done_and_secure_with_the_engines_report(department
     assert run.started_at <= run.finished_at
 
 
-def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(department):
+def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(department, redis_broker):
     with FakeSMTPServer("closed") as closed:
         server = server_for(department, closed)
         first = queued_run(server)
@@ -54,9 +69,49 @@ def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(depart
         run_suite.apply((second.pk,))
 
     second.refresh_from_db()
-    assert second.verdict == "accepts_relay"
+    assert (second.status, second.verdict) == (Status.AWAITING_DELIVERY, "accepts_relay")
+    assert not VerdictChange.objects.filter(run=second).exists()  # not final while test messages are out
+
+    assert finalise_run(second.pk)  # the canary wait is over and nothing arrived
+
+    second.refresh_from_db()
+    assert (second.status, second.verdict) == (Status.DONE, "accepts_relay")
+    relay_attempts = [v for v in second.report["hosts"][0]["vectors"] if v["evidence"] != "control"]
+    assert {v["delivered"] for v in relay_attempts if v["data_code"] == 250} == {False}
     change = VerdictChange.objects.get(run=second)
     assert (change.old_verdict, change.new_verdict) == ("secure", "accepts_relay")
+    assert not finalise_run(second.pk)
+    assert VerdictChange.objects.filter(run=second).count() == 1
+
+
+def test_a_run_with_test_messages_out_schedules_its_finaliser_on_the_celery_queue(department, redis_broker, settings):
+    settings.RELAYTEST_CANARY_WAIT = 600
+    with FakeSMTPServer("open") as fake:
+        run = queued_run(server_for(department, fake))
+        sent = timezone.now()
+
+        run_suite.apply((run.pk,))
+
+    assert b"DATA" in fake.seen.commands  # the worker completed the test messages
+    [message] = [json.loads(raw) for raw in redis.Redis.from_url(REDIS_URL).lrange("celery", 0, -1)]
+    headers = message["headers"]
+    assert (headers["task"], headers["argsrepr"]) == ("relaytests.tasks.finalise_run", f"({run.pk},)")
+    due = datetime.fromisoformat(headers["eta"]) - sent
+    assert timedelta(seconds=600) <= due < timedelta(seconds=600 + RUN_TAKES_AT_MOST)
+    assert TestRun.objects.get(pk=run.pk).status == Status.AWAITING_DELIVERY
+
+
+def test_with_the_canary_off_an_accepting_server_is_done_at_once_and_sent_no_message(department, settings):
+    settings.RELAYTEST_CANARY_ENABLED = False
+    with FakeSMTPServer("open") as fake:
+        run = queued_run(server_for(department, fake))
+
+        run_suite.apply((run.pk,))
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "accepts_relay")
+    assert b"DATA" not in fake.seen.commands
+    assert {v["delivered"] for v in run.report["hosts"][0]["vectors"]} == {None}
 
 
 def test_a_run_that_is_not_queued_any_more_is_left_alone(department):
@@ -122,3 +177,19 @@ def test_the_reaper_task_interrupts_what_a_dead_worker_left(department, settings
 
     run.refresh_from_db()
     assert (run.status, run.status_reason) == (Status.INTERRUPTED, runs.WORKER_LOST)
+
+
+def test_the_reaper_task_finalises_a_wait_whose_finaliser_was_lost(department, settings):
+    settings.RELAYTEST_CANARY_WAIT, settings.RELAYTEST_STALE_AFTER = 60, 60
+    lost = queued_run(loopback_server(department), status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                      report=accepted_report(), finished_at=timezone.now() - timedelta(seconds=121))
+    due = queued_run(loopback_server(department, "127.0.0.2"), status=Status.AWAITING_DELIVERY,
+                     verdict="accepts_relay", report=accepted_report(), finished_at=timezone.now())
+
+    reap_stale_runs.apply()
+
+    lost.refresh_from_db()
+    due.refresh_from_db()
+    assert (lost.status, lost.verdict) == (Status.DONE, "accepts_relay")
+    assert VerdictChange.objects.get().run == lost
+    assert due.status == Status.AWAITING_DELIVERY  # its own finaliser is still on its way
