@@ -159,6 +159,10 @@ RELAYTEST_CANARY_DOMAIN = env.string("RELAYTEST_CANARY_DOMAIN", "canary.relaytes
 RELAYTEST_CANARY_SECRET = env.string("RELAYTEST_CANARY_SECRET") or SECRET_KEY
 # Where `manage.py canary` listens (HOST:PORT); in production port 25 of the canary domain's MX host.
 RELAYTEST_CANARY_LISTEN = env.string("RELAYTEST_CANARY_LISTEN", "127.0.0.1:2525")
+# Workers complete DATA to the canary address of every accepted vector; the run then waits this many
+# seconds for the messages (status awaiting_delivery) before a finalising task settles its verdict.
+RELAYTEST_CANARY_ENABLED = env.boolean("RELAYTEST_CANARY_ENABLED", True)
+RELAYTEST_CANARY_WAIT = env.integer("RELAYTEST_CANARY_WAIT", 900)
 RELAYTEST_COMMAND_TIMEOUT = env.number("RELAYTEST_COMMAND_TIMEOUT", 60.0)
 RELAYTEST_RUN_DEADLINE = env.number("RELAYTEST_RUN_DEADLINE", 900.0)
 RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
