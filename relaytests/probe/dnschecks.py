@@ -785,9 +785,3 @@ async def domain_checks(domain: str, *, resolver: str | None = None, timeout: fl
     mail, *policy = await asyncio.gather(find_mail_hosts(domain, client), spf_check(domain, client),
                                          dmarc_check(domain, client))
     return [mx_check(mail), *policy]
-
-
-async def policy_checks(domain: str, *, resolver: str | None = None, timeout: float = 5.0) -> list[Check]:
-    """SPF and DMARC only: for a domain whose MX check resolve_target() has already made."""
-    client = DnsClient(resolver, timeout)
-    return list(await asyncio.gather(spf_check(domain, client), dmarc_check(domain, client)))

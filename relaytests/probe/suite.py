@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, verdict
 from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
-from relaytests.probe.targets import HostTarget, TargetError, resolve_target
+from relaytests.probe.targets import HostTarget, resolve_target
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, ip_literal, select
 
 
@@ -82,9 +82,13 @@ def _inside(address: str | None, networks: tuple[str, ...]) -> bool:
 
 
 async def run_suite(
-    target: str, hosts: list[HostTarget], config: SuiteConfig, progress: Progress | None = None
+    target: str, hosts: list[HostTarget], config: SuiteConfig, progress: Progress | None = None,
+    *, mail_domain: str | None = None,
 ) -> Report:
-    """Test every host of a target; the hosts were resolved (and checked) by the caller."""
+    """Test every host of a target; the hosts were resolved (and checked) by the caller.
+
+    With `mail_domain`, the domain's MX, SPF and DMARC are checked too, while the hosts are tested.
+    """
     run_id = config.run_id or canary.new_run_id()
     vectors = select(config.vector_ids)
     report = Report(
@@ -98,9 +102,15 @@ async def run_suite(
     started = time.monotonic()
     deadline = started + config.run_deadline
     probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress) for host in hosts]
-    report.hosts = list(await asyncio.gather(*(probe.run() for probe in probes)))
+    domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
+    *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
+    report.hosts = list(hosts_done)
     _finish(report, probes, config, started)
     return report
+
+
+async def _nothing() -> list:
+    return []
 
 
 def _finish(report: Report, probes: list[HostProbe], config: SuiteConfig, started: float) -> None:
@@ -109,8 +119,7 @@ def _finish(report: Report, probes: list[HostProbe], config: SuiteConfig, starte
     report.probe.inside_internal_networks = _inside(source, config.internal_networks)
     if report.probe.inside_internal_networks:
         report.checks.append(hygiene.vantage_warning(source))
-    report.verdict = worst_verdict([h.verdict for h in report.hosts])
-    report.summary = verdict.summary(report.verdict, [f"{h.address}: {h.reason}." for h in report.hosts])
+    _conclude(report)
     report.finished_at = _now()
     report.duration_s = round(time.monotonic() - started, 3)
 
@@ -119,18 +128,15 @@ async def probe_target(
     text: str, config: SuiteConfig, *, port: int = 25, domain: bool = False, progress: Progress | None = None
 ) -> Report:
     """Resolve a target (hostname, address or mail domain) and test it; the CLI's entry point."""
-    try:
-        resolved = await resolve_target(text, port=port, domain=domain, resolver=config.resolver)
-    except TargetError as exc:
-        return _untestable(text, config, str(exc))
+    resolved = await resolve_target(text, port=port, domain=domain, resolver=config.resolver)
     if resolved.error or not resolved.hosts:
         report = _untestable(resolved.label, config, resolved.error or "no address to test")
         report.checks = resolved.checks
         return report
-    report = await run_suite(resolved.label, resolved.hosts, config, progress)
-    report.checks = resolved.checks + report.checks
-    if domain:
-        report.checks += await dnschecks.policy_checks(resolved.label, resolver=config.resolver)
+    report = await run_suite(resolved.label, resolved.hosts, config, progress,
+                             mail_domain=resolved.label if domain else None)
+    # The run looked the MX hosts up again, with SPF and DMARC; keep the resolver's other findings.
+    report.checks = [c for c in resolved.checks if c.id != "mx"] + report.checks
     return report
 
 
@@ -151,6 +157,10 @@ def settle_deliveries(report: Report, arrived: dict[str, dict]) -> None:
             host.verdict, host.reason = verdict.host_verdict(host.vectors, refusals)
             host.checks = [c for c in host.checks if c.id not in verdict.RELAY_WARNING_IDS]
             host.checks += verdict.relay_warnings(host.vectors)
+    _conclude(report)
+
+
+def _conclude(report: Report) -> None:
     report.verdict = worst_verdict([h.verdict for h in report.hosts])
     report.summary = verdict.summary(report.verdict, [f"{h.address}: {h.reason}." for h in report.hosts])
 

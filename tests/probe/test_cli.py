@@ -158,3 +158,39 @@ def test_nothing_listening_is_one_clear_line_and_exit_3():
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert str(port) in result.stderr
+
+
+MAIL_DOMAIN_ZONE = """
+dept.example.edu. MX 10 mx.dept.example.edu.
+dept.example.edu. TXT "v=spf1 mx -all"
+_dmarc.dept.example.edu. TXT "v=DMARC1; p=reject"
+""" + FORWARD_CONFIRMED_PTR
+
+
+def test_a_mail_domain_is_tested_with_its_dns_as_the_internet_sees_it(fake_smtp):
+    server = fake_smtp("closed")
+    with ZoneServer(MAIL_DOMAIN_ZONE) as dns:
+        result = relaytest("--domain", "dept.example.edu", "--port", str(server.port), "--json",
+                           "--resolver", dns.address, "--canary-domain", "canary.example.net", "--timeout", "10")
+    report = json.loads(result.stdout)
+    assert [(h["address"], h["name"]) for h in report["hosts"]] == [("127.0.0.1", "mx.dept.example.edu")]
+    target_checks = {c["id"]: c["status"] for c in report["checks"]}
+    assert target_checks == {"mx": "pass", "spf": "pass", "dmarc": "pass"}
+    host_checks = {c["id"]: c for c in report["hosts"][0]["checks"]}
+    assert host_checks["ptr"]["status"] == "pass"
+    assert host_checks["dnsbl"]["status"] == "info"  # 127.0.0.1 is not public: no blocklist is asked
+    assert report["verdict"] == "secure"
+
+
+def test_without_dns_the_checks_say_so_instead_of_passing(fake_smtp):
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # takes queries, never answers
+    with silent:
+        result = relaytest("--domain", "dept.example.edu", "--json", "--timeout", "5",
+                           "--resolver", "%s:%d" % silent.getsockname())
+    report = json.loads(result.stdout)
+    assert result.returncode == 3
+    assert report["hosts"] == []
+    (mx,) = report["checks"]
+    assert mx["status"] == "error"
+    assert "DNS unavailable" in mx["detail"]

@@ -12,7 +12,6 @@ from relaytests.probe.dnschecks import (
     domain_checks,
     host_checks,
     parse_resolver,
-    policy_checks,
 )
 from tests.dnsserver import SilentResolver, ZoneServer
 
@@ -619,8 +618,3 @@ async def test_dmarc_lookup_without_answer_is_an_error(dns_server):
         f"Could not look up the DMARC record of quiet.edu: DNS unavailable: no answer from {dns_server.address} "
         "within 0.5 s."
     )
-
-
-async def test_policy_checks_leave_out_mx(dns_server):
-    checks = await policy_checks("example.edu", resolver=dns_server.address)
-    assert [(c.id, c.status) for c in checks] == [("spf", "pass"), ("dmarc", "pass")]
