@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -15,6 +17,15 @@ from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
 NOSCRIPT_REFRESH_SECONDS = 10
+
+# Under the verdict: what the canary proved. Accepting is not yet relaying until the wait is over.
+DELIVERY_EXPLANATIONS = {
+    "open_relay": "Relayed and delivered: a test message sent through this server came out the other side "
+    "and reached the portal's canary. That is proof, not suspicion.",
+    "accepts_relay": "Accepted but not delivered: the server took mail for an outside recipient, but no test "
+    "message from it reached the canary (canary delivery off, or the server queued, discarded or bounced it "
+    "later). A queued message may still arrive: the verdict then turns to open relay, marked late.",
+}
 
 
 @login_required
@@ -50,4 +61,15 @@ def _run_context(run: TestRun) -> dict:
         "previous": previous,
         "comparison": compare_reports(previous.report, report) if previous else None,
         "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
+        **_delivery_context(run),
     }
+
+
+def _delivery_context(run: TestRun) -> dict:
+    """What the canary proved, and while the run waits for test messages, until when."""
+    if run.status != TestRun.Status.AWAITING_DELIVERY:
+        return {"delivery_explanation": DELIVERY_EXPLANATIONS.get(run.verdict, ""), "waiting_until": None}
+    # Still waiting, only a delivery is settled: "not delivered" is not known yet.
+    proven = DELIVERY_EXPLANATIONS["open_relay"] if run.verdict == "open_relay" else ""
+    waiting_until = run.finished_at + timedelta(seconds=settings.RELAYTEST_CANARY_WAIT) if run.finished_at else None
+    return {"delivery_explanation": proven, "waiting_until": waiting_until}

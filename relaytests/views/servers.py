@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from relaytests import access
+from relaytests.deliveries import upgraded_by_late_delivery
 from relaytests.forms import RegisterServerForm
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
@@ -47,12 +48,15 @@ def _registered_message(server: MailServer, host_names: list[str]) -> str:
 def server(request, pk: int):
     server = access.get_server_for_user(request.user, pk)
     runs = server.runs.select_related("started_by")
+    history = list(runs)
     context = {
         "server": server,
-        "runs": runs,
-        "latest": runs.first(),
+        "runs": history,
+        "latest": history[0] if history else None,
         "active_run": runs.filter(status__in=ACTIVE_STATUSES).first(),
         "changes": server.verdict_changes.select_related("run")[:20],
+        # Runs whose open_relay came only from canaries that arrived after the run was final.
+        "late_upgrades": {run.pk for run in history if upgraded_by_late_delivery(run.report)},
     }
     return render(request, "relaytests/server.html", context)
 
