@@ -22,19 +22,23 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from relaytests.management.commands.runportal import Command
+
 SERVING_WITHIN = 120.0  # a bound for a broken start, not a speed claim
 STOPPED_WITHIN = 60.0
 PASSWORD_LINE = re.compile(r"Created the administrator 'admin' with the password: (\S+)")
 
 
 class Portal:
-    def __init__(self, var_dir: Path, port: int):
+    def __init__(self, var_dir: Path, port: int, canary_port: int):
         self.url = f"http://127.0.0.1:{port}"
+        self.canary = ("127.0.0.1", canary_port)
         self.log = var_dir / f"runportal-{time.monotonic_ns()}.log"
         environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
         environment.update(
             PORTAL_VAR_DIR=str(var_dir),
             PORTAL_LISTEN=f"127.0.0.1:{port}",
+            RELAYTEST_CANARY_LISTEN=f"127.0.0.1:{canary_port}",
             PORTAL_STOP_GRACE="5",
             RELAYTEST_REAP_EVERY="1",  # beat sends the reaper soon, so the test sees it go round
         )
@@ -121,17 +125,31 @@ def alive(pids: set[int]) -> set[int]:
     return running
 
 
-@pytest.fixture
-def free_port() -> int:
+def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start(var_dir: Path, port: int) -> Portal:
-    portal = Portal(var_dir, port)
+@pytest.fixture
+def free_port() -> int:
+    return unused_port()
+
+
+@pytest.fixture
+def canary_port() -> int:
+    return unused_port()
+
+
+def start(var_dir: Path, port: int, canary_port: int) -> Portal:
+    portal = Portal(var_dir, port, canary_port)
     portal.wait_until_serving()
     return portal
+
+
+def canary_greeting(address: tuple[str, int]) -> bytes:
+    with socket.create_connection(address, timeout=10) as connection:
+        return connection.makefile("rb").readline()
 
 
 def interrupt(portal: Portal) -> tuple[int, set[int]]:
@@ -141,17 +159,25 @@ def interrupt(portal: Portal) -> tuple[int, set[int]]:
     return portal.wait_exit(), children
 
 
-def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_stops_all(tmp_path, free_port):
-    first = start(tmp_path, free_port)
+def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_stops_all(
+    tmp_path, free_port, canary_port
+):
+    first = start(tmp_path, free_port, canary_port)
     assert b"portal.css" in first.get("/accounts/login/")
     assert first.get("/static/portal.css").strip()  # static files served (whitenoise under gunicorn)
     # Embedded beat sent the reaper through the filesystem broker, and the worker ran it.
     first.wait_for_output(r"Task relaytests\.tasks\.reap_stale_runs\[[-0-9a-f]+\] succeeded")
+    # The fourth child: the canary receiver, where relayed test messages arrive.
+    first.wait_for_output(rf"canary receiver for \S+ listening on 127\.0\.0\.1:{canary_port}")
+    assert b"canary receiver" in canary_greeting(first.canary)
     exit_code, children = interrupt(first)
 
     assert exit_code == 0, first.output()
-    assert len(children) >= 4  # worker + pool + web server + its workers
+    assert len(children) >= 5  # worker + pool + web server + its workers + canary receiver
     assert alive(children) == set()
+    assert "canary receiver stopped" in first.output()
+    with pytest.raises(ConnectionRefusedError):
+        canary_greeting(first.canary)
     [password] = PASSWORD_LINE.findall(first.output())
     with sqlite3.connect(tmp_path / "portal.sqlite3") as db:
         [(encoded, is_superuser)] = db.execute(
@@ -159,7 +185,7 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
         ).fetchall()
     assert is_superuser and PBKDF2PasswordHasher().verify(password, encoded)  # Django's default hasher
 
-    second = start(tmp_path, free_port)
+    second = start(tmp_path, free_port, canary_port)
     exit_code, children = interrupt(second)
 
     assert exit_code == 0
@@ -167,8 +193,8 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
     assert "password" not in second.output()
 
 
-def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, free_port):
-    portal = start(tmp_path, free_port)
+def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, free_port, canary_port):
+    portal = start(tmp_path, free_port, canary_port)
     children = portal.descendants()
     web_server = next(
         pid
@@ -182,3 +208,11 @@ def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, f
     assert portal.wait_exit() != 0
     assert "The web server stopped unexpectedly" in portal.output()
     assert alive(children) == set()
+
+
+def test_the_canary_receiver_is_started_only_while_canary_delivery_is_on(settings):
+    settings.RELAYTEST_CANARY_ENABLED = True
+    assert Command._commands("127.0.0.1:8000")["canary receiver"][-2:] == ["manage.py", "canary"]
+
+    settings.RELAYTEST_CANARY_ENABLED = False
+    assert "canary receiver" not in Command._commands("127.0.0.1:8000")

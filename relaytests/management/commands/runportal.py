@@ -1,9 +1,9 @@
 """`make run`: the whole portal on one machine, in one command that Ctrl-C stops.
 
 Migrates, collects static files, creates the first administrator, then runs a Celery worker
-(with embedded beat) and gunicorn as child processes. Each child gets its own process group, so
-the terminal's Ctrl-C reaches only us and we stop the children in order; a child that dies stops
-the rest, and the command fails.
+(with embedded beat), gunicorn and, when canary delivery is on, the canary receiver as child
+processes. Each child gets its own process group, so the terminal's Ctrl-C reaches only us and
+we stop the children in order; a child that dies stops the rest, and the command fails.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Start the whole portal: migrations, static files, first administrator, a Celery worker, the web server."
+    help = (
+        "Start the whole portal: migrations, static files, first administrator, a Celery worker, the web server "
+        "and the canary receiver."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -97,12 +100,16 @@ class Command(BaseCommand):
     @staticmethod
     def _commands(listen: str) -> dict[str, list[str]]:
         concurrency = str(env.integer("PORTAL_WORKER_CONCURRENCY", 2))
-        return {
+        commands = {
             "Celery worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B",
                               "-Q", "celery,probe", "--concurrency", concurrency, "--loglevel", "INFO"],
             "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen,
                            "--workers", "2", "--access-logfile", "-"],
         }  # fmt: skip
+        if settings.RELAYTEST_CANARY_ENABLED:
+            # Test messages need somewhere to arrive: the receiver on RELAYTEST_CANARY_LISTEN.
+            commands["canary receiver"] = [sys.executable, "manage.py", "canary"]
+        return commands
 
     @staticmethod
     def _start(command: list[str]) -> subprocess.Popen:
