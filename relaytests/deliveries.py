@@ -68,7 +68,8 @@ def upgraded_by_late_delivery(report: dict) -> bool:
     """The verdict is open_relay only because of canaries that arrived after the run was final."""
     deliveries = [v["delivery"] for host in report.get("hosts", []) for v in host.get("vectors", [])
                   if v.get("delivered") and v.get("delivery")]
-    return report.get("verdict") == "open_relay" and bool(deliveries) and all(d.get("late") for d in deliveries)
+    only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
+    return report.get("verdict") == "open_relay" and only_late
 
 
 def _carries(report: dict, token: str) -> bool:

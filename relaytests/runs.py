@@ -100,9 +100,8 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
 def awaiting_past(wait: float, stale_after: float) -> list[int]:
     """Runs still waiting for deliveries long after their finalising task was due: it was lost."""
     overdue = timezone.now() - timedelta(seconds=wait + stale_after)
-    return list(
-        TestRun.objects.filter(status=Status.AWAITING_DELIVERY, finished_at__lt=overdue).values_list("pk", flat=True)
-    )
+    waiting = TestRun.objects.filter(status=Status.AWAITING_DELIVERY, finished_at__lt=overdue)
+    return list(waiting.values_list("pk", flat=True))
 
 
 def fail(run_id: int, reason: str) -> bool:

@@ -71,5 +71,5 @@ def _delivery_context(run: TestRun) -> dict:
         return {"delivery_explanation": DELIVERY_EXPLANATIONS.get(run.verdict, ""), "waiting_until": None}
     # Still waiting, only a delivery is settled: "not delivered" is not known yet.
     proven = DELIVERY_EXPLANATIONS["open_relay"] if run.verdict == "open_relay" else ""
-    waiting_until = run.finished_at + timedelta(seconds=settings.RELAYTEST_CANARY_WAIT) if run.finished_at else None
-    return {"delivery_explanation": proven, "waiting_until": waiting_until}
+    wait = timedelta(seconds=settings.RELAYTEST_CANARY_WAIT)
+    return {"delivery_explanation": proven, "waiting_until": run.finished_at + wait if run.finished_at else None}

@@ -125,5 +125,6 @@ def read_the_guidance(page: Page) -> None:
     guidance.scroll_into_view_if_needed()
     expect(guidance.get_by_role("heading", level=2)).to_contain_text("How to fix")
     expect(guidance.locator("#why-plain")).to_contain_text("plain")
-    expect(guidance.get_by_role("heading", name=f"Recommended: send through {settings.PORTAL_RELAY_HUB}")).to_be_visible()
+    hub = guidance.get_by_role("heading", name=f"Recommended: send through {settings.PORTAL_RELAY_HUB}")
+    expect(hub).to_be_visible()
     guidance.screenshot(path=ARTIFACTS / "guidance-accepts-relay.png")

@@ -49,7 +49,8 @@ def page_of(run: TestRun, user) -> str:
 
 def rows_of(page: str) -> dict[str, str]:
     """Each vector's table row, by vector id."""
-    return {m[1]: m[0] for m in re.finditer(r"<tr class=\"outcome-[^\"]*\">\s*<td>([^<]+)</td>.*?</tr>", page, re.S)}
+    rows = re.finditer(r'<tr class="outcome-[^"]*">\s*<td>([^<]+)</td>.*?</tr>', page, re.S)
+    return {row[1]: row[0] for row in rows}
 
 
 # ---- the run page ----
@@ -97,8 +98,9 @@ def test_the_verdict_says_relayed_and_delivered_or_accepted_but_not_delivered(me
 def test_while_awaiting_delivery_the_page_says_until_when_and_keeps_polling(member, server, settings):
     settings.RELAYTEST_CANARY_WAIT = 900
     probed = datetime(2026, 11, 27, 10, 1, tzinfo=UTC)
+    waiting = delivery_report(vector("plain", "accepted", delivered=False), verdict="accepts_relay")
     run = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=probed,
-                   report=delivery_report(vector("plain", "accepted", delivered=False), verdict="accepts_relay"))
+                   report=waiting)
 
     page = page_of(run, member)
 
@@ -125,7 +127,8 @@ def test_the_history_marks_a_run_upgraded_by_a_late_delivery(member, server):
     in_time = make_run(server, verdict="open_relay", report=delivery_report(delivered_vector("plain")))
     upgraded = make_run(server, verdict="open_relay", report=delivery_report(
         delivered_vector("plain", late=True), delivered_vector("percent-hack", late=True)))
-    VerdictChange.objects.create(server=server, run=upgraded, old_verdict="accepts_relay", new_verdict="open_relay")
+    VerdictChange.objects.create(server=server, run=upgraded, old_verdict="accepts_relay",
+                                 new_verdict="open_relay")
 
     page = client_for(member).get(server.get_absolute_url()).content.decode()
 

@@ -25,7 +25,8 @@ def accepted_report(also_awaited: str = "") -> dict:
     `also_awaited` makes the percent-hack vector a second accepted one, with that token.
     """
     plain = awaited_vector("plain", TOKEN)
-    second = awaited_vector("percent-hack", also_awaited) if also_awaited else factories.vector("percent-hack", "rejected")
+    refused = factories.vector("percent-hack", "rejected")
+    second = awaited_vector("percent-hack", also_awaited) if also_awaited else refused
     host = factories.host(verdict="accepts_relay", vectors=[plain, second],
                           reason="accepted outside recipients")
     return factories.report("accepts_relay", hosts=[host])

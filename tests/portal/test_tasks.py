@@ -84,7 +84,9 @@ def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(depart
     assert VerdictChange.objects.filter(run=second).count() == 1
 
 
-def test_a_run_with_test_messages_out_schedules_its_finaliser_on_the_celery_queue(department, redis_broker, settings):
+def test_a_run_with_test_messages_out_schedules_its_finaliser_on_the_celery_queue(
+    department, redis_broker, settings
+):
     settings.RELAYTEST_CANARY_WAIT = 600
     with FakeSMTPServer("open") as fake:
         run = queued_run(server_for(department, fake))

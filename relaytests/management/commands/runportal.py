@@ -54,8 +54,8 @@ class Child:
 
 class Command(BaseCommand):
     help = (
-        "Start the whole portal: migrations, static files, first administrator, a Celery worker, the web server "
-        "and the canary receiver."
+        "Start the whole portal: migrations, static files, first administrator, a Celery worker, "
+        "the web server and the canary receiver."
     )
 
     def add_arguments(self, parser):
