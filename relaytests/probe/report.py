@@ -37,7 +37,7 @@ class VectorResult:
     outcome: str  # one of OUTCOMES
     reason: str
     code: int | None = None
-    reply: str = ""
+    reply: str = ""  # the deciding reply's first line as the server wrote it, code included
     delivered: bool | None = None
     step: str = "rcpt"  # the step whose reply decided the outcome
     tls: bool = False
