@@ -1,4 +1,4 @@
-"""Small filters for the pages: durations in words, and the words for a run's verdict."""
+"""Small filters for the pages: durations in words, the words for a run's verdict, kinds of checks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ VERDICT_MEANINGS = {
     "inconclusive": "The test could neither prove nor rule out relaying; the reason is given below.",
     "secure": "Every core relay attempt was refused, and no test message arrived.",
 }
+
+
+# Checks about the server as the rest of the Internet sees it (DNS), shown in a section of their own.
+DNS_CHECKS = frozenset({"mx", "ptr", "dnsbl", "spf", "dmarc", "addresses"})
+
+
+@register.filter
+def dns_checks(checks: list[dict]) -> list[dict]:
+    return [c for c in checks if c["id"] in DNS_CHECKS]
+
+
+@register.filter
+def server_checks(checks: list[dict]) -> list[dict]:
+    return [c for c in checks if c["id"] not in DNS_CHECKS]
 
 
 @register.filter

@@ -30,7 +30,7 @@ DELIVERY_EXPLANATIONS = {
 
 @login_required
 def run(request, pk: int):
-    context = _run_context(access.get_run_for_user(request.user, pk))
+    context = _run_context(access.get_run_for_user(request.user, pk), request.user)
     context["permalink"] = settings.SITE_URL + context["run"].get_absolute_url()
     context["noscript_refresh"] = NOSCRIPT_REFRESH_SECONDS
     return render(request, "relaytests/run.html", context)
@@ -39,7 +39,7 @@ def run(request, pk: int):
 @login_required
 def run_live(request, pk: int):
     """The part of the run page that changes while it works; the page's script swaps it in."""
-    context = _run_context(access.get_run_for_user(request.user, pk))
+    context = _run_context(access.get_run_for_user(request.user, pk), request.user)
     return render(request, "relaytests/includes/run_body.html", context)
 
 
@@ -50,7 +50,7 @@ def retest(request, pk: int):
     return start_run(request, run.server, TestRun.Trigger.RETEST)
 
 
-def _run_context(run: TestRun) -> dict:
+def _run_context(run: TestRun, user) -> dict:
     report = run.report or {}
     previous = run.previous_finished_run() if run.verdict else None
     return {
@@ -61,8 +61,23 @@ def _run_context(run: TestRun) -> dict:
         "previous": previous,
         "comparison": compare_reports(previous.report, report) if previous else None,
         "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
+        "mail_hosts": _mail_hosts(report, user),
         **_delivery_context(run),
     }
+
+
+def _mail_hosts(report: dict, user) -> dict | None:
+    """The mail domain's MX hosts, each with the registered servers (that this user may see) behind it."""
+    mx = next((c for c in report.get("checks", []) if c["id"] == "mx" and c.get("data", {}).get("hosts")), None)
+    if mx is None:
+        return None
+    servers = list(access.servers_for(user))
+    hosts = [{**host, "servers": [s for s in servers if _serves(s, host)]} for host in mx["data"]["hosts"]]
+    return {"domain": mx["data"]["domain"], "hosts": hosts}
+
+
+def _serves(server, mail_host: dict) -> bool:
+    return server.target == mail_host["name"] or bool(set(server.addresses) & set(mail_host["addresses"]))
 
 
 def _delivery_context(run: TestRun) -> dict:

@@ -42,7 +42,7 @@ def vector(vector_id: str, outcome: str, *, delivered: bool | None = None, reaso
         "outcome": outcome,
         "reason": reason or ("relay_denied" if outcome == "rejected" else ""),
         "code": {"accepted": 250, "rejected": 554, "deferred": 450, "failed": None}[outcome],
-        "reply": "5.7.1 Relay access denied" if outcome == "rejected" else "2.1.5 Ok",
+        "reply": "554 5.7.1 Relay access denied" if outcome == "rejected" else "250 2.1.5 Ok",
         "delivered": delivered,
     }
 

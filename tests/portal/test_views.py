@@ -408,3 +408,43 @@ def test_central_it_in_no_department_is_pointed_to_the_overview_not_told_to_ask_
 
     assert f'href="{reverse("relaytests:overview")}"' in page
     assert "Ask central IT" not in page
+
+
+# ---- the server as the rest of the Internet sees it (DNS) ----
+
+
+def mx_check(*mail_hosts: tuple[int, str, list[str]]) -> dict:
+    hosts = [{"preference": p, "name": n, "addresses": a, "alias_of": None, "ip_literal": False, "problem": None}
+             for p, n, a in mail_hosts]
+    return {"id": "mx", "status": "pass", "detail": "MX of physics.example.edu: ...",
+            "data": {"domain": "physics.example.edu", "null_mx": False, "implicit": False, "hosts": hosts}}
+
+
+def test_a_domain_run_names_the_registered_servers_behind_each_mx_host(member, department, other_department):
+    by_name = make_server(department, "mx1.physics.example.edu", addresses=["192.0.2.25"])
+    by_address = make_server(department, "192.0.2.26", kind=MailServer.Kind.IP, addresses=["192.0.2.26"])
+    hidden = make_server(other_department, "mx3.physics.example.edu", addresses=["192.0.2.27"])
+    domain = make_server(department, "physics.example.edu", kind=MailServer.Kind.DOMAIN, addresses=["192.0.2.25"])
+    mx = mx_check((10, "mx1.physics.example.edu", ["192.0.2.25"]), (20, "mx2.physics.example.edu", ["192.0.2.26"]),
+                  (30, "mx3.physics.example.edu", ["192.0.2.27"]))
+    run = make_run(domain, verdict="secure", report=report(checks=[mx], target="physics.example.edu"))
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>.*?</tr>", page, re.S)
+    assert [(p, n) for p, n in rows] == [("10", "mx1.physics.example.edu"), ("20", "mx2.physics.example.edu"),
+                                         ("30", "mx3.physics.example.edu")]
+    assert by_name.get_absolute_url() in page and by_address.get_absolute_url() in page
+    assert hidden.get_absolute_url() not in page  # another department's server stays out of sight
+    assert "not registered" in page
+
+
+def test_dns_checks_have_a_section_of_their_own(member, server):
+    checks = [check("starttls", "warn"), check("ptr", "warn", "No reverse DNS"), check("dnsbl", "fail", "Listed")]
+    run = make_run(server, verdict="secure", report=report(hosts=[host(checks=checks)]))
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    hygiene, internet = page.split("As the rest of the Internet sees it")
+    assert "starttls" in hygiene and "No reverse DNS" not in hygiene
+    assert "No reverse DNS" in internet and "Listed" in internet and "starttls" not in internet
