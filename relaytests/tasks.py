@@ -183,7 +183,8 @@ class ProgressRecorder:
         heartbeat = asyncio.create_task(self._beat())
         try:
             return await probe_suite(
-                self.server.target, self._host_targets(), config, progress=self.on_progress
+                self.server.target, self._host_targets(), config, progress=self.on_progress,
+                mail_domain=_mail_domain(self.server),
             )
         finally:
             heartbeat.cancel()

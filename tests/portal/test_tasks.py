@@ -56,6 +56,8 @@ def test_a_closed_server_ends_done_and_secure_with_the_engines_report(department
     relay_attempts = [v for v in host["vectors"] if v["evidence"] != "control"]
     assert relay_attempts and {v["outcome"] for v in relay_attempts} == {"rejected"}
     assert run.started_at <= run.finished_at
+    # the server's mail domain is checked as the Internet sees it, during the same run
+    assert sorted(c["id"] for c in run.report["checks"]) == ["dmarc", "mx", "spf"]
 
 
 def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(department, redis_broker):
