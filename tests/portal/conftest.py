@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from tests.portal import factories
+from tests.portal.worker import REDIS_URL, empty_broker, publishing_to
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +56,11 @@ def client_for(user) -> Client:
 @pytest.fixture
 def personas(member, outsider, other_department, staff):
     return {"anonymous": None, "member": member, "outsider": outsider, "staff": staff}
+
+
+@pytest.fixture
+def redis_broker():
+    """The finalising task a waiting run schedules goes to the test's own, emptied Redis database."""
+    empty_broker()
+    with publishing_to(REDIS_URL):
+        yield

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.contrib.auth.models import User
 
 from relaytests.models import Department, MailServer, Membership, TestRun
 from relaytests.probe.canary import new_run_id
+from relaytests.probe.receiver import Delivery
 
 PASSWORD = "a long test password 42"
 
@@ -82,3 +85,34 @@ def report(verdict: str = "secure", hosts=(), checks=(), **fields) -> dict:
         "checks": list(checks),
         **fields,
     }
+
+
+# ---- canary deliveries: an engine's final report that awaits test messages, and an arrival ----
+
+TOKEN = "r-abcdefghij-plain-0123456789"
+OTHER_TOKEN = "r-abcdefghij-percent-hack-0123456789"
+CHAIN = ("from probe.example (unknown [198.51.100.7]) by mail.physics.example.edu (Postfix) with ESMTP id 1",)
+
+
+def accepted_report(also_awaited: str = "") -> dict:
+    """An engine's final report: one host took the canary message(s), none has arrived yet.
+
+    `also_awaited` makes the percent-hack vector a second accepted one, with that token.
+    """
+    plain = awaited_vector("plain", TOKEN)
+    refused = vector("percent-hack", "rejected")
+    second = awaited_vector("percent-hack", also_awaited) if also_awaited else refused
+    accepting = host(verdict="accepts_relay", vectors=[plain, second], reason="accepted outside recipients")
+    return report("accepts_relay", hosts=[accepting])
+
+
+def awaited_vector(vector_id: str, token: str) -> dict:
+    return {**vector(vector_id, "accepted", delivered=False), "token": token, "data_code": 250,
+            "sent_at": "2026-11-27T10:00:30+00:00"}
+
+
+def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain") -> Delivery:
+    return Delivery(token=token, run_id=run.probe_run_id, vector_id=vector_id,
+                    received_at=datetime(2026, 11, 27, 10, 0, 31, tzinfo=UTC), peer_address="192.0.2.25",
+                    received_chain=CHAIN, mail_from="b-x@canary.example.net",
+                    rcpt_tos=(f"{token}@canary.example.net",))

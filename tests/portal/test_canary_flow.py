@@ -23,7 +23,6 @@ from relaytests.views.runs import DELIVERY_EXPLANATIONS
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import host, make_run, report, vector
-from tests.portal.test_tasks import redis_broker  # noqa: F401 (the fixture, by name)
 from tests.portal.worker import loopback_server, queued_run
 from tests.postfix import PROBE_SOURCE, RECEIVER_ADDRESS, postfix_instance
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from relaytests import runs
 from relaytests.deliveries import record_delivery
 from relaytests.models import TestRun, VerdictChange
-from tests.portal.test_deliveries import TOKEN, accepted_report, delivery_of
+from tests.portal.factories import TOKEN, accepted_report, delivery_of
 from tests.portal.worker import loopback_server, queued_run
 
 Status = TestRun.Status

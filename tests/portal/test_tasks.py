@@ -20,22 +20,14 @@ from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
 from relaytests.tasks import ADDRESS_BUSY, ProgressRecorder, finalise_run, reap_stale_runs, run_suite
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
-from tests.portal.test_deliveries import accepted_report
-from tests.portal.worker import REDIS_URL, empty_broker, loopback_server, publishing_to, queued_run
+from tests.portal.factories import accepted_report
+from tests.portal.worker import REDIS_URL, loopback_server, queued_run
 
 Status = TestRun.Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RUN_TAKES_AT_MOST = 120  # seconds: a bound for a stuck run, not a speed claim
-
-
-@pytest.fixture
-def redis_broker():
-    """The finalising task a waiting run schedules goes to the test's own, emptied Redis database."""
-    empty_broker()
-    with publishing_to(REDIS_URL):
-        yield
 
 
 def server_for(department, fake: FakeSMTPServer):
