@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from relaytests.probe import targets
+from relaytests.probe.dnschecks.client import is_ip_address
 from relaytests.probe.targets import TargetError
 
 RESOLVE_TIMEOUT = 5.0
@@ -49,7 +50,7 @@ class ScopedTarget:
 def parse(text: str, *, domain: bool = False) -> tuple[str, str, int]:
     """(normalised target, kind, port) of what a person typed; TargetError says what is wrong."""
     host, port = targets.parse_target(text)
-    if not _is_address(host):
+    if not is_ip_address(host):
         return host, "domain" if domain else "host", port
     if domain:
         raise TargetError(f"{host} is an address, not a mail domain")
@@ -100,14 +101,6 @@ def refuse_out_of_scope(address: str, name: str | None) -> None:
 def in_scope_domain(name: str) -> bool:
     name = name.rstrip(".").lower()
     return any(name == suffix or name.endswith("." + suffix) for suffix in settings.RELAYTEST_SCOPE_DOMAINS)
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _in_scope_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
