@@ -207,7 +207,6 @@ class HostProbe:
         self._session: SmtpSession | None = None  # the shared connection, reused with RSET
         self._session_vectors = 0
         self._sessions: list[SmtpSession] = []
-        self._done: set[str] = set()
 
     async def run(self) -> HostReport:
         started = time.monotonic()
@@ -271,7 +270,6 @@ class HostProbe:
                 continue
             result = await self._run_with_retries(vector)
             self.report.vectors.append(result)
-            self._done.add(vector.id)
             await _notify(self.progress, ProgressEvent("vector_done", self.report, result))
         if not_applicable:
             self.report.checks.append(hygiene.not_applicable(not_applicable))
@@ -441,7 +439,8 @@ class HostProbe:
         self.report.banner = self.report.banner or (failure.reply.first_line if failure.reply else "")
 
     def _out_of_time(self) -> None:
-        missing = [v.id for v in self.vectors if v.id not in self._done]
+        tested = {result.id for result in self.report.vectors}
+        missing = [v.id for v in self.vectors if v.id not in tested]
         self.report.reason = f"the run's time limit was reached with {len(missing)} vector(s) untested"
 
     def _conclude(self, started: float) -> None:
