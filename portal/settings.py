@@ -82,9 +82,18 @@ DATABASES = {
         conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 0),
     )
 }
-# Tests run a real Celery worker in another process: on SQLite the test database must be a file
-# it can open too (pytest-django's default is in memory), one per test process.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite as an embedded database for several processes (web, workers, canary receiver): WAL lets
+    # readers go on while one writes, IMMEDIATE takes the write lock when a transaction begins (so two
+    # writers queue instead of one failing on lock upgrade), and a writer waits up to the busy timeout
+    # for the lock instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.number("SQLITE_BUSY_TIMEOUT", 30.0),
+    }
+    # Tests run a real Celery worker in another process: the test database must be a file it can
+    # open too (pytest-django's default is in memory), one per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
