@@ -1,0 +1,146 @@
+"""Verdicts that survive a dispute: servers that answer outside the grammar, in unusual words, with
+hostile text, with broken certificates, or slowly.
+
+Each engine test runs the suite against a fake of tests/fakes/smtp.py; the CLI tests run
+``manage.py relaytest`` as a subprocess, as an operator's terminal or a monitoring system would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from relaytests.probe.receiver import received_chain
+from tests.dnsserver import ZoneServer
+from tests.fakes.smtp import HOSTILE_TEXT
+from tests.probe.test_cli import FORWARD_CONFIRMED_PTR, PROJECT, relaytest_json
+from tests.probe.test_suite_fakes import check, only_host, outcomes, relay_vectors
+
+# What may never reach a report, a page or a terminal: C0 and C1 controls (tab aside), DEL,
+# and lone surrogates (invalid UTF-8 decoded with surrogateescape).
+FORBIDDEN = {chr(c) for c in range(0x20) if c != 0x09} | {chr(c) for c in range(0x7F, 0xA0)}
+
+
+def hostile_characters(value) -> set[str]:
+    """Every forbidden character in every string of a report (keys and values, at any depth)."""
+    if isinstance(value, str):
+        return {ch for ch in value if ch in FORBIDDEN or 0xD800 <= ord(ch) <= 0xDFFF}
+    if isinstance(value, dict):
+        return set().union(*map(hostile_characters, value.keys()), *map(hostile_characters, value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(set(), *map(hostile_characters, value))
+    return set()
+
+
+def relaytest_bytes(port: int, *args: str) -> subprocess.CompletedProcess:
+    """The command's exact bytes on a pipe whose encoding is strict ASCII."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "relaytest", "127.0.0.1", "--port", str(port),
+         "--canary-domain", "canary.example.net", "--local-domain", "dept.example.edu",
+         "--helo", "probe.example.net", "--timeout", "10", *args],
+        cwd=PROJECT, capture_output=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "ascii:strict"},
+    )
+
+
+# ---- replies outside the grammar ----
+
+
+@pytest.mark.parametrize("behaviour", ["reply-2500", "reply-999", "reply-abc", "reply-mixed"])
+async def test_a_reply_outside_the_grammar_is_garbage_and_never_acceptance(fake_smtp, probe, behaviour):
+    report = await probe(fake_smtp(behaviour))
+    host = only_host(report)
+    assert "accepted" not in {v.outcome for v in host.vectors}
+    assert ("failed", "garbage") in outcomes(host.vectors)
+    assert (report.verdict, host.verdict) == ("inconclusive", "inconclusive")
+    assert "garbage" in host.reason
+
+
+def test_a_2500_reply_does_not_exit_as_a_relay(fake_smtp):
+    report, code = relaytest_json(fake_smtp("reply-2500").port)
+    assert report["verdict"] == "inconclusive"
+    assert code == 3
+
+
+# ---- a permanent refusal in unfamiliar words ----
+
+
+async def test_exims_administrative_prohibition_refuses_the_routing_tricks(fake_smtp, probe):
+    report = await probe(fake_smtp("exim"))
+    host = only_host(report)
+    assert (report.verdict, host.verdict) == ("secure", "secure")
+    tricks = [v for v in relay_vectors(host) if v.evidence == "target-final"]
+    assert tricks and outcomes(tricks) <= {("rejected", "refused_other"), ("rejected", "relay_denied")}
+    assert ("rejected", "refused_other") in outcomes(tricks)
+    assert {v.reply for v in tricks if v.reason == "refused_other"} == {"550 Administrative prohibition"}
+
+
+def test_a_closed_exim_exits_0(fake_smtp):
+    server = fake_smtp("exim", starttls=True)
+    with ZoneServer(FORWARD_CONFIRMED_PTR) as dns:
+        report, code = relaytest_json(server.port, "--resolver", dns.address)
+    assert report["verdict"] == "secure"
+    assert code == 0
+
+
+# ---- hostile text ----
+
+
+async def test_hostile_text_in_greeting_ehlo_and_starttls_refusal_is_made_safe(fake_smtp, probe):
+    report = await probe(fake_smtp("hostile-text"))
+    host = only_host(report)
+    assert hostile_characters(report.to_dict()) == set()
+    assert host.banner.startswith("220 mx.dept.example.edu ESMTP evil")
+    starttls = check(host, "starttls")
+    assert starttls.status == "fail"
+    assert "TLS not available: evil" in starttls.detail
+    assert host.verdict == "secure"  # the text is the server's business; the relay test goes on
+
+
+async def test_hostile_names_in_the_certificate_are_made_safe(fake_smtp, probe):
+    report = await probe(fake_smtp("hostile-certificate"))
+    starttls = check(only_host(report), "starttls")
+    assert hostile_characters(report.to_dict()) == set()
+    assert "owned" in starttls.data["subject"] and "owned" in starttls.data["names"][0]
+
+
+async def test_a_certificate_cryptography_cannot_parse_is_an_error_check_and_the_run_goes_on(fake_smtp, probe):
+    report = await probe(fake_smtp("malformed-certificate"))
+    host = only_host(report)
+    starttls = check(host, "starttls")
+    assert starttls.status == "error"
+    assert "could not be read" in starttls.detail
+    assert host.verdict == "secure"
+
+
+def test_received_headers_of_a_canary_message_are_made_safe():
+    message = b"Received: from evil\x00\x1b]0;owned\x07 by x \xff\xfe\r\nSubject: t\r\n\r\nbody\r\n"
+    (chain,) = received_chain(message)
+    assert hostile_characters(chain) == set()
+    assert chain.startswith("from evil") and chain.endswith("by x \ufffd\ufffd")
+
+
+@pytest.mark.parametrize("behaviour", ["hostile-text", "hostile-certificate", "malformed-certificate"])
+def test_the_cli_is_safe_on_a_strict_ascii_pipe(fake_smtp, behaviour):
+    result = relaytest_bytes(fake_smtp(behaviour).port)
+    assert b"Traceback" not in result.stderr, result.stderr.decode("ascii", "replace")
+    assert result.returncode in (0, 1), result.stderr
+    for stream in (result.stdout, result.stderr):
+        stream.decode("ascii")  # nothing but ASCII reached the pipe ...
+        assert hostile_characters(stream.decode("ascii")) - {"\n"} == set()  # ... and no escapes
+    assert b"SECURE" in result.stdout
+
+
+@pytest.mark.parametrize("behaviour", ["hostile-text", "hostile-certificate"])
+def test_the_json_report_stays_valid_and_clean(fake_smtp, behaviour):
+    result = relaytest_bytes(fake_smtp(behaviour).port, "--json")
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "secure"
+    assert hostile_characters(report) == set()
+
+
+def test_the_fake_really_sends_the_hostile_bytes():
+    assert b"\x00" in HOSTILE_TEXT and b"\x1b" in HOSTILE_TEXT and b"\xff" in HOSTILE_TEXT
