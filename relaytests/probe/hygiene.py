@@ -14,10 +14,13 @@ from cryptography import x509
 
 from relaytests.probe import dnschecks, fingerprint, outdated
 from relaytests.probe.report import Check, HostReport
+from relaytests.probe.sanitise import safe_text
 from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
 
 # How a reply to VRFY or EXPN reads: 252 ("cannot verify, but will try") is what RFC 5321 advises.
 DISCLOSING_CODES = (250, 251)
+MAX_CERTIFICATE_FIELD = 512  # characters kept of a subject, an issuer or a name
+MAX_CERTIFICATE_NAMES = 100
 
 
 async def survey_checks(session: SmtpSession, host: HostReport, target_host: str | None) -> list[Check]:
@@ -84,13 +87,18 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
     if not info.certificate_der:
         return Check("starttls", "warn", f"STARTTLS works ({info.version}) but the server sent no certificate.",
                      {"protocol": info.version})
-    cert = x509.load_der_x509_certificate(info.certificate_der)
-    names = _certificate_names(cert)
+    try:
+        cert = x509.load_der_x509_certificate(info.certificate_der)
+        names = _certificate_names(cert)
+    except ValueError as exc:  # OpenSSL served it; cryptography's stricter parser refuses it
+        return Check("starttls", "error",
+                     f"STARTTLS works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
+                     {"protocol": info.version})
     expires = cert.not_valid_after_utc
     data = {
         "protocol": info.version,
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": safe_text(cert.subject.rfc4514_string(), MAX_CERTIFICATE_FIELD),
+        "issuer": safe_text(cert.issuer.rfc4514_string(), MAX_CERTIFICATE_FIELD),
         "not_after": expires.isoformat(),
         "names": names,
         "name_matches": bool(target_host) and any(_name_matches(n, target_host) for n in names),
@@ -112,9 +120,10 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 def _certificate_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+        names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
-        return [a.value.lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    return [safe_text(name, MAX_CERTIFICATE_FIELD).lower() for name in names[:MAX_CERTIFICATE_NAMES]]
 
 
 def _name_matches(pattern: str, host: str) -> bool:

@@ -31,7 +31,11 @@ def safe_text(value: str | bytes | object, limit: int | None = MAX_TEXT) -> str:
         text = value if isinstance(value, str) else str(value)
         # Bytes that surrogateescape kept as lone surrogates become those bytes again: valid UTF-8
         # split across them is whole again, and each invalid byte is one U+FFFD.
-        text = FOREIGN_SURROGATES.sub(REPLACEMENT, text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = (
+            FOREIGN_SURROGATES.sub(REPLACEMENT, text)
+            .encode("utf-8", "surrogateescape")
+            .decode("utf-8", "replace")
+        )
     if limit is not None:
         text = text[:limit]
     return "".join(ch if ch.isprintable() or ch == "\t" else REPLACEMENT for ch in text)

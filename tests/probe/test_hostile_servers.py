@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from relaytests.probe import dnschecks
 from relaytests.probe.receiver import received_chain
 from tests.dnsserver import ZoneServer
 from tests.fakes.smtp import HOSTILE_TEXT
@@ -39,10 +40,28 @@ def hostile_characters(value) -> set[str]:
 def relaytest_bytes(port: int, *args: str) -> subprocess.CompletedProcess:
     """The command's exact bytes on a pipe whose encoding is strict ASCII."""
     return subprocess.run(
-        [sys.executable, "manage.py", "relaytest", "127.0.0.1", "--port", str(port),
-         "--canary-domain", "canary.example.net", "--local-domain", "dept.example.edu",
-         "--helo", "probe.example.net", "--timeout", "10", *args],
-        cwd=PROJECT, capture_output=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "ascii:strict"},
+        [
+            sys.executable,
+            "manage.py",
+            "relaytest",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--canary-domain",
+            "canary.example.net",
+            "--local-domain",
+            "dept.example.edu",
+            "--helo",
+            "probe.example.net",
+            "--timeout",
+            "10",
+            *args,
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "ascii:strict"},
     )
 
 
@@ -107,7 +126,9 @@ async def test_hostile_names_in_the_certificate_are_made_safe(fake_smtp, probe):
     assert "owned" in starttls.data["subject"] and "owned" in starttls.data["names"][0]
 
 
-async def test_a_certificate_cryptography_cannot_parse_is_an_error_check_and_the_run_goes_on(fake_smtp, probe):
+async def test_a_certificate_cryptography_cannot_parse_is_an_error_check_and_the_run_goes_on(
+    fake_smtp, probe
+):
     report = await probe(fake_smtp("malformed-certificate"))
     host = only_host(report)
     starttls = check(host, "starttls")
@@ -144,3 +165,30 @@ def test_the_json_report_stays_valid_and_clean(fake_smtp, behaviour):
 
 def test_the_fake_really_sends_the_hostile_bytes():
     assert b"\x00" in HOSTILE_TEXT and b"\x1b" in HOSTILE_TEXT and b"\xff" in HOSTILE_TEXT
+
+
+# ---- DNS data ----
+
+LONG_SPF = "v=spf1 " + "ip4:192.0.2.1 " * 400 + "-all"  # 5,600 characters in 255-byte strings
+HOSTILE_ZONE = (
+    "1.0.0.127.in-addr.arpa. PTR evil\\027]0owned\\007\\000.example.\n"
+    'dept.example.edu. TXT "v=spf1 \\000\\027[2J\\255 -all"\n'
+    "other.example.edu. TXT "
+    + " ".join(f'"{LONG_SPF[i : i + 255]}"' for i in range(0, len(LONG_SPF), 255))
+    + "\n"
+    "dept.example.edu. MX 10 mx.dept.example.edu.\n"
+)
+
+
+async def test_ptr_and_txt_data_are_made_safe_and_bounded():
+    with ZoneServer(HOSTILE_ZONE) as dns:
+        (ptr,) = await dnschecks.host_checks(
+            "127.0.0.1", ["mx.dept.example.edu"], resolver=dns.address, dnsbl_zones=()
+        )
+        checks = await dnschecks.domain_checks("dept.example.edu", resolver=dns.address)
+        long_spf = await dnschecks.domain_checks("other.example.edu", resolver=dns.address)
+    spf = next(c for c in checks if c.id == "spf")
+    assert hostile_characters([ptr.detail, ptr.data, spf.detail, spf.data]) == set()
+    assert "owned" in ptr.data["ptr"][0] and "[2J" in spf.data["records"][0]
+    (record,) = next(c for c in long_spf if c.id == "spf").data["records"]
+    assert record.startswith("v=spf1 ip4:192.0.2.1") and len(record) <= 4096
