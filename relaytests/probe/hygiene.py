@@ -29,8 +29,6 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
         _software_check(host),
         outdated.outdated_check(host.software, host.banner),
         _auth_before_tls(session.extensions),
-        await _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists"),
-        await _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
     ]
     if "XCLIENT" in session.extensions:
         checks.append(Check(
@@ -38,8 +36,26 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
             "The server offers XCLIENT to the probe: any client can claim to be 127.0.0.1 and inherit its "
             "rights (Postfix: empty smtpd_authorized_xclient_hosts).",
         ))
-    checks.append(await _starttls_check(session, target_host))
+    # The checks that cost the server commands. Against a server that delays every reply the
+    # relay vectors need the host's time budget more: what is left of these is not asked.
+    commands = [
+        ("vrfy", lambda: _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists")),
+        ("expn", lambda: _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list")),
+    ]
+    if "STARTTLS" in session.extensions:
+        commands.append(("starttls", lambda: _starttls_check(session, target_host)))
+    else:
+        checks.append(Check("starttls", "warn",
+                            "STARTTLS is not offered: mail to and from this server crosses the network unencrypted."))
+    for check_id, check in commands:
+        checks.append(_not_asked_of_a_tarpit(check_id, session) if session.slows_every_reply else await check())
     return checks
+
+
+def _not_asked_of_a_tarpit(check_id: str, session: SmtpSession) -> Check:
+    return Check(check_id, "info",
+                 f"Not checked: the server delays every reply (about {session.slowest_reply:.0f} s), so the "
+                 "probe kept its time for the relay vectors.", {"not_run": "tarpit"})
 
 
 def _software_check(host: HostReport) -> Check:
@@ -69,9 +85,6 @@ async def _disclosure_check(session: SmtpSession, verb: str, check_id: str, what
 
 
 async def _starttls_check(session: SmtpSession, target_host: str | None) -> Check:
-    if "STARTTLS" not in session.extensions:
-        return Check("starttls", "warn",
-                     "STARTTLS is not offered: mail to and from this server crosses the network unencrypted.")
     try:
         info = await session.starttls()
         after = await session.hello(session.helo_name)  # RFC 3207: forget and greet again
@@ -165,6 +178,12 @@ def not_applicable(vectors: list[str]) -> Check:
     return Check("vectors-not-applicable", "info",
                  f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
                  {"vectors": vectors})
+
+
+def not_run(vectors: list[str], why: str) -> Check:
+    return Check("vectors-not-run", "info",
+                 f"Not tested, because {why}; the core vectors ran first: {', '.join(vectors)}.",
+                 {"vectors": vectors, "reason": "host_budget"})
 
 
 def vantage_warning(source: str | None) -> Check:

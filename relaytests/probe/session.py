@@ -164,6 +164,8 @@ class SmtpSession:
         self.errors = 0  # 4xx/5xx replies on this connection (servers count these)
         self.slow_reply_seconds = slow_reply_seconds
         self.errors_before_slowdown: int | None = None
+        self.fast_replies = 0  # replies quicker than slow_reply_seconds
+        self.slowest_reply = 0.0  # seconds
         self.extensions: dict[str, str] = {}
         self.greeting: Reply | None = None
         self.hello_reply: Reply | None = None
@@ -306,12 +308,23 @@ class SmtpSession:
         finally:
             self.round_trips += 1
             elapsed = time.monotonic() - started
-            if elapsed >= self.slow_reply_seconds and self.errors_before_slowdown is None:
+            self.slowest_reply = max(self.slowest_reply, elapsed)
+            if elapsed < self.slow_reply_seconds:
+                self.fast_replies += 1
+            elif self.errors_before_slowdown is None:
                 self.errors_before_slowdown = self.errors  # a tarpit: it counts our errors
 
     @property
     def slowed_down(self) -> bool:
         return self.errors_before_slowdown is not None
+
+    @property
+    def slows_every_reply(self) -> bool:
+        """A tarpit from the first command on, not one that counts errors: reconnecting gains nothing.
+
+        Two replies, not one: a single slow EHLO is often the server's own DNS lookup of the probe.
+        """
+        return self.round_trips >= 2 and self.fast_replies == 0
 
     def _say(self, line: str) -> None:
         self.transcript.add("C", line, self.conn)

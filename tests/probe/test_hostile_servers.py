@@ -16,6 +16,7 @@ import pytest
 
 from relaytests.probe import dnschecks
 from relaytests.probe.receiver import received_chain
+from relaytests.probe.vectors import catalogue
 from tests.dnsserver import ZoneServer
 from tests.fakes.smtp import HOSTILE_TEXT
 from tests.probe.test_cli import FORWARD_CONFIRMED_PTR, PROJECT, relaytest_json
@@ -192,3 +193,34 @@ async def test_ptr_and_txt_data_are_made_safe_and_bounded():
     assert "owned" in ptr.data["ptr"][0] and "[2J" in spf.data["records"][0]
     (record,) = next(c for c in long_spf if c.id == "spf").data["records"]
     assert record.startswith("v=spf1 ip4:192.0.2.1") and len(record) <= 4096
+
+
+# ---- tarpits ----
+
+TARPIT_DELAY = 0.2  # seconds before every reply: 4 s in the field, scaled down with the budget
+TARPIT_BUDGET = 80 * TARPIT_DELAY  # room for the core vectors (about 60 replies), not for the rest
+
+
+async def test_a_tarpit_gets_the_core_vectors_within_the_host_budget_and_the_rest_is_listed(fake_smtp, probe):
+    server = fake_smtp("tarpit", tarpit_seconds=TARPIT_DELAY)
+    report = await probe(server, host_budget=TARPIT_BUDGET, slow_reply_seconds=TARPIT_DELAY / 2)
+    host = only_host(report)
+    assert (report.verdict, host.verdict) == ("secure", "secure")
+    assert host.duration_s <= TARPIT_BUDGET
+    ran = {v.id for v in host.vectors}
+    assert {v.id for v in catalogue() if v.tier == "core"} <= ran
+    not_run = check(host, "vectors-not-run")
+    assert not_run.data["vectors"] and not ran & set(not_run.data["vectors"])
+    assert "delays every reply" in not_run.detail and "not run" in host.reason
+    assert check(host, "expn").data == {"not_run": "tarpit"}
+    assert check(host, "starttls").status == "warn"  # not offered: known from EHLO, no command needed
+
+
+async def test_a_tarpit_too_slow_for_the_core_is_inconclusive_within_the_budget(fake_smtp, probe):
+    server = fake_smtp("tarpit", tarpit_seconds=TARPIT_DELAY)
+    report = await probe(server, host_budget=30 * TARPIT_DELAY, slow_reply_seconds=TARPIT_DELAY / 2)
+    host = only_host(report)
+    assert (report.verdict, host.verdict) == ("inconclusive", "inconclusive")
+    assert host.duration_s <= 30 * TARPIT_DELAY
+    assert "were not tested" in host.reason
+    assert {v.outcome for v in host.vectors} == {"rejected"}

@@ -80,6 +80,8 @@ class Command(BaseCommand):
                             help="local address to connect from")
         parser.add_argument("--timeout", type=positive_seconds, default=settings.RELAYTEST_COMMAND_TIMEOUT,
                             help="seconds to wait for each reply (default %(default)s)")
+        parser.add_argument("--host-budget", type=positive_seconds, default=settings.RELAYTEST_HOST_BUDGET,
+                            help="seconds one host may take once it delays every reply (default %(default)s)")
         parser.add_argument("--local-domain", help="the server's mail domain, when you know it")
         parser.add_argument("--resolver", default=settings.RELAYTEST_RESOLVER,
                             help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)")
@@ -137,6 +139,7 @@ class Command(BaseCommand):
             command_timeout=options["timeout"],
             connect_timeout=min(options["timeout"], 30.0),
             run_deadline=settings.RELAYTEST_RUN_DEADLINE,
+            host_budget=options["host_budget"],
             vector_ids=options["vectors"].split(",") if options["vectors"] else None,
             local_domain=options["local_domain"] or options["domain"],
             internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
