@@ -5,6 +5,9 @@ between them, and the probe reconnects before a server's error limits bite: Post
 reply after 10 errors and drops the client at 20, Exim drops a session after 10 non-mail
 commands, Sendmail and Exchange tarpit. A fresh connection costs one round trip; a tarpit costs
 seconds per reply, so the connection budget is small and learnt from the server's behaviour.
+A server that delays every reply from the first command on gains nothing from a new connection:
+the probe keeps its connection, runs the core vectors first, and starts no vector that would end
+past the host's time budget (``host_budget``); the rest is listed as not run.
 """
 
 from __future__ import annotations

@@ -224,3 +224,13 @@ async def test_a_tarpit_too_slow_for_the_core_is_inconclusive_within_the_budget(
     assert host.duration_s <= 30 * TARPIT_DELAY
     assert "were not tested" in host.reason
     assert {v.outcome for v in host.vectors} == {"rejected"}
+
+
+def test_the_cli_takes_the_host_budget(fake_smtp):
+    # At the CLI's own threshold of a slow reply (1 s): a budget too small for the core vectors.
+    server = fake_smtp("tarpit", tarpit_seconds=1.2)
+    report, code = relaytest_json(server.port, "--host-budget", "9")
+    host = report["hosts"][0]
+    assert (report["verdict"], code) == ("inconclusive", 3)
+    assert host["duration_s"] <= 9
+    assert any(c["id"] == "vectors-not-run" for c in host["checks"])
