@@ -143,6 +143,7 @@ def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
         source_address=settings.RELAYTEST_SOURCE_ADDRESS,
         command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
         run_deadline=settings.RELAYTEST_RUN_DEADLINE,
+        host_budget=settings.RELAYTEST_HOST_BUDGET,
         local_domain=_mail_domain(server),
         internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
         run_id=run.probe_run_id,

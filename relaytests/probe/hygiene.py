@@ -14,10 +14,13 @@ from cryptography import x509
 
 from relaytests.probe import dnschecks, fingerprint, outdated
 from relaytests.probe.report import Check, HostReport
+from relaytests.probe.sanitise import safe_text
 from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
 
 # How a reply to VRFY or EXPN reads: 252 ("cannot verify, but will try") is what RFC 5321 advises.
 DISCLOSING_CODES = (250, 251)
+MAX_CERTIFICATE_FIELD = 512  # characters kept of a subject, an issuer or a name
+MAX_CERTIFICATE_NAMES = 100
 
 
 async def survey_checks(session: SmtpSession, host: HostReport, target_host: str | None) -> list[Check]:
@@ -26,8 +29,6 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
         _software_check(host),
         outdated.outdated_check(host.software, host.banner),
         _auth_before_tls(session.extensions),
-        await _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists"),
-        await _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
     ]
     if "XCLIENT" in session.extensions:
         checks.append(Check(
@@ -35,8 +36,26 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
             "The server offers XCLIENT to the probe: any client can claim to be 127.0.0.1 and inherit its "
             "rights (Postfix: empty smtpd_authorized_xclient_hosts).",
         ))
-    checks.append(await _starttls_check(session, target_host))
+    # The checks that cost the server commands. Against a server that delays every reply the
+    # relay vectors need the host's time budget more: what is left of these is not asked.
+    commands = [
+        ("vrfy", lambda: _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists")),
+        ("expn", lambda: _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list")),
+    ]
+    if "STARTTLS" in session.extensions:
+        commands.append(("starttls", lambda: _starttls_check(session, target_host)))
+    else:
+        checks.append(Check("starttls", "warn",
+                            "STARTTLS is not offered: mail to and from this server crosses the network unencrypted."))
+    for check_id, check in commands:
+        checks.append(_not_asked_of_a_tarpit(check_id, session) if session.slows_every_reply else await check())
     return checks
+
+
+def _not_asked_of_a_tarpit(check_id: str, session: SmtpSession) -> Check:
+    return Check(check_id, "info",
+                 f"Not checked: the server delays every reply (about {session.slowest_reply:.0f} s), so the "
+                 "probe kept its time for the relay vectors.", {"not_run": "tarpit"})
 
 
 def _software_check(host: HostReport) -> Check:
@@ -66,9 +85,6 @@ async def _disclosure_check(session: SmtpSession, verb: str, check_id: str, what
 
 
 async def _starttls_check(session: SmtpSession, target_host: str | None) -> Check:
-    if "STARTTLS" not in session.extensions:
-        return Check("starttls", "warn",
-                     "STARTTLS is not offered: mail to and from this server crosses the network unencrypted.")
     try:
         info = await session.starttls()
         after = await session.hello(session.helo_name)  # RFC 3207: forget and greet again
@@ -84,13 +100,18 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
     if not info.certificate_der:
         return Check("starttls", "warn", f"STARTTLS works ({info.version}) but the server sent no certificate.",
                      {"protocol": info.version})
-    cert = x509.load_der_x509_certificate(info.certificate_der)
-    names = _certificate_names(cert)
+    try:
+        cert = x509.load_der_x509_certificate(info.certificate_der)
+        names = _certificate_names(cert)
+    except ValueError as exc:  # OpenSSL served it; cryptography's stricter parser refuses it
+        return Check("starttls", "error",
+                     f"STARTTLS works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
+                     {"protocol": info.version})
     expires = cert.not_valid_after_utc
     data = {
         "protocol": info.version,
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": safe_text(cert.subject.rfc4514_string(), MAX_CERTIFICATE_FIELD),
+        "issuer": safe_text(cert.issuer.rfc4514_string(), MAX_CERTIFICATE_FIELD),
         "not_after": expires.isoformat(),
         "names": names,
         "name_matches": bool(target_host) and any(_name_matches(n, target_host) for n in names),
@@ -112,9 +133,10 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 def _certificate_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+        names = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
-        return [a.value.lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    return [safe_text(name, MAX_CERTIFICATE_FIELD).lower() for name in names[:MAX_CERTIFICATE_NAMES]]
 
 
 def _name_matches(pattern: str, host: str) -> bool:
@@ -156,6 +178,12 @@ def not_applicable(vectors: list[str]) -> Check:
     return Check("vectors-not-applicable", "info",
                  f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
                  {"vectors": vectors})
+
+
+def not_run(vectors: list[str], why: str) -> Check:
+    return Check("vectors-not-run", "info",
+                 f"Not tested, because {why}; the core vectors ran first: {', '.join(vectors)}.",
+                 {"vectors": vectors, "reason": "host_budget"})
 
 
 def vantage_warning(source: str | None) -> Check:

@@ -25,6 +25,7 @@ from email.parser import BytesHeaderParser
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from relaytests.probe.canary import RECIPIENT, CanaryToken, parse_token
+from relaytests.probe.sanitise import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def received_chain(content: bytes, limits: ReceiverLimits = DEFAULT_LIMITS) -> t
     """The Received headers of a message in header order, each unfolded and length-bounded."""
     headers = BytesHeaderParser(policy=email.policy.default).parsebytes(content)
     values = headers.get_all("Received", [])[: limits.max_received_headers]
-    return tuple(" ".join(str(value).split())[: limits.max_header_chars] for value in values)
+    return tuple(safe_text(" ".join(str(value).split()), limits.max_header_chars) for value in values)
 
 
 class CanaryHandler:

@@ -6,24 +6,64 @@ turn the quoted and source-route vectors into plain ones. TLS is never started i
 certificates are recorded, not verified (a relay test must not stop at a self-signed certificate).
 
 Everything the server sends is hostile input: aiosmtplib bounds a line to 8 KiB and a reply to
-32 KiB, every command has a timeout, and what we keep is truncated and decoded safely.
+32 KiB, every command has a timeout, and what we keep passes ``sanitise.safe_text``. A reply must
+also keep RFC 5321's grammar (section 4.2): aiosmtplib reads "2500 ok" as 250 and a reply whose
+lines carry different codes as its last line's code, so ``StrictReplyProtocol`` checks the raw lines
+first, and a reply outside the grammar is a broken conversation ("garbage"), never an answer.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
 
 import aiosmtplib
+import aiosmtplib.smtp
 from aiosmtplib import errors
+from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.typing import SMTPStatus
 
 from relaytests.probe.report import TranscriptLine
+from relaytests.probe.sanitise import safe_text
 
 MAX_KEPT_LINE = 512  # characters of one transcript line we keep
 MAX_KEPT_REPLY = 2048  # characters of one reply we keep in a vector result
 MAX_TRANSCRIPT_LINES = 4000  # per host; the rest is summarised in one line
+MAX_FAILURE_DETAIL = 300  # characters of a failure's description (it may quote the server)
+# One line of a reply: a code from 200 to 599, then a space, a hyphen (more lines follow) or the end.
+REPLY_LINE = re.compile(rb"[2-5][0-9][0-9](?:[ -]|\r?\n)")
+
+
+class StrictReplyProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, refusing what is not a reply before aiosmtplib reads it leniently."""
+
+    def _read_response_from_buffer(self):
+        _check_reply_lines(self._buffer)
+        return super()._read_response_from_buffer()
+
+
+# aiosmtplib builds its protocol from this name in SMTP._create_connection and offers no factory to
+# pass; the strict reader accepts every reply RFC 5321 allows, so no other client loses anything.
+aiosmtplib.smtp.SMTPProtocol = StrictReplyProtocol
+
+
+def _check_reply_lines(buffer: bytearray) -> None:
+    """Raise aiosmtplib's "invalid response" error when the first reply in the buffer breaks the grammar."""
+    code, start = None, 0
+    while (end := buffer.find(b"\n", start)) != -1:
+        line = bytes(buffer[start : end + 1])
+        start = end + 1
+        if not REPLY_LINE.match(line):
+            raise errors.SMTPResponseException(SMTPStatus.invalid_response, f"not an SMTP reply line: {line!r}")
+        if code is not None and line[:3] != code:
+            raise errors.SMTPResponseException(
+                SMTPStatus.invalid_response, f"one reply with two codes: {code.decode()}, then {line!r}")
+        code = line[:3]
+        if line[3:4] != b"-":
+            return
 
 
 @dataclass(frozen=True)
@@ -53,6 +93,7 @@ class SessionFailure(Exception):
     """The conversation broke: reason is one of timeout, dropped, garbage, unreachable, tls_failed."""
 
     def __init__(self, reason: str, detail: str, reply: Reply | None = None):
+        detail = safe_text(detail, MAX_FAILURE_DETAIL)  # it quotes the server and the TLS library
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -78,19 +119,13 @@ class Transcript:
             self.dropped += 1
             return
         t = round(self.offset + time.monotonic() - self.started, 3)
-        self.lines.append(TranscriptLine(direction, printable(line)[:MAX_KEPT_LINE], t, conn))
+        self.lines.append(TranscriptLine(direction, safe_text(line, MAX_KEPT_LINE), t, conn))
 
     def finish(self) -> list[TranscriptLine]:
         if self.dropped:
             last = self.lines[-1]
             self.lines.append(TranscriptLine("C", f"(... {self.dropped} more lines not kept)", last.t, last.conn))
         return self.lines
-
-
-def printable(text: str) -> str:
-    """Server text made safe to store and show: no control characters, no undecodable bytes."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in text)
 
 
 def _unverified_tls_context() -> ssl.SSLContext:
@@ -129,6 +164,8 @@ class SmtpSession:
         self.errors = 0  # 4xx/5xx replies on this connection (servers count these)
         self.slow_reply_seconds = slow_reply_seconds
         self.errors_before_slowdown: int | None = None
+        self.fast_replies = 0  # replies quicker than slow_reply_seconds
+        self.slowest_reply = 0.0  # seconds
         self.extensions: dict[str, str] = {}
         self.greeting: Reply | None = None
         self.hello_reply: Reply | None = None
@@ -238,8 +275,10 @@ class SmtpSession:
                 self._smtp.starttls(tls_context=_unverified_tls_context(), timeout=self.command_timeout)
             )
         except errors.SMTPResponseException as exc:
-            self._record_reply(exc.code, exc.message)
-            raise SessionFailure("tls_failed", f"STARTTLS refused: {exc.code} {exc.message}") from None
+            if exc.code == SMTPStatus.invalid_response:
+                raise self._broken(exc) from None
+            reply = self._record_reply(exc.code, exc.message)
+            raise SessionFailure("tls_failed", f"STARTTLS refused: {reply.first_line}", reply) from None
         except (errors.SMTPException, ssl.SSLError, OSError) as exc:
             raise self._failure("tls_failed", f"TLS handshake failed: {exc}") from None
         self._record_reply(response.code, response.message)
@@ -269,18 +308,29 @@ class SmtpSession:
         finally:
             self.round_trips += 1
             elapsed = time.monotonic() - started
-            if elapsed >= self.slow_reply_seconds and self.errors_before_slowdown is None:
+            self.slowest_reply = max(self.slowest_reply, elapsed)
+            if elapsed < self.slow_reply_seconds:
+                self.fast_replies += 1
+            elif self.errors_before_slowdown is None:
                 self.errors_before_slowdown = self.errors  # a tarpit: it counts our errors
 
     @property
     def slowed_down(self) -> bool:
         return self.errors_before_slowdown is not None
 
+    @property
+    def slows_every_reply(self) -> bool:
+        """A tarpit from the first command on, not one that counts errors: reconnecting gains nothing.
+
+        Two replies, not one: a single slow EHLO is often the server's own DNS lookup of the probe.
+        """
+        return self.round_trips >= 2 and self.fast_replies == 0
+
     def _say(self, line: str) -> None:
         self.transcript.add("C", line, self.conn)
 
     def _record_reply(self, code: int, message: str) -> Reply:
-        text = "\n".join(printable(line) for line in message.split("\n"))
+        text = "\n".join(safe_text(line, MAX_KEPT_REPLY) for line in message.split("\n"))
         reply = Reply(code, text[:MAX_KEPT_REPLY])
         for line in reply.wire_lines():
             self.transcript.add("S", line, self.conn)
@@ -297,8 +347,8 @@ class SmtpSession:
         if isinstance(exc, errors.SMTPServerDisconnected):
             return self._failure("dropped", "the server closed the connection")
         if isinstance(exc, errors.SMTPResponseException) and exc.code == -1:
-            return self._failure("garbage", f"unreadable reply: {printable(exc.message)[:200]}")
-        return self._failure("dropped", f"connection failed: {printable(str(exc))[:200]}")
+            return self._failure("garbage", f"unreadable reply: {exc.message}")
+        return self._failure("dropped", f"connection failed: {exc}")
 
 
 def _parse_extensions(reply: Reply) -> dict[str, str]:

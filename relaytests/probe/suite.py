@@ -5,6 +5,9 @@ between them, and the probe reconnects before a server's error limits bite: Post
 reply after 10 errors and drops the client at 20, Exim drops a session after 10 non-mail
 commands, Sendmail and Exchange tarpit. A fresh connection costs one round trip; a tarpit costs
 seconds per reply, so the connection budget is small and learnt from the server's behaviour.
+A server that delays every reply from the first command on gains nothing from a new connection:
+the probe keeps its connection, runs the core vectors first, and starts no vector that would end
+past the host's time budget (``host_budget``); the rest is listed as not run.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import inspect
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, verdict
 from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
-from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, ip_literal, select
+from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
+
+# The replies a vector on a shared connection waits for: RSET (or a new connection's EHLO), MAIL, RCPT.
+REPLIES_PER_VECTOR = 3
 
 
 @dataclass
@@ -33,6 +39,9 @@ class SuiteConfig:
     command_timeout: float = 60.0
     connect_timeout: float = 30.0
     run_deadline: float = 900.0
+    # Seconds one host may take once it is known to delay every reply (a tarpit from the first
+    # command): no vector starts that would end past it. The core vectors run first.
+    host_budget: float = 240.0
     vector_ids: list[str] | None = None
     local_domain: str | None = None
     internal_networks: tuple[str, ...] = ()
@@ -191,7 +200,7 @@ class HostProbe:
     def __init__(self, host: HostTarget, vectors, config: SuiteConfig, run_id: str,
                  run_started: float, deadline: float, progress: Progress | None):
         self.host = host
-        self.vectors: tuple[Vector, ...] = vectors
+        self.vectors: tuple[Vector, ...] = in_run_order(vectors)
         self.config = config
         self.run_id = run_id
         self.deadline = deadline
@@ -207,9 +216,11 @@ class HostProbe:
         self._session: SmtpSession | None = None  # the shared connection, reused with RSET
         self._session_vectors = 0
         self._sessions: list[SmtpSession] = []
+        self.not_run: list[str] = []  # vectors the host's time budget left out
+        self.started = time.monotonic()
 
     async def run(self) -> HostReport:
-        started = time.monotonic()
+        self.started = time.monotonic()
         await _notify(self.progress, ProgressEvent("host_started", self.report))
         dns_task = None
         try:
@@ -225,7 +236,7 @@ class HostProbe:
             await self._drop_session()
         if dns_task:
             self.report.checks += await dns_task
-        self._conclude(started)
+        self._conclude()
         await _notify(self.progress, ProgressEvent("host_done", self.report))
         return self.report
 
@@ -236,7 +247,9 @@ class HostProbe:
     # ---- the survey connection: banner, EHLO, hygiene checks, TLS ----
 
     async def _survey(self) -> None:
-        async with self._new_session() as session:
+        session = self._new_session()
+        try:
+            await session.open()
             hello = await session.hello(self.config.probe_helo)
             if not hello.is_positive:
                 raise SessionFailure("helo_refused", f"the server refused our HELO: {hello.first_line}")
@@ -245,6 +258,13 @@ class HostProbe:
             self.report.software = fingerprint.identify(session.greeting.text, hello.text)
             self._learn_names(session)
             self.report.checks += await hygiene.survey_checks(session, self.report, self.target_host)
+        except BaseException:
+            await session.close()
+            raise
+        if session.slows_every_reply and session.is_open and not session.tls:
+            self._session, self._session_vectors = session, 0  # a tarpit: its greeting is not paid twice
+        else:
+            await session.close()
 
     def _learn_names(self, session: SmtpSession) -> None:
         """{target_host} and {target_domain}: the typed name first, else what the server announces."""
@@ -268,11 +288,30 @@ class HostProbe:
             if missing:
                 not_applicable.append(f"{vector.id} ({missing})")
                 continue
+            if self.not_run or self._budget_spent():
+                self.not_run.append(vector.id)
+                continue
             result = await self._run_with_retries(vector)
             self.report.vectors.append(result)
             await _notify(self.progress, ProgressEvent("vector_done", self.report, result))
         if not_applicable:
             self.report.checks.append(hygiene.not_applicable(not_applicable))
+        if self.not_run:
+            self.report.checks.append(hygiene.not_run(self.not_run, self._budget_reason()))
+
+    def _budget_spent(self) -> bool:
+        """Against a server that delays every reply: would the next vector end past the host's budget?"""
+        if not any(s.slows_every_reply for s in self._sessions):
+            return False
+        next_vector = REPLIES_PER_VECTOR * self._slowest_reply()
+        return time.monotonic() - self.started + next_vector > self.config.host_budget
+
+    def _slowest_reply(self) -> float:
+        return max(s.slowest_reply for s in self._sessions)
+
+    def _budget_reason(self) -> str:
+        return (f"the server delays every reply (up to {self._slowest_reply():.1f} s) and the host's time "
+                f"budget of {self.config.host_budget:g} s was spent")
 
     def _missing_requirement(self, vector: Vector) -> str | None:
         facts = {
@@ -376,7 +415,7 @@ class HostProbe:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
         self._learn_from_slowdown(session)
-        if (session.slowed_down or self._session_vectors >= self.config.max_vectors_per_connection
+        if (_tarpit_began(session) or self._session_vectors >= self.config.max_vectors_per_connection
                 or session.errors >= self.error_budget):
             await self._drop_session()
 
@@ -385,7 +424,7 @@ class HostProbe:
 
         Below, not at: a tarpit delays every reply after the Nth error, QUIT's included.
         """
-        if session.slowed_down:
+        if _tarpit_began(session):
             self.error_budget = max(1, min(self.error_budget, session.errors_before_slowdown - 1))
 
     def _learn_from_drop(self, failure: SessionFailure) -> None:
@@ -395,9 +434,11 @@ class HostProbe:
 
     async def _shared_session(self) -> SmtpSession:
         if self._session is not None and self._session.is_open:
+            if not self._session_vectors:
+                return self._session  # the survey's connection, handed over untouched
             reply = await self._session.command("RSET")
             self._learn_from_slowdown(self._session)
-            if reply.is_positive and not self._session.slowed_down:
+            if reply.is_positive and not _tarpit_began(self._session):
                 return self._session
             await self._drop_session()  # a refused or tarpitted RSET: the next vector gets a fresh start
         self._session = await self._open_ready(self.config.probe_helo)
@@ -443,17 +484,30 @@ class HostProbe:
         missing = [v.id for v in self.vectors if v.id not in tested]
         self.report.reason = f"the run's time limit was reached with {len(missing)} vector(s) untested"
 
-    def _conclude(self, started: float) -> None:
+    def _conclude(self) -> None:
         self.local_address = next((s.local_address for s in self._sessions if s.local_address), None)
         self.report.round_trips = sum(s.round_trips for s in self._sessions)
         self.report.transcript = self.transcript.finish()
-        self.report.duration_s = round(time.monotonic() - started, 3)
+        self.report.duration_s = round(time.monotonic() - self.started, 3)
         self.report.checks += verdict.relay_warnings(self.report.vectors)
         if self.report.reason and not self.report.vectors:
             self.report.verdict = "inconclusive"
             return
         refusals = {v.id: v.refusals for v in self.vectors}
         self.report.verdict, reason = verdict.host_verdict(self.report.vectors, refusals)
-        if self.report.reason and self.report.verdict == "secure":
+        untested_core = [v.id for v in self.vectors if v.tier == "core" and v.id in self.not_run]
+        if self.report.verdict == "secure" and (self.report.reason or untested_core):
             self.report.verdict = "inconclusive"  # what was refused is not everything: vectors are missing
+            if untested_core:
+                reason = f"the core vectors tested were refused, but {len(untested_core)} were not tested"
+        if self.not_run:
+            reason += f"; {len(self.not_run)} vector(s) not run: {self._budget_reason()}"
         self.report.reason = f"{self.report.reason}; {reason}" if self.report.reason else reason
+
+
+def _tarpit_began(session: SmtpSession) -> bool:
+    """The server slowed down after some errors (it counts them): a new connection starts afresh.
+
+    A server that delays every reply from the first command on gains nothing from reconnecting.
+    """
+    return session.slowed_down and not session.slows_every_reply

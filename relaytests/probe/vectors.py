@@ -49,13 +49,13 @@ class Placeholders:
 
 
 @cache
-def _load() -> tuple[str, tuple[Vector, ...]]:
+def _load() -> tuple[str, tuple[Vector, ...], tuple[str, ...]]:
     data = tomllib.loads(CATALOGUE_FILE.read_text())
     vectors = tuple(
         Vector(**{**v, "requires": tuple(v.get("requires", ())), "refusals": tuple(v.get("refusals", ()))})
         for v in data["vector"]
     )
-    return data["version"], vectors
+    return data["version"], vectors, tuple(data["run_order"])
 
 
 def catalogue() -> tuple[Vector, ...]:
@@ -64,6 +64,12 @@ def catalogue() -> tuple[Vector, ...]:
 
 def catalogue_version() -> str:
     return _load()[0]
+
+
+def in_run_order(vectors: tuple[Vector, ...]) -> tuple[Vector, ...]:
+    """The vectors tier by tier as the catalogue's run_order says, in catalogue order within a tier."""
+    order = _load()[2]
+    return tuple(sorted(vectors, key=lambda vector: order.index(vector.tier)))
 
 
 def by_id() -> dict[str, Vector]:

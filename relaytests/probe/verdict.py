@@ -46,7 +46,22 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 ECHOED_ADDRESS = re.compile(r"<[^>]*>|\b[rb]-[a-z0-9]{10}-[a-z0-9-]+-[0-9a-f]{10}\b\S*", re.IGNORECASE)
 ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
-REFUSALS = frozenset({"relay_denied", "auth_required", "syntax", "recipient_unknown"})
+# When the text names nothing we know: the enhanced status code's (subject, detail) at a step ...
+ENHANCED_REASONS = {
+    ("mail", "1", None): "sender_policy",
+    ("mail", "7", None): "sender_policy",
+    ("rcpt", "7", "1"): "relay_denied",
+    ("rcpt", "7", "54"): "relay_denied",
+}
+# ... then the reply code ...
+FALLBACK_CODE_REASONS = {501: "syntax", 553: "syntax", 555: "syntax", 530: "auth_required"}
+# ... then the reply class at a step: a permanent refusal of a recipient refuses that recipient,
+# whatever its words (Exim's default ACLs answer routing tricks "550 Administrative prohibition").
+# The 5xx that are not about the recipient (the probe is blocked, a protocol error, too many
+# errors) were named by their text or code above and never get here.
+CLASS_REASONS = {("rcpt", 5): "refused_other"}
+
+REFUSALS = frozenset({"relay_denied", "auth_required", "syntax", "recipient_unknown", "refused_other"})
 NOT_ABOUT_THE_RECIPIENT = frozenset({"client_blocked", "protocol_error", "helo_policy", "rate_limited"})
 
 
@@ -64,18 +79,14 @@ def _reason_from_text(text: str) -> str | None:
 
 
 def _fallback_reason(code: int, text: str, step: str) -> str:
-    """The enhanced status code, then the code, when the text names nothing we know."""
+    """The enhanced status code, then the code, then its class, when the text names nothing we know."""
     match = ENHANCED_CODE.match(text.strip())
     subject, detail = (match.group(2), match.group(3)) if match else ("", "")
-    if step == "mail" and subject in ("1", "7"):
-        return "sender_policy"
-    if step == "rcpt" and (subject, detail) in (("7", "1"), ("7", "54")):
-        return "relay_denied"
-    if code in (501, 553, 555):
-        return "syntax"
-    if code == 530:
-        return "auth_required"
-    return "temp_other" if code < 500 else "other"
+    return (
+        ENHANCED_REASONS.get((step, subject, detail)) or ENHANCED_REASONS.get((step, subject, None))
+        or FALLBACK_CODE_REASONS.get(code) or CLASS_REASONS.get((step, code // 100))
+        or ("temp_other" if code < 500 else "other")
+    )
 
 
 def is_refusal(result: VectorResult, extra_refusals: tuple[str, ...]) -> bool:

@@ -96,3 +96,8 @@ TRICKS: dict[str, Callable[[Address, Names], bool]] = {
 def accepts(address: Address, names: Names, open_tricks: frozenset[str]) -> bool:
     """Whether a server that relays only through ``open_tricks`` takes this recipient."""
     return is_local(address, names) or any(TRICKS[trick](address, names) for trick in open_tricks)
+
+
+def uses_a_trick(address: Address, names: Names) -> bool:
+    """A routing trick against this server (any of TRICKS but "any"), open or not."""
+    return any(uses(address, names) for trick, uses in TRICKS.items() if trick != "any")

@@ -42,6 +42,20 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
   helo-only          ``502 5.5.2 Error: command not recognized`` to EHLO; HELO works
   pipelining-intolerant  a command that arrives while an earlier one is unanswered gets
                      ``554 5.5.0 Error: SMTP protocol synchronization`` and the server hangs up
+  exim               a closed, current Exim with its default ACLs: ``550 relay not permitted`` to outside
+                     recipients, ``550 Administrative prohibition`` to every routing trick
+                     (percent hack, quoted local part, bang path, source route, double @)
+  tarpit             closed, but every reply after the greeting comes ``tarpit_seconds`` late
+  reply-2500         ``2500 ok`` to MAIL and RCPT: no SMTP reply at all, though it starts with 250
+  reply-999          ``999 ok`` to RCPT;  reply-abc: ``abc hello`` to RCPT
+  reply-mixed        one RCPT reply whose lines disagree: ``250-2.1.5 Ok`` then ``550 5.7.1 ...``
+  hostile-text       NUL, ESC sequences, BEL, invalid UTF-8 in the greeting, the EHLO reply and the
+                     refusal of STARTTLS (which it offers)
+  hostile-certificate  closed, with STARTTLS and a certificate whose names hold terminal escapes
+  malformed-certificate  closed, with STARTTLS and a certificate cryptography cannot parse
+
+``raw_replies`` replaces the reply to a verb (or the greeting) with bytes written as they are,
+for the replies no MTA should send; ``certificate`` names one of tests/fakes/certificates.py.
 
 Any behaviour takes another MTA's greeting with ``with_banner(behaviour, "exim")`` (BANNERS).
 """
@@ -53,14 +67,17 @@ import contextlib
 import dataclasses
 import logging
 import ssl
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import trustme
 from aiosmtpd.smtp import SMTP
 
-from tests.fakes.addresses import Names, accepts, parse
+from tests.fakes.addresses import Names, accepts, parse, uses_a_trick
+from tests.fakes.certificates import CERTIFICATES
 
 # aiosmtpd logs every command at INFO; the fakes keep them in `seen` instead.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -87,6 +104,10 @@ GREYLISTED = (
 TLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 SYNC_ERROR = "554 5.5.0 Error: SMTP protocol synchronization"
 GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
+# Text a hostile server puts in its replies: NUL, a terminal title (OSC ... BEL), a screen clear,
+# invalid UTF-8 and the UTF-8 encoding of a lone surrogate.
+HOSTILE_TEXT = b"evil\x00\x1b]0;owned\x07\x1b[2J\xff\xfe\xed\xa0\x80 text"
+ADMINISTRATIVE_PROHIBITION = "550 Administrative prohibition"
 FILLER_CHUNK = 64 * 1024
 
 
@@ -111,6 +132,9 @@ class Behaviour:
     tarpit_after_errors: int | None = None
     tarpit_seconds: float = 5.0
     forbid_pipelining: bool = False
+    trick_refusal: str | None = None  # the reply to routing tricks, when it differs from relay_denied
+    raw_replies: tuple[tuple[str, bytes], ...] = ()  # (verb or "greeting", the reply's exact bytes)
+    certificate: str = "trustme"  # or a name in certificates.CERTIFICATES
 
 
 def with_banner(behaviour: Behaviour, mta: str) -> Behaviour:
@@ -156,6 +180,34 @@ BEHAVIOURS: dict[str, Behaviour] = {
     ),
     "helo-only": Behaviour("EHLO not recognized, HELO works", ehlo=False),
     "pipelining-intolerant": Behaviour("drops clients that talk out of turn", forbid_pipelining=True),
+    "exim": Behaviour(
+        "closed Exim: relay not permitted, routing tricks an administrative prohibition",
+        banner="ESMTP Exim 4.99.3 Fri, 27 Nov 2026 22:00:00 +0000",  # the current release
+        relay_denied="550 relay not permitted",
+        trick_refusal=ADMINISTRATIVE_PROHIBITION,
+    ),
+    "tarpit": Behaviour("closed, every reply late", tarpit_after_errors=0, tarpit_seconds=4.0),
+    "reply-2500": Behaviour("2500 to MAIL and RCPT", raw_replies=(("MAIL", b"2500 ok\r\n"), ("RCPT", b"2500 ok\r\n"))),
+    "reply-999": Behaviour("999 to RCPT", raw_replies=(("RCPT", b"999 ok\r\n"),)),
+    "reply-abc": Behaviour("no code at all to RCPT", raw_replies=(("RCPT", b"abc hello\r\n"),)),
+    "reply-mixed": Behaviour(
+        "a RCPT reply with two codes",
+        raw_replies=(("RCPT", b"250-2.1.5 Ok\r\n550 5.7.1 Relay access denied\r\n"),),
+    ),
+    "hostile-text": Behaviour(
+        "control characters and invalid UTF-8 in its greeting, EHLO and STARTTLS refusal",
+        starttls=True,
+        raw_replies=(
+            ("greeting", b"220 " + HOSTNAME.encode() + b" ESMTP " + HOSTILE_TEXT + b"\r\n"),
+            ("EHLO", b"250-" + HOSTNAME.encode() + b" " + HOSTILE_TEXT + b"\r\n250-PIPELINING\r\n"
+                     b"250-STARTTLS\r\n250 8BITMIME\r\n"),
+            ("STARTTLS", b"454 4.7.0 TLS not available: " + HOSTILE_TEXT + b"\r\n"),
+        ),
+    ),
+    "hostile-certificate": Behaviour("closed, STARTTLS with hostile names in the certificate",
+                                     starttls=True, certificate="hostile-names"),
+    "malformed-certificate": Behaviour("closed, STARTTLS with a certificate cryptography refuses",
+                                       starttls=True, certificate="malformed-extension"),
 }
 
 
@@ -275,6 +327,13 @@ class FakeSMTP(SMTP):
         self.log.commands.append(line)
         self._unanswered += 1
 
+    def _raw_reply(self, verb: str) -> bytes | None:
+        return dict(self.behaviour.raw_replies).get(verb)
+
+    def _write_raw(self, reply: bytes) -> None:
+        self._unanswered = max(0, self._unanswered - 1)
+        self.transport.write(reply)
+
     def _refuse_out_of_turn(self) -> None:
         self.log.sync_errors += 1
         self.transport.write(SYNC_ERROR.encode() + b"\r\n")
@@ -342,6 +401,8 @@ class FakeSMTP(SMTP):
             self.transport.close()
         elif self.behaviour.misbehaviour and self.behaviour.misbehave_at == "greeting":
             await self._misbehave("220")
+        elif self._raw_reply("greeting"):
+            self._write_raw(self._raw_reply("greeting"))
         else:
             self._unanswered = 0  # a client that spoke before the greeting is not pipelining
             await super().push(greeting)
@@ -363,6 +424,9 @@ class FakeSMTP(SMTP):
             await self._misbehave("250")
             return
         self._start_session(hostname, extended=True)
+        if self._raw_reply("EHLO"):
+            self._write_raw(self._raw_reply("EHLO"))
+            return
         keywords = list(EHLO_KEYWORDS)
         if self.behaviour.starttls and not self.session.ssl:
             keywords.insert(4, "STARTTLS")
@@ -393,7 +457,7 @@ class FakeSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: MAIL FROM:<address>")
         else:
             self.envelope.mail_from = arg[5:].strip()
-            await self.push("250 2.1.0 Ok")
+            await self._reply("MAIL", "250 2.1.0 Ok")
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         refusal = self._before_transaction()
@@ -405,6 +469,19 @@ class FakeSMTP(SMTP):
             reply = self._rcpt_reply(arg or "")
             if reply.startswith("2"):
                 self.envelope.rcpt_tos.append(arg)
+            await self._reply("RCPT", reply)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._raw_reply("STARTTLS"):
+            self._write_raw(self._raw_reply("STARTTLS"))
+            return
+        await super().smtp_STARTTLS(arg)
+
+    async def _reply(self, verb: str, reply: str) -> None:
+        raw = self._raw_reply(verb)
+        if raw:
+            self._write_raw(raw)
+        else:
             await self.push(reply)
 
     def _before_transaction(self) -> str | None:
@@ -425,6 +502,8 @@ class FakeSMTP(SMTP):
             return GREYLISTED.format(address=address.text)
         if accepts(address, self.fake.names, self.behaviour.relays):
             return "250 2.1.5 Ok"
+        if self.behaviour.trick_refusal and uses_a_trick(address, self.fake.names):
+            return self.behaviour.trick_refusal
         return self.behaviour.relay_denied.format(address=address.text)
 
 
@@ -476,7 +555,15 @@ class FakeSMTPServer:
     @cached_property
     def tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.certificate_authority.issue_cert(HOSTNAME, LISTEN_ADDRESS).configure_cert(context)
+        if self.behaviour.certificate == "trustme":
+            self.certificate_authority.issue_cert(HOSTNAME, LISTEN_ADDRESS).configure_cert(context)
+            return context
+        certificate, key = CERTIFICATES[self.behaviour.certificate]()
+        with tempfile.TemporaryDirectory() as directory:  # OpenSSL loads certificates from files only
+            paths = Path(directory, "cert.pem"), Path(directory, "key.pem")
+            for path, pem in zip(paths, (certificate, key), strict=True):
+                path.write_bytes(pem)
+            context.load_cert_chain(*paths)
         return context
 
     def greylisted(self, client: str, sender: str, recipient: str) -> bool:

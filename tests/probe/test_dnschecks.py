@@ -473,7 +473,7 @@ async def test_ipv6_is_looked_up_where_the_zone_lists_it(dns_server):
     assert spamhaus.status == "fail"
     assert spamhaus.detail == (
         "2001:db8::66 is listed on Spamhaus ZEN (zen.spamhaus.org): SBL CSS: a source of snowshoe spam "
-        '("snowshoe  range"). Fix the cause, then request removal at https://check.spamhaus.org/.'
+        '("snowshoe \ufffdrange"). Fix the cause, then request removal at https://check.spamhaus.org/.'
     )
     assert spamhaus.data["query"].startswith("6.6.0.0.0.0.0.0.")
     assert (spamcop.status, spamcop.detail) == (

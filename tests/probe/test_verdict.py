@@ -41,7 +41,11 @@ from relaytests.probe.verdict import classify, host_verdict, relay_warnings
          ("rejected", "recipient_unknown")),
         (550, "5.7.1 Message rejected", "rcpt", ("rejected", "relay_denied")),  # enhanced-code fallback
         (550, "5.7.1 Message rejected", "mail", ("rejected", "sender_policy")),
-        (550, "Go away", "rcpt", ("rejected", "other")),
+        # a permanent refusal of a recipient in words we do not know still refuses it; not so a sender
+        (550, "Go away", "rcpt", ("rejected", "refused_other")),
+        (550, "Administrative prohibition", "rcpt", ("rejected", "refused_other")),
+        (550, "Go away", "mail", ("rejected", "other")),
+        (421, "Go away", "rcpt", ("deferred", "rate_limited")),
         (451, "Local error", "rcpt", ("deferred", "temp_other")),
         (250, "2.1.5 Ok", "rcpt", ("accepted", "accepted")),
         # the refused address is echoed, and our tokens carry vector ids that look like reasons

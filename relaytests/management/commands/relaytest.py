@@ -17,8 +17,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from relaytests.probe import report as report_module
-from relaytests.probe.report import Report
 from relaytests.probe.receiver import CanaryReceiver
+from relaytests.probe.report import Report
+from relaytests.probe.sanitise import safe_text
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
 from relaytests.probe.vectors import catalogue
 
@@ -79,12 +80,15 @@ class Command(BaseCommand):
                             help="local address to connect from")
         parser.add_argument("--timeout", type=positive_seconds, default=settings.RELAYTEST_COMMAND_TIMEOUT,
                             help="seconds to wait for each reply (default %(default)s)")
+        parser.add_argument("--host-budget", type=positive_seconds, default=settings.RELAYTEST_HOST_BUDGET,
+                            help="seconds one host may take once it delays every reply (default %(default)s)")
         parser.add_argument("--local-domain", help="the server's mail domain, when you know it")
         parser.add_argument("--resolver", default=settings.RELAYTEST_RESOLVER,
                             help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)")
 
     def handle(self, *args, **options):
         logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
+        survive_any_encoding(sys.stdout, sys.stderr)
         if options["list_vectors"]:
             self._list_vectors()
             return
@@ -96,7 +100,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(render_text(report))
         for problem in untested(report):
-            sys.stderr.write(f"relaytest: {problem}\n")
+            sys.stderr.write(f"relaytest: {safe_text(problem, None)}\n")
         sys.exit(report.exit_code())
 
     async def _probe(self, options) -> Report:
@@ -135,6 +139,7 @@ class Command(BaseCommand):
             command_timeout=options["timeout"],
             connect_timeout=min(options["timeout"], 30.0),
             run_deadline=settings.RELAYTEST_RUN_DEADLINE,
+            host_budget=options["host_budget"],
             vector_ids=options["vectors"].split(",") if options["vectors"] else None,
             local_domain=options["local_domain"] or options["domain"],
             internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
@@ -148,6 +153,17 @@ class Command(BaseCommand):
         width = max(len(v.id) for v in catalogue())
         for vector in catalogue():
             self.stdout.write(f"{vector.id:<{width}}  {vector.tier:<4}  {vector.explanation}")
+
+
+def survive_any_encoding(*streams) -> None:
+    """Write what a terminal's encoding cannot show (a server's U+FFFD on an ASCII pipe) as \\u escapes.
+
+    The report's text is already free of control characters; this keeps a strict encoding
+    (PYTHONIOENCODING=ascii:strict, a C locale) from turning a server's words into a traceback.
+    """
+    for stream in streams:
+        if hasattr(stream, "reconfigure"):  # a real text stream, not a test's StringIO
+            stream.reconfigure(errors="backslashreplace")
 
 
 def listen_address(text: str) -> tuple[str, int]:
@@ -187,4 +203,4 @@ def render_text(report: Report) -> str:
         lines.append("")
     for check in report.checks:
         lines.append(f"[{check.status}] {check.id}: {check.detail}")
-    return "\n".join(lines)
+    return "\n".join(safe_text(line, None) for line in lines)  # a report from elsewhere may be unclean

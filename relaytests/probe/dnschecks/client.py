@@ -15,7 +15,11 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from relaytests.probe.sanitise import safe_text
+
 DNS_PORT = 53
+# One TXT record's text, kept: SPF records past 512 bytes already go against RFC 7208's advice.
+MAX_TXT_TEXT = 4096
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -158,8 +162,8 @@ def _make_resolver(resolver: str | None, timeout: float) -> dns.asyncresolver.Re
 
 
 def plain_name(name: str) -> str:
-    """A DNS name as people write it: lower case, no trailing dot."""
-    return name.rstrip(".").lower()
+    """A DNS name as people write it: lower case, no trailing dot (and safe: a PTR is anyone's text)."""
+    return safe_text(name.rstrip(".").lower())
 
 
 def is_ip_address(text: str) -> bool:
@@ -171,6 +175,5 @@ def is_ip_address(text: str) -> bool:
 
 
 def txt_text(record) -> str:
-    """One TXT record: its strings joined as RFC 7208 section 3.3 says, decoded and made printable."""
-    text = b"".join(record.strings).decode("utf-8", errors="replace")
-    return "".join(c if c.isprintable() else " " for c in text)
+    """One TXT record: its strings joined as RFC 7208 section 3.3 says, decoded and made safe."""
+    return safe_text(b"".join(record.strings), MAX_TXT_TEXT)
