@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from celery import shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
 from relaytests import deliveries, runs
@@ -36,7 +36,8 @@ TIME_LIMIT = (
     "the hosts it reached before that are shown."
 )
 ADDRESS_BUSY = (
-    "Another test kept this server's address and port busy for too long; nothing was tested. Try again later."
+    "Another test kept this server's address and port busy for too long; nothing was tested. "
+    "Try again later."
 )
 
 
@@ -80,11 +81,15 @@ def _publish(run: TestRun) -> bool:
     max_retries=settings.RELAYTEST_BUSY_RETRIES,
 )
 def run_suite(self, run_id: int) -> None:
-    run = runs.claim(run_id)
+    try:
+        run = runs.claim(run_id)
+    except DatabaseError as exc:  # the run is still queued: try again rather than leave it for the reaper
+        log.warning("run %s could not be claimed; trying again", run_id, exc_info=True)
+        raise self.retry(exc=exc, countdown=settings.RELAYTEST_BUSY_RETRY_DELAY) from exc
     if run is None:
         log.info("run %s is not queued any more (taken or reaped); nothing to do", run_id)
         return
-    # From here on this worker holds the run: whatever goes wrong, the run ends (no waiting for the reaper).
+    # From here on this worker holds the run: whatever goes wrong, the run ends, not left to the reaper.
     try:
         if runs.busy_runs(run):
             _wait_for_free_hosts(self, run)
@@ -143,6 +148,7 @@ def _wait_for_free_hosts(task, run: TestRun) -> None:
 
 
 def suite_config(run: TestRun) -> SuiteConfig:
+    """The engine's settings for this run of its server."""
     server = run.server
     return SuiteConfig(
         canary_domain=settings.RELAYTEST_CANARY_DOMAIN,

@@ -73,6 +73,26 @@ def test_ten_runs_started_at_once_all_end_with_their_reports(member, department)
     assert " retry: " not in log  # ports of one address never waited for each other
 
 
+def test_a_run_that_could_not_be_claimed_is_tried_again_not_left_queued(department, monkeypatch, settings):
+    settings.RELAYTEST_BUSY_RETRY_DELAY = 0
+    claim = runs.claim
+    failures = [OperationalError("database is locked")]
+
+    def locked_once(run_id):
+        if failures:
+            raise failures.pop()
+        return claim(run_id)
+
+    monkeypatch.setattr(runs, "claim", locked_once)
+    with FakeSMTPServer("closed") as fake:
+        run = queued_run(server_for(department, fake))
+
+        tasks.run_suite.apply((run.pk,))
+
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "secure")
+
+
 # ---- history in the order runs were started ----
 
 
