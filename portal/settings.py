@@ -32,7 +32,9 @@ SECRET_KEY = _secret_key()
 DEBUG = env.boolean("DEBUG", False)
 ALLOWED_HOSTS = env.words("ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]")
 CSRF_TRUSTED_ORIGINS = env.words("CSRF_TRUSTED_ORIGINS")
-SITE_URL = env.string("SITE_URL", "http://localhost:8000").rstrip("/")
+# The portal's public address for links in test messages and pages; empty: the address each request
+# reached the portal at (`make run` sets it from PORTAL_LISTEN).
+SITE_URL = env.string("SITE_URL").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from relaytests.probe.report import check_key
+
 # A result that is a problem while it stays: shown even when unchanged ("plain: still accepted").
 PROBLEM_VECTOR_OUTCOMES = {"accepted", "relayed"}
 PROBLEM_CHECK_STATUSES = {"warn", "fail", "error"}
@@ -15,7 +17,7 @@ PROBLEM_CHECK_STATUSES = {"warn", "fail", "error"}
 
 @dataclass(frozen=True)
 class Change:
-    subject: str  # a vector id or a check id
+    subject: str  # a vector id or a check's key (`check_key`)
     was: str | None  # None: not in the previous run
     now: str | None  # None: not in this run
     host: str = ""  # "address:port", or "" for the target's own checks
@@ -79,4 +81,4 @@ def _vectors(host: dict[str, Any]) -> dict[str, str]:
 
 
 def _checks(section: dict[str, Any]) -> dict[str, str]:
-    return {c["id"]: c.get("status", "") for c in section.get("checks", [])}
+    return {check_key(c): c.get("status", "") for c in section.get("checks", [])}

@@ -7,7 +7,8 @@ folds it in. A run awaiting delivery is settled at once: the vector is marked de
 verdicts follow (`suite.settle_deliveries`); when nothing more is awaited the run is finalised
 there and then. `finalise` ends the wait for the rest (the finalising task, or the reaper when that
 task was lost). After the run is over (done, failed, interrupted) a delivery is *late*: the verdict
-still upgrades, and the move is written as a VerdictChange.
+still upgrades, and the move is written as a VerdictChange unless a newer run has a verdict already
+(`TestRun.record_verdict_change`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 
 from django.db import transaction
 
-from relaytests.models import CanaryDelivery, TestRun, VerdictChange
+from relaytests.models import CanaryDelivery, TestRun
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.suite import awaited_tokens, settle_deliveries
@@ -109,9 +110,8 @@ def _settle(run: TestRun) -> None:
     run.report = report.to_dict()
     run.verdict = report.verdict
     run.save(update_fields=["report", "verdict"])
-    if run.status in OVER and run.verdict != old_verdict:
-        VerdictChange.objects.create(server_id=run.server_id, run=run, old_verdict=old_verdict,
-                                     new_verdict=run.verdict)
+    if run.status in OVER:
+        run.record_verdict_change(was=old_verdict)
 
 
 def _finalise(run: TestRun, report: Report) -> bool:

@@ -82,6 +82,14 @@ class MailServer(models.Model):
 ACTIVE_STATUSES = ("queued", "running")
 # The run's page keeps updating itself in these: canary deliveries can still change the verdict.
 LIVE_STATUSES = (*ACTIVE_STATUSES, "awaiting_delivery")
+# A run in these has a verdict: final when done, so far while it waits for canary deliveries.
+VERDICT_STATUSES = ("awaiting_delivery", "done")
+
+
+class TestRunQuerySet(models.QuerySet):
+    def with_verdict(self) -> TestRunQuerySet:
+        """Runs that reached a verdict (so far), newest started first: the first is the verdict now."""
+        return self.filter(status__in=VERDICT_STATUSES).exclude(verdict="").order_by("-pk")
 
 
 class TestRun(models.Model):
@@ -117,6 +125,13 @@ class TestRun(models.Model):
     probe_run_id = models.CharField(max_length=10, unique=True)  # canary.new_run_id()
     report = models.JSONField(default=dict, blank=True)
     addresses = models.JSONField(default=list, blank=True)
+    # The portal's address as the person who started the run saw it (scheme://host[:port]), for the
+    # permalink in its test messages when SITE_URL is not set.
+    site_url = models.CharField(max_length=255, blank=True)
+    # The verdict settled after a newer run of the server had its own: history shows it in its place.
+    settled_later = models.BooleanField(default=False)
+
+    objects = TestRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -149,28 +164,43 @@ class TestRun(models.Model):
             return self.finished_at - self.started_at
         return None
 
-    def previous_finished_run(self) -> TestRun | None:
-        """The server's last run before this one that reached a verdict: "since last run" compares to it."""
-        return (
-            TestRun.objects.filter(server_id=self.server_id, pk__lt=self.pk, status=self.Status.DONE)
-            .exclude(verdict="")
-            .order_by("-pk")
-            .first()
-        )
+    @property
+    def permalink(self) -> str:
+        """The run page's full address: SITE_URL when set, else where the run was started from."""
+        return (settings.SITE_URL or self.site_url) + self.get_absolute_url()
 
-    def record_verdict_change(self) -> VerdictChange | None:
-        """Write the flip row when this finished run's verdict differs from the previous finished run's."""
-        previous = self.previous_finished_run()
-        old_verdict = previous.verdict if previous else ""
-        if not self.verdict or self.verdict == old_verdict:
+    def previous_run(self) -> TestRun | None:
+        """The run started before this one that has a verdict (final or so far): "since last run"."""
+        return TestRun.objects.with_verdict().filter(server_id=self.server_id, pk__lt=self.pk).first()
+
+    def record_verdict_change(self, was: str | None = None) -> VerdictChange | None:
+        """Write the move this run's verdict makes in the server's history, which follows the order
+        in which runs were started, not the order in which they settled.
+
+        `was` is this run's own verdict before a late delivery changed it; None when the run has just
+        become done, and is compared with the previous run's verdict. A run that settles after a newer
+        run has a verdict is only marked settled later: its first verdict still takes its place in the
+        history, but a later move is no news, since the newer run already tells how the server stands.
+        """
+        newer = TestRun.objects.with_verdict().filter(server_id=self.server_id, pk__gt=self.pk).exists()
+        if newer and not self.settled_later:
+            TestRun.objects.filter(pk=self.pk).update(settled_later=True)
+            self.settled_later = True
+        if was is None:
+            previous = self.previous_run()
+            was = previous.verdict if previous else ""
+        elif newer:
+            return None
+        if not self.verdict or self.verdict == was:
             return None
         return VerdictChange.objects.create(
-            server_id=self.server_id, run=self, old_verdict=old_verdict, new_verdict=self.verdict
+            server_id=self.server_id, run=self, old_verdict=was, new_verdict=self.verdict
         )
 
 
 class VerdictChange(models.Model):
-    """A run finished with a verdict different from the server's previous finished run."""
+    """A run's verdict differs from the previous run's (in the order runs were started), or a late
+    delivery changed it."""
 
     server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="verdict_changes")
     run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="verdict_changes")
@@ -179,7 +209,7 @@ class VerdictChange(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at", "-pk"]
+        ordering = ["-run_id", "-created_at", "-pk"]  # newest started run first, as the runs are
 
     def __str__(self) -> str:
         return f"{self.server}: {self.old_verdict or 'none'} -> {self.new_verdict}"

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from relaytests.deliveries import recorded_arrivals, settled_report
-from relaytests.models import ACTIVE_STATUSES, TestRun
+from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
+from relaytests.probe.canary import new_run_id
 
 Status = TestRun.Status
 
@@ -26,6 +29,58 @@ WORKER_LOST = (
     "so what is shown is as far as it got. Start a new test."
 )
 NEVER_STARTED = "No worker picked this test up in time; nothing was tested. Start a new test."
+
+
+class NotStarted(Exception):
+    """Why a run was not started, in words for the person who asked."""
+
+
+class AlreadyActive(NotStarted):
+    """The server has a run queued or running: `run` (None when it ended meanwhile)."""
+
+    def __init__(self, run: TestRun | None):
+        super().__init__("A test of this server is already queued or running; here it is.")
+        self.run = run
+
+
+def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun:
+    """Create a queued run of the server for the user; NotStarted when the user's hourly cap says no,
+    AlreadyActive when the server has a run queued or running.
+
+    The cap is counted and the run created in one transaction that holds the user's row (SQLite's
+    BEGIN IMMEDIATE holds the whole database), so parallel requests are counted one after another.
+    """
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().get(pk=user.pk)
+        refusal = over_hourly_cap(user)
+        if refusal:
+            raise NotStarted(refusal)
+        try:
+            with transaction.atomic():
+                return TestRun.objects.create(
+                    server=server,
+                    trigger=trigger,
+                    started_by=user,
+                    probe_run_id=new_run_id(),
+                    addresses=server.addresses,
+                    site_url=site_url,
+                )
+        except IntegrityError:  # the one-active-run-per-server constraint
+            raise AlreadyActive(server.runs.filter(status__in=ACTIVE_STATUSES).first()) from None
+
+
+def over_hourly_cap(user) -> str:
+    """Why the user may not start another run now, or "" when they may."""
+    cap = settings.RELAYTEST_RUNS_PER_HOUR
+    recent = TestRun.objects.filter(started_by=user, created_at__gte=timezone.now() - timedelta(hours=1))
+    started = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:cap])
+    if len(started) < cap:
+        return ""
+    free_at = timezone.localtime(started[-1] + timedelta(hours=1))
+    return (
+        f"You have started {cap} tests in the last hour, the most allowed. "
+        f"You can start the next one at {free_at:%H:%M} ({free_at.tzname()})."
+    )
 
 
 def claim(run_id: int) -> TestRun | None:
@@ -46,18 +101,16 @@ def release(run: TestRun) -> bool:
     )
 
 
-def busy_addresses(run: TestRun) -> set[str]:
-    """The run's addresses that another running run is connected to.
+def busy_runs(run: TestRun) -> list[int]:
+    """The other running runs connected to one of this run's hosts (the same address and port).
 
-    Called after `claim`: of two runs that share an address, the one that looks second always
-    sees the other's committed claim, so at most one of them goes on (both may back off, never
-    both proceed). A JSON list has no portable overlap lookup, and running runs are few.
+    Called after `claim`: of two runs that share a host, the one that looks second always sees the
+    other's committed claim, so at most one of them goes on (both may back off, never both proceed).
+    A JSON list has no portable overlap lookup, and running runs are few.
     """
+    others = TestRun.objects.filter(status=Status.RUNNING, server__port=run.server.port).exclude(pk=run.pk)
     wanted = set(run.addresses)
-    others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
-    return {
-        address for addresses in others.values_list("addresses", flat=True) for address in addresses
-    } & wanted
+    return [pk for pk, addresses in others.values_list("pk", "addresses") if wanted & set(addresses)]
 
 
 def touch(run_id: int) -> bool:

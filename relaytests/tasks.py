@@ -9,9 +9,9 @@ import random
 
 from asgiref.sync import sync_to_async
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
 from relaytests import deliveries, runs
@@ -36,7 +36,8 @@ TIME_LIMIT = (
     "the hosts it reached before that are shown."
 )
 ADDRESS_BUSY = (
-    "Another test kept this server's address busy for too long; nothing was tested. Try again later."
+    "Another test kept this server's address and port busy for too long; nothing was tested. "
+    "Try again later."
 )
 
 
@@ -80,15 +81,23 @@ def _publish(run: TestRun) -> bool:
     max_retries=settings.RELAYTEST_BUSY_RETRIES,
 )
 def run_suite(self, run_id: int) -> None:
-    run = runs.claim(run_id)
+    try:
+        run = runs.claim(run_id)
+    except DatabaseError as exc:  # the run is still queued: try again rather than leave it for the reaper
+        log.warning("run %s could not be claimed; trying again", run_id, exc_info=True)
+        raise self.retry(exc=exc, countdown=settings.RELAYTEST_BUSY_RETRY_DELAY) from exc
     if run is None:
         log.info("run %s is not queued any more (taken or reaped); nothing to do", run_id)
         return
-    if runs.busy_addresses(run):
-        _wait_for_free_addresses(self, run)
-        return
+    # From here on this worker holds the run: whatever goes wrong, the run ends, not left to the reaper.
     try:
-        report = asyncio.run(ProgressRecorder(run).probe(_suite_config(run.server, run)))
+        if runs.busy_runs(run):
+            _wait_for_free_hosts(self, run)
+            return
+        report = asyncio.run(ProgressRecorder(run).probe(suite_config(run)))
+        status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
+    except Retry:
+        raise
     except SoftTimeLimitExceeded:
         log.warning("run %s hit its soft time limit", run_id)
         runs.interrupt(run_id, TIME_LIMIT.format(seconds=_soft_limit(self)))
@@ -96,7 +105,6 @@ def run_suite(self, run_id: int) -> None:
         log.exception("run %s failed", run_id)
         runs.fail(run_id, INTERNAL_ERROR)
     else:
-        status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
         if status is None:
             log.warning("run %s was ended elsewhere (reaped?) before it finished; report dropped", run_id)
         elif status == TestRun.Status.AWAITING_DELIVERY:
@@ -104,7 +112,11 @@ def run_suite(self, run_id: int) -> None:
 
 
 def _schedule_finaliser(run_id: int) -> None:
-    """The canary wait runs in the broker, not in this worker: a task that settles the run afterwards."""
+    """The canary wait runs in the broker, not in this worker: a task that settles the run afterwards.
+
+    The run is awaiting delivery already, not running: when the task cannot be sent, the reaper
+    finalises it (`runs.awaiting_past`).
+    """
     try:
         finalise_run.apply_async((run_id,), countdown=settings.RELAYTEST_CANARY_WAIT)
     except PUBLISH_ERRORS:
@@ -123,8 +135,9 @@ def _soft_limit(task) -> int:
     return hard_and_soft[1] or task.soft_time_limit
 
 
-def _wait_for_free_addresses(task, run: TestRun) -> None:
-    """One connection per host address across all workers: try again later, a bounded number of times."""
+def _wait_for_free_hosts(task, run: TestRun) -> None:
+    """One connection per host (address and port) across all workers: try again later, a bounded
+    number of times."""
     if task.request.retries >= task.max_retries:
         runs.fail(run.pk, ADDRESS_BUSY)
         return
@@ -134,7 +147,9 @@ def _wait_for_free_addresses(task, run: TestRun) -> None:
     raise task.retry(countdown=delay)
 
 
-def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
+def suite_config(run: TestRun) -> SuiteConfig:
+    """The engine's settings for this run of its server."""
+    server = run.server
     return SuiteConfig(
         canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
         canary_secret=settings.RELAYTEST_CANARY_SECRET,
@@ -151,7 +166,7 @@ def _suite_config(server: MailServer, run: TestRun) -> SuiteConfig:
         dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES) or None,
         # Who ran the test, for the message a relaying server passes on: the organisation and this run.
         portal_name=f"{settings.PORTAL_ORG_NAME} Relay Test Portal",
-        portal_url=settings.SITE_URL + run.get_absolute_url(),
+        portal_url=run.permalink,
         contact=settings.PORTAL_HELP_CONTACT or settings.DEFAULT_FROM_EMAIL,
     )
 

@@ -59,6 +59,18 @@ class Check:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# A check that the engine makes once per something (a blocklist check per zone) is told apart by
+# that something in its data: these are the data fields that name it.
+CHECK_SUBJECT_FIELDS = ("zone",)
+
+
+def check_key(check: dict[str, Any]) -> str:
+    """A check's identity from one report to the next: its id, and the zone for a blocklist check
+    ("dnsbl zen.spamhaus.org"), since every blocklist's check has the id "dnsbl"."""
+    data = check.get("data") or {}
+    return " ".join([check.get("id", ""), *(str(data[f]) for f in CHECK_SUBJECT_FIELDS if data.get(f))])
+
+
 @dataclass
 class Software:
     family: str = "unknown"

@@ -23,7 +23,7 @@ UNTESTED_SEVERITY = VERDICT_SEVERITY["inconclusive"]
 @dataclass
 class ServerRow:
     server: MailServer
-    last_run: TestRun | None  # the newest run that reached a verdict
+    last_run: TestRun | None  # the newest started run that has a verdict (so far): the server's verdict now
     active_run: TestRun | None
 
     @property
@@ -54,7 +54,7 @@ def server_rows(servers: QuerySet[MailServer]) -> list[ServerRow]:
     newest_first = TestRun.objects.filter(server=OuterRef("pk")).order_by("-pk").values("pk")
     servers = list(
         servers.annotate(
-            last_run_id=Subquery(newest_first.exclude(verdict="")[:1]),
+            last_run_id=Subquery(newest_first.with_verdict()[:1]),
             active_run_id=Subquery(newest_first.filter(status__in=ACTIVE_STATUSES)[:1]),
         )
     )

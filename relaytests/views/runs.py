@@ -31,9 +31,14 @@ DELIVERY_EXPLANATIONS = {
 @login_required
 def run(request, pk: int):
     context = _run_context(access.get_run_for_user(request.user, pk), request.user)
-    context["permalink"] = settings.SITE_URL + context["run"].get_absolute_url()
+    context["permalink"] = _permalink(request, context["run"])
     context["noscript_refresh"] = NOSCRIPT_REFRESH_SECONDS
     return render(request, "relaytests/run.html", context)
+
+
+def _permalink(request, run: TestRun) -> str:
+    """SITE_URL when set, else the address this page was reached at (as the run's test messages)."""
+    return run.permalink if settings.SITE_URL else request.build_absolute_uri(run.get_absolute_url())
 
 
 @login_required
@@ -52,7 +57,7 @@ def retest(request, pk: int):
 
 def _run_context(run: TestRun, user) -> dict:
     report = run.report or {}
-    previous = run.previous_finished_run() if run.verdict else None
+    previous = run.previous_run() if run.verdict else None
     return {
         "run": run,
         "server": run.server,

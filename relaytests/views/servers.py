@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from relaytests import access
+from relaytests import access, runs
 from relaytests.deliveries import upgraded_by_late_delivery
 from relaytests.forms import RegisterServerForm
-from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
-from relaytests.probe.canary import new_run_id
+from relaytests.models import MailServer, TestRun
 from relaytests.tasks import enqueue_run
 
 
@@ -47,13 +42,12 @@ def _registered_message(server: MailServer, host_names: list[str]) -> str:
 @login_required
 def server(request, pk: int):
     server = access.get_server_for_user(request.user, pk)
-    runs = server.runs.select_related("started_by")
-    history = list(runs)
+    history = list(server.runs.select_related("started_by"))
     context = {
         "server": server,
         "runs": history,
-        "latest": history[0] if history else None,
-        "active_run": runs.filter(status__in=ACTIVE_STATUSES).first(),
+        "latest": server.runs.with_verdict().first(),  # the verdict now: the newest started run's
+        "active_run": next((run for run in history if run.is_active), None),
         "changes": server.verdict_changes.select_related("run")[:20],
         # Runs whose open_relay came only from canaries that arrived after the run was final.
         "late_upgrades": {run.pk for run in history if upgraded_by_late_delivery(run.report)},
@@ -69,24 +63,15 @@ def start_test(request, pk: int):
 
 
 def start_run(request, server: MailServer, trigger: str):
-    """Create a queued run and send it to the workers, unless the user's hourly cap or an active run says no."""
-    refusal = _over_hourly_cap(request.user)
-    if refusal:
-        messages.error(request, refusal)
-        return redirect(server)
+    """Start a run of the server (`runs.start`) and send it to the workers; say why not when it cannot."""
     try:
-        with transaction.atomic():
-            run = TestRun.objects.create(
-                server=server,
-                trigger=trigger,
-                started_by=request.user,
-                probe_run_id=new_run_id(),
-                addresses=server.addresses,
-            )
-    except IntegrityError:  # the one-active-run-per-server constraint
-        active_run = server.runs.filter(status__in=ACTIVE_STATUSES).first()
-        messages.info(request, "A test of this server is already queued or running; here it is.")
-        return redirect(active_run or server)
+        run = runs.start(server, request.user, trigger, site_url=_site_url(request))
+    except runs.AlreadyActive as refusal:
+        messages.info(request, str(refusal))
+        return redirect(refusal.run or server)
+    except runs.NotStarted as refusal:
+        messages.error(request, str(refusal))
+        return redirect(server)
     if enqueue_run(run):
         messages.success(request, "The test is queued; results appear below as they arrive.")
     else:
@@ -94,15 +79,6 @@ def start_run(request, server: MailServer, trigger: str):
     return redirect(run)
 
 
-def _over_hourly_cap(user) -> str:
-    """Why the user may not start another run now, or "" when they may."""
-    cap = settings.RELAYTEST_RUNS_PER_HOUR
-    recent = TestRun.objects.filter(started_by=user, created_at__gte=timezone.now() - timedelta(hours=1))
-    started = list(recent.order_by("-created_at").values_list("created_at", flat=True)[:cap])
-    if len(started) < cap:
-        return ""
-    free_at = timezone.localtime(started[-1] + timedelta(hours=1))
-    return (
-        f"You have started {cap} tests in the last hour, the most allowed. "
-        f"You can start the next one at {free_at:%H:%M} ({free_at.tzname()})."
-    )
+def _site_url(request) -> str:
+    """The portal's address as this request reached it: the run's permalink when SITE_URL is not set."""
+    return request.build_absolute_uri("/").rstrip("/")

@@ -56,11 +56,13 @@ def test_a_run_started_on_the_page_is_finished_by_a_worker(department, member, c
 
 
 def test_a_run_waits_while_another_run_holds_its_address(department, redis_broker):
-    """One connection per host address across all workers: the second run starts after the first ends."""
-    holder = queued_run(
-        loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"]
-    )
+    """One connection per host (address and port) across all workers: the second run starts after
+    the first ends."""
     with FakeSMTPServer("closed") as fake, celery_worker(RELAYTEST_BUSY_RETRY_DELAY="1") as worker:
+        holder = queued_run(
+            loopback_server(department, "127.0.0.2", port=fake.port), status=Status.RUNNING,
+            addresses=["127.0.0.1"],
+        )
         run = queued_run(loopback_server(department, port=fake.port, mail_domain=LOCAL_DOMAIN))
         assert enqueue_run(run)
         wait_for_run(run, lambda _: "retry: Retry in" in worker.output(), worker=worker)

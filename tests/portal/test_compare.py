@@ -66,3 +66,17 @@ def test_checks_of_the_target_and_of_hosts_are_compared_and_failing_ones_stay_li
     assert [(c.host, c.text) for c in comparison.changed] == [("192.0.2.25:25", "dnsbl-zen: now pass (was fail)")]
     assert [(c.host, c.text) for c in comparison.still_problems] == [("", "spf: still warn")]
     assert comparison.unchanged_count == 1
+
+
+def test_a_listing_on_one_zone_between_two_runs_is_a_change():
+    def blocklists(spamcop: str) -> dict:
+        checks = [
+            {**check("dnsbl", "pass"), "data": {"zone": "zen.spamhaus.org"}},
+            {**check("dnsbl", spamcop), "data": {"zone": "bl.spamcop.net"}},
+        ]
+        return report(hosts=[host(checks=checks)])
+
+    comparison = compare_reports(blocklists("pass"), blocklists("fail"))
+
+    assert [change.text for change in comparison.changed] == ["dnsbl bl.spamcop.net: now fail (was pass)"]
+    assert comparison.unchanged_count == 1

@@ -65,7 +65,7 @@ def test_runs_are_listed_newest_first(server):
     assert list(server.runs.all()) == [third, second, first]
 
 
-def test_a_verdict_change_is_recorded_against_the_previous_finished_run_only(server):
+def test_a_verdict_change_is_recorded_against_the_previous_run_with_a_verdict(server):
     make_run(server, verdict="secure")
     make_run(server, status=Status.FAILED)  # no verdict: not a comparison point
     regressed = make_run(server, verdict="open_relay")

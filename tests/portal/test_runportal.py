@@ -216,3 +216,20 @@ def test_the_canary_receiver_is_started_only_while_canary_delivery_is_on(setting
 
     settings.RELAYTEST_CANARY_ENABLED = False
     assert "canary receiver" not in Command._commands("127.0.0.1:8000")
+
+
+@pytest.mark.parametrize(
+    ("listen", "site_url", "children_get"),
+    [
+        ("127.0.0.1:8123", "", "http://127.0.0.1:8123"),
+        ("[::1]:8123", "", "http://[::1]:8123"),
+        ("0.0.0.0:8123", "", None),  # no host to name: links follow each request
+        ("127.0.0.1:8123", "https://relaytest.example.edu", "https://relaytest.example.edu"),
+    ],
+)
+def test_the_children_link_to_where_the_portal_listens_unless_site_url_says(
+    monkeypatch, listen, site_url, children_get
+):
+    monkeypatch.setenv("SITE_URL", site_url)
+
+    assert (Command._environment(listen).get("SITE_URL") or None) == children_get

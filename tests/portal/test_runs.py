@@ -10,7 +10,7 @@ from django.utils import timezone
 from relaytests import runs
 from relaytests.deliveries import record_delivery
 from relaytests.models import TestRun, VerdictChange
-from tests.portal.factories import TOKEN, accepted_report, delivery_of
+from tests.portal.factories import TOKEN, accepted_report, delivery_of, make_server
 from tests.portal.worker import loopback_server, queued_run
 
 Status = TestRun.Status
@@ -65,8 +65,8 @@ def test_a_released_run_is_queued_again_and_claimable(server):
     assert runs.claim(run.pk) is not None
 
 
-def test_busy_addresses_are_those_another_running_run_holds(server):
-    queued_run(
+def test_busy_runs_are_the_running_ones_on_one_of_the_runs_hosts(server):
+    holder = queued_run(
         loopback_server(server.department, "127.0.0.2"),
         status=Status.RUNNING,
         addresses=["127.0.0.2", "127.0.0.3"],
@@ -74,13 +74,22 @@ def test_busy_addresses_are_those_another_running_run_holds(server):
     queued_run(loopback_server(server.department, "127.0.0.4"), status=Status.DONE)
     run = queued_run(server, addresses=["127.0.0.1", "127.0.0.3", "127.0.0.4"])
 
-    assert runs.busy_addresses(run) == {"127.0.0.3"}
+    assert runs.busy_runs(run) == [holder.pk]
 
 
 def test_a_run_does_not_block_itself(server):
     run = runs.claim(queued_run(server).pk)
 
-    assert runs.busy_addresses(run) == set()
+    assert runs.busy_runs(run) == []
+
+
+def test_two_ports_of_one_address_do_not_wait_for_each_other(server):
+    on_2703 = runs.claim(queued_run(loopback_server(server.department, port=2703)).pk)
+    on_2704 = runs.claim(queued_run(loopback_server(server.department, port=2704)).pk)
+    same_port = queued_run(make_server(server.department, "mx.example.edu", port=2703, addresses=["127.0.0.1"]))
+
+    assert runs.busy_runs(on_2703) == runs.busy_runs(on_2704) == []
+    assert runs.busy_runs(same_port) == [on_2703.pk]
 
 
 def test_finishing_stores_report_and_verdict_and_the_change(server):

@@ -127,7 +127,8 @@ def test_a_run_whose_address_stays_busy_gives_up_after_its_retries(department):
     """Eager retries run at once, so the busy address never frees: the bound is what is tested."""
     with FakeSMTPServer("closed") as fake:
         holder = queued_run(
-            loopback_server(department, "127.0.0.2"), status=Status.RUNNING, addresses=["127.0.0.1"]
+            loopback_server(department, "127.0.0.2", port=fake.port), status=Status.RUNNING,
+            addresses=["127.0.0.1"],
         )
         run = queued_run(server_for(department, fake))
 

@@ -117,13 +117,13 @@ class Worker:
 
 
 @contextlib.contextmanager
-def celery_worker(pool: str = "solo", **env: str) -> Iterator[Worker]:
+def celery_worker(pool: str = "solo", concurrency: int = 1, **env: str) -> Iterator[Worker]:
     """A worker on the queues celery and probe; `env` adds settings (RELAYTEST_...) for it."""
     empty_broker()
     log = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
     environment = {**os.environ, "CELERY_BROKER_URL": REDIS_URL, "DATABASE_URL": database_url(), **env}
     command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "probe,celery",
-               "--pool", pool, "--concurrency", "1", "--without-gossip", "--without-mingle",
+               "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
                "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(

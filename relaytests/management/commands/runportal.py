@@ -26,6 +26,7 @@ from portal import env
 ADMIN_USERNAME = "admin"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 POLL_SECONDS = 0.5
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 @dataclass
@@ -70,7 +71,9 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         self._create_first_admin()
         stopping = self._catch_stop_signals()
-        children = [Child(name, self._start(command)) for name, command in self._commands(listen).items()]
+        environment = self._environment(listen)
+        commands = self._commands(listen).items()
+        children = [Child(name, self._start(command, environment)) for name, command in commands]
         self.stdout.write(self.style.SUCCESS(f"The portal is at http://{listen}/ (Ctrl-C stops it)."))
         dead = self._wait(children, stopping)
         self.stdout.write("Stopping the portal ...")
@@ -112,8 +115,18 @@ class Command(BaseCommand):
         return commands
 
     @staticmethod
-    def _start(command: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+    def _environment(listen: str) -> dict[str, str]:
+        """The children's environment: SITE_URL, unless set, is where the web server listens (the
+        permalink in test messages); a wildcard address names no host, so links follow each request."""
+        environment = dict(os.environ)
+        host = listen.rpartition(":")[0].strip("[]")
+        if not environment.get("SITE_URL") and host not in WILDCARD_HOSTS:
+            environment["SITE_URL"] = f"http://{listen}"
+        return environment
+
+    @staticmethod
+    def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, env=environment, start_new_session=True)
 
     @staticmethod
     def _catch_stop_signals() -> list[int]:
