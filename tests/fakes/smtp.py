@@ -52,11 +52,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import ssl
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import aiosmtplib
 import trustme
 from aiosmtpd.smtp import SMTP
 
@@ -88,6 +90,7 @@ TLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 SYNC_ERROR = "554 5.5.0 Error: SMTP protocol synchronization"
 GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
 FILLER_CHUNK = 64 * 1024
+CANARY_RECIPIENT = re.compile(r"\br-[a-z0-9-]+@[a-z0-9.-]+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class Behaviour:
     tarpit_after_errors: int | None = None
     tarpit_seconds: float = 5.0
     forbid_pipelining: bool = False
+    # (host, port) of a canary receiver: the first refused canary recipient is sent there straight
+    # away, before the refusal, as a server that wants to be reported open could do (a forgery).
+    forge_to: tuple[str, int] | None = None
 
 
 def with_banner(behaviour: Behaviour, mta: str) -> Behaviour:
@@ -405,6 +411,8 @@ class FakeSMTP(SMTP):
             reply = self._rcpt_reply(arg or "")
             if reply.startswith("2"):
                 self.envelope.rcpt_tos.append(arg)
+            elif self.behaviour.forge_to:
+                await self.fake.forge(arg or "")
             await self.push(reply)
 
     def _before_transaction(self) -> str | None:
@@ -468,6 +476,7 @@ class FakeSMTPServer:
         )
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self.forged: list[str] = []  # the canary addresses it sent a forged message to
 
     @cached_property
     def certificate_authority(self) -> trustme.CA:
@@ -485,6 +494,17 @@ class FakeSMTPServer:
         first_time = triplet not in self._greylist
         self._greylist.add(triplet)
         return self.behaviour.greylist == "always" or (self.behaviour.greylist == "first-time" and first_time)
+
+    async def forge(self, argument: str) -> None:
+        """Send the first canary recipient it refused straight to the canary (Behaviour.forge_to)."""
+        token = CANARY_RECIPIENT.search(argument)
+        if token is None or self.forged:
+            return
+        self.forged.append(token[0])
+        host, port = self.behaviour.forge_to
+        message = f"Message-ID: <forged-{token[0]}>\r\nSubject: not relayed\r\n\r\nforged\r\n"
+        await aiosmtplib.send(message, sender="forger@dept.example.edu", recipients=[token[0]],
+                              hostname=host, port=port, timeout=10)
 
     def __enter__(self) -> FakeSMTPServer:
         self.start()
