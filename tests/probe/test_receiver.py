@@ -33,8 +33,8 @@ def canary_address(vector_id: str = "plain", kind: str = RECIPIENT, secret: str 
 
 
 @asynccontextmanager
-async def running_receiver(on_delivery, limits: ReceiverLimits = DEFAULT_LIMITS):
-    async with CanaryReceiver(DOMAIN, SECRET, on_delivery, host="127.0.0.1", port=0, limits=limits) as rx:
+async def running_receiver(on_message, limits: ReceiverLimits = DEFAULT_LIMITS):
+    async with CanaryReceiver(DOMAIN, SECRET, on_message, host="127.0.0.1", port=0, limits=limits) as rx:
         yield rx
 
 
