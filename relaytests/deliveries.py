@@ -35,7 +35,7 @@ OVER = (Status.DONE, Status.FAILED, Status.INTERRUPTED)
 def record_message(deliveries: Sequence[Delivery]) -> list[CanaryDelivery]:
     """Store the tokens one message carried and settle their runs, all or nothing; the new rows.
 
-    Runs are locked in the order of their ids, so two messages for the same runs never deadlock.
+    Runs are locked in the order of their run ids, so two messages for the same runs never deadlock.
     """
     by_run = sorted(deliveries, key=lambda delivery: delivery.run_id)
     with transaction.atomic():

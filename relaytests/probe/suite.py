@@ -205,7 +205,7 @@ def _delay(sent_at: str | None, delivery: dict) -> float | None:
 
 
 def awaited_tokens(report: Report) -> set[str]:
-    """The tokens of test messages a server took (end-of-data 250) that have not arrived yet."""
+    """The tokens of test messages a server took (end of data 2xx) that have not arrived yet."""
     return {v.token for h in report.hosts for v in h.vectors if took_message(v) and not v.delivered}
 
 
