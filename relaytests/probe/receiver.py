@@ -20,6 +20,7 @@ import email.policy
 import hashlib
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,11 @@ class ReceiverLimits:
     max_message_bytes: int = 128 * 1024  # the probe's test message is about 1 KB
     max_sessions: int = 50
     max_sessions_per_peer: int = 5  # so that one client cannot hold every slot
+    # A relay delivers in parallel (Postfix: up to 20 connections to one destination): the peer's
+    # connections beyond its share wait for a slot of their own before their greeting, rather than
+    # be turned away (a 421 would defer the test message for minutes, past the canary wait).
+    max_held_per_peer: int = 15
+    hold_seconds: float = 60.0  # well within a client's wait for the greeting (5 minutes, RFC 5321)
     max_recipients: int = 5  # per message: a relay sends one token per message, a batch a few
     idle_seconds: float = 60.0  # between two commands
     session_seconds: float = 300.0  # the whole conversation
@@ -184,10 +190,10 @@ def _peer(session: Session) -> str:
 
 
 class _BoundedSession(SMTP):
-    """One SMTP conversation, closed when it outlives the receiver's session time limit."""
+    """One SMTP conversation: greeted once the receiver gives it a slot, closed at its time limit."""
 
     def __init__(self, handler: CanaryHandler, *, limits: ReceiverLimits, hostname: str,
-                 admit: Callable[[_BoundedSession], bytes | None], on_closed: Callable[[_BoundedSession], None]):
+                 arrived: Callable[[_BoundedSession], None], closed: Callable[[_BoundedSession], None]):
         super().__init__(
             handler,
             data_size_limit=limits.max_message_bytes,
@@ -198,40 +204,48 @@ class _BoundedSession(SMTP):
             loop=asyncio.get_running_loop(),
         )
         self._session_seconds = limits.session_seconds
-        self._admit = admit
-        self._on_closed = on_closed
-        self._expiry: asyncio.TimerHandle | None = None
+        self._on_arrival, self._on_close = arrived, closed
+        self._connection: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.peer_address = ""
-        self.admitted = False
+        self.started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         self.peer_address = peer[0] if isinstance(peer, tuple) else str(peer or "")
-        refusal = self._admit(self)
-        if refusal is not None:
-            transport.write(refusal)  # type: ignore[attr-defined]
-            transport.close()
-            return
-        self.admitted = True
-        super().connection_made(transport)
-        self._expiry = self.loop.call_later(self._session_seconds, self._expire)
+        self._connection = transport  # type: ignore[assignment]
+        self._on_arrival(self)  # the receiver starts it, holds it or hangs up
+
+    def start(self) -> None:
+        """Greet: the conversation has its slot."""
+        self._cancel_timer()
+        self.started = True
+        self._connection.resume_reading()
+        super().connection_made(self._connection)
+        self._timer = self.loop.call_later(self._session_seconds, self.hang_up, SESSION_EXPIRED)
+
+    def hold(self, seconds: float) -> None:
+        """No greeting (and nothing read) until `start`; hung up on when no slot frees within `seconds`."""
+        self._connection.pause_reading()
+        self._timer = self.loop.call_later(seconds, self.hang_up, TOO_MANY_FROM_PEER)
+
+    def hang_up(self, reply: bytes) -> None:
+        self._connection.write(reply)
+        self._connection.close()
 
     def connection_lost(self, error: Exception | None) -> None:
-        if not self.admitted:
-            return  # turned away at connect: no SMTP conversation was started
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._on_closed(self)
-        super().connection_lost(error)
+        self._cancel_timer()
+        self._on_close(self)
+        if self.started:  # else no SMTP conversation was begun, nothing to end
+            super().connection_lost(error)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self._connection is not None:
+            self._connection.close()
 
-    def _expire(self) -> None:
-        if self.transport is not None:
-            self.transport.write(SESSION_EXPIRED)
-            self.transport.close()
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class CanaryReceiver:
@@ -249,7 +263,8 @@ class CanaryReceiver:
         self.limits = limits
         self.hostname = hostname or self.handler.domain
         self._server: asyncio.Server | None = None
-        self._sessions: set[_BoundedSession] = set()
+        self._sessions: set[_BoundedSession] = set()  # in conversation
+        self._held: dict[str, deque[_BoundedSession]] = {}  # by peer: waiting for a slot of their peer's
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -261,7 +276,7 @@ class CanaryReceiver:
         if self._server is None:
             return
         self._server.close()
-        for session in list(self._sessions):
+        for session in [*self._sessions, *(s for held in self._held.values() for s in held)]:
             session.close()
         await self._server.wait_closed()
         self._server = None
@@ -279,17 +294,38 @@ class CanaryReceiver:
 
     def _new_session(self) -> asyncio.Protocol:
         return _BoundedSession(self.handler, limits=self.limits, hostname=self.hostname,
-                               admit=self._admit, on_closed=self._sessions.discard)
+                               arrived=self._arrived, closed=self._closed)
 
-    def _admit(self, session: _BoundedSession) -> bytes | None:
-        """Take the connection into a slot, or the reply that turns it away (the peer is known only now)."""
-        from_peer = sum(1 for s in self._sessions if s.peer_address == session.peer_address)
+    def _arrived(self, session: _BoundedSession) -> None:
+        """Start the conversation, hold it until one of its peer's ends, or hang up (the peer is known now)."""
         if len(self._sessions) >= self.limits.max_sessions:
             log.warning("canary: refused a connection, %d sessions open", len(self._sessions))
-            return TOO_MANY_SESSIONS
-        if from_peer >= self.limits.max_sessions_per_peer:
-            log.warning("canary: refused a connection from %s, %d sessions open from it", session.peer_address,
-                        from_peer)
-            return TOO_MANY_FROM_PEER
+            session.hang_up(TOO_MANY_SESSIONS)
+            return
+        peer = session.peer_address
+        if sum(1 for s in self._sessions if s.peer_address == peer) < self.limits.max_sessions_per_peer:
+            self._begin(session)
+            return
+        held = self._held.setdefault(peer, deque())
+        if len(held) >= self.limits.max_held_per_peer:
+            log.warning("canary: refused a connection from %s, %d more waiting", peer, len(held))
+            session.hang_up(TOO_MANY_FROM_PEER)
+            return
+        held.append(session)
+        session.hold(self.limits.hold_seconds)
+
+    def _begin(self, session: _BoundedSession) -> None:
         self._sessions.add(session)
-        return None
+        session.start()
+
+    def _closed(self, session: _BoundedSession) -> None:
+        """A conversation's slot goes to the next held connection of the same peer."""
+        held = self._held.get(session.peer_address, deque())
+        if session in self._sessions:
+            self._sessions.discard(session)
+            if held:
+                self._begin(held.popleft())
+        elif session in held:
+            held.remove(session)
+        if not held:
+            self._held.pop(session.peer_address, None)

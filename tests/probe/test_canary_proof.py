@@ -7,6 +7,7 @@ own receiver by the server under test, which sees every token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from relaytests.probe.receiver import DEFAULT_LIMITS, CanaryReceiver, Delivery
+from relaytests.probe.suite import SuiteConfig, awaited_tokens, run_suite
+from relaytests.probe.targets import HostTarget
 from tests.dnsserver import ZoneServer
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.postfix import (
@@ -109,3 +113,28 @@ def test_the_text_output_shows_the_forged_delivery_where_it_came_from():
     assert unexpected.startswith(f"[unexpected delivery] plain for 127.0.0.1 port {fake.port}, from 127.0.0.1 at ")
     assert unexpected.endswith(": no proof, the server refused this vector (554 5.7.1 <"
                                f"{fake.forged[0]}>: Relay access denied), so no test message was sent")
+
+
+@pytest.mark.postfix
+async def test_a_relay_delivering_in_parallel_to_a_slow_receiver_loses_no_message():
+    """Postfix opens up to 20 connections to one destination: more than a peer's share of sessions."""
+    arrived: dict[str, Delivery] = {}
+
+    async def slow_database(deliveries: list[Delivery]) -> None:
+        await asyncio.sleep(1.0)  # a busy database: Postfix opens more connections meanwhile
+        arrived.update((delivery.token, delivery) for delivery in deliveries)
+
+    async with CanaryReceiver(CANARY_DOMAIN, SECRET, slow_database, host=RECEIVER_ADDRESS, port=0) as receiver:
+        with postfix_instance("open", canary_domain=CANARY_DOMAIN,
+                              canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
+            config = SuiteConfig(canary_domain=CANARY_DOMAIN, canary_secret=SECRET, source_address=PROBE_SOURCE,
+                                 command_timeout=10.0, connect_timeout=10.0, send_data=True)
+            report = await run_suite(instance.address, [HostTarget(instance.address, instance.port)], config)
+            taken = awaited_tokens(report)
+            async with asyncio.timeout(WAIT):
+                while taken - arrived.keys():
+                    await asyncio.sleep(0.1)
+            log = instance.log()
+
+    assert len(taken) > DEFAULT_LIMITS.max_sessions_per_peer
+    assert "421 4.7.0" not in log  # no message was deferred by the receiver

@@ -286,24 +286,44 @@ async def test_a_retried_message_carries_the_same_key_and_another_message_does_n
     assert keys[3] == "<id@relay.example.org>"
 
 
-async def test_one_peer_cannot_hold_every_session(deliveries):
-    limits = replace(DEFAULT_LIMITS, max_sessions=10)
-    per_peer = DEFAULT_LIMITS.max_sessions_per_peer
+async def connect(receiver: CanaryReceiver, source: str = "127.0.0.1"):
+    return await asyncio.open_connection(receiver.host, receiver.port, local_addr=(source, 0))
+
+
+async def test_one_peer_gets_its_share_of_sessions_its_next_connections_wait_then_are_turned_away(deliveries):
+    limits = replace(DEFAULT_LIMITS, max_sessions=10, max_sessions_per_peer=2, max_held_per_peer=1)
     async with running_receiver(deliveries.extend, limits) as receiver:
-        streams = [await asyncio.open_connection(receiver.host, receiver.port) for _ in range(per_peer)]
-        greetings = [await reader.readline() for reader, _ in streams]
-        reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
+        first, second = await connect(receiver), await connect(receiver)
+        greetings = [await reader.readline() for reader, _ in (first, second)]
+        held_reader, held_writer = await connect(receiver)
+        reader, writer = await connect(receiver)
         turned_away = await read_until_closed(reader)
         writer.close()
-        reader, writer = await asyncio.open_connection(receiver.host, receiver.port, local_addr=("127.0.0.2", 0))
-        other_peer = await reader.readline()
-        writer.close()
-        for _, open_writer in streams:
+        other_reader, other_writer = await connect(receiver, "127.0.0.2")
+        other_peer = await other_reader.readline()
+        sessions_while_held = receiver.open_sessions
+        first[1].close()  # the first peer's session ends: its slot goes to the held connection
+        held_greeting = await held_reader.readline()
+        for open_writer in (second[1], held_writer, other_writer):
             open_writer.close()
 
     assert all(greeting.startswith(b"220 ") for greeting in greetings)
     assert turned_away.startswith(b"421 4.7.0 Too many connections from your address")
-    assert other_peer.startswith(b"220 ")
+    assert other_peer.startswith(b"220 ")  # another peer is served all the while
+    assert sessions_while_held == 3  # a held connection takes no slot
+    assert held_greeting.startswith(b"220 ")
+
+
+async def test_a_held_connection_is_turned_away_when_no_slot_frees_in_time(deliveries):
+    limits = replace(DEFAULT_LIMITS, max_sessions_per_peer=1, hold_seconds=0.3)
+    async with running_receiver(deliveries.extend, limits) as receiver:
+        _, first_writer = await connect(receiver)
+        reader, writer = await connect(receiver)
+        received = await read_until_closed(reader)
+        writer.close()
+        first_writer.close()
+
+    assert received == b"421 4.7.0 Too many connections from your address, try again later\r\n"
 
 
 def test_the_received_chain_is_bounded_in_bytes_too():
