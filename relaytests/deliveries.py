@@ -1,19 +1,24 @@
 """Canary deliveries on the portal's side: record each one, let it prove its run's vector relayed, and
 end the canary wait.
 
-The `canary` command's receiver calls `record_delivery` for every recipient token that arrives.
-While the worker still writes the report (queued, running), only the row is kept: `runs.finish`
-folds it in. A run awaiting delivery is settled at once: the vector is marked delivered and the
-verdicts follow (`suite.settle_deliveries`); when nothing more is awaited the run is finalised
-there and then. `finalise` ends the wait for the rest (the finalising task, or the reaper when that
-task was lost). After the run is over (done, failed, interrupted) a delivery is *late*: the verdict
-still upgrades, and the move is written as a VerdictChange unless a newer run has a verdict already
+The `canary` command's receiver calls `record_message` with the recipient tokens of each message
+that arrives: all its rows are stored in one transaction or none, before the receiver answers 250.
+A sender's retry of the same message adds no row (unique run, token and message key).
+While the worker still writes the report (queued, running), only the rows are kept: `runs.finish`
+folds them in. A run awaiting delivery is settled at once: a vector whose message its host took is
+marked delivered and the verdicts follow (`suite.settle_deliveries`; any other arrival is listed as
+unexpected and proves nothing); when nothing more is awaited the run is finalised there and then.
+`finalise` ends the wait for the rest (the finalising task, or the reaper when that task was lost).
+After the run is over (done, failed, interrupted) a delivery is *late*: a proof still upgrades the
+verdict, and the move is written as a VerdictChange unless a newer run has a verdict already
 (`TestRun.record_verdict_change`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from itertools import groupby
 
 from django.db import transaction
 
@@ -28,26 +33,43 @@ Status = TestRun.Status
 OVER = (Status.DONE, Status.FAILED, Status.INTERRUPTED)
 
 
-def record_delivery(delivery: Delivery) -> CanaryDelivery | None:
-    """Store one arrived token and settle its run's report; None when no run has that run id."""
+def record_message(deliveries: Sequence[Delivery]) -> list[CanaryDelivery]:
+    """Store the tokens one message carried and settle their runs, all or nothing; the new rows.
+
+    Runs are locked in the order of their run ids, so two messages for the same runs never deadlock.
+    """
+    by_run = sorted(deliveries, key=lambda delivery: delivery.run_id)
     with transaction.atomic():
-        run = TestRun.objects.select_for_update().filter(probe_run_id=delivery.run_id).first()
-        if run is None:
-            log.warning("canary: token %s names no run of this portal; not recorded", delivery.token)
-            return None
-        row = CanaryDelivery.objects.create(
-            run=run,
-            vector_id=delivery.vector_id,
-            token=delivery.token,
-            peer_address=delivery.peer_address,
-            received_chain=list(delivery.received_chain),
-            late=run.status in OVER,
-        )
-        if has_final_report(run) and _carries(run.report, delivery.token):
-            _settle(run)
-    log.info("canary: %s of run %s arrived from %s%s", delivery.vector_id, run.pk, delivery.peer_address,
-             " (late)" if row.late else "")
-    return row
+        return [row for run_id, group in groupby(by_run, key=lambda d: d.run_id) for row in _record(run_id, group)]
+
+
+def _record(run_id: str, deliveries) -> list[CanaryDelivery]:
+    run = TestRun.objects.select_for_update().filter(probe_run_id=run_id).first()
+    if run is None:
+        log.warning("canary: run id %s names no run of this portal; not recorded", run_id)
+        return []
+    rows = [row for row, created in (_store(run, delivery) for delivery in deliveries) if created]
+    if rows and has_final_report(run):
+        _settle(run)
+    for row in rows:
+        log.info("canary: %s of run %s arrived from %s%s", row.vector_id, run.pk, row.peer_address,
+                 " (late)" if row.late else "")
+    return rows
+
+
+def _store(run: TestRun, delivery: Delivery) -> tuple[CanaryDelivery, bool]:
+    """The row of this token in this message, and whether it is new (not a sender's retry)."""
+    return CanaryDelivery.objects.get_or_create(
+        run=run,
+        token=delivery.token,
+        message_key=delivery.message_key,
+        defaults={
+            "vector_id": delivery.vector_id,
+            "peer_address": delivery.peer_address,
+            "received_chain": list(delivery.received_chain),
+            "late": run.status in OVER,
+        },
+    )
 
 
 def finalise(run_id: int) -> bool:
@@ -71,10 +93,6 @@ def upgraded_by_late_delivery(report: dict) -> bool:
                   if v.get("delivered") and v.get("delivery")]
     only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
     return report.get("verdict") == "open_relay" and only_late
-
-
-def _carries(report: dict, token: str) -> bool:
-    return any(v.get("token") == token for host in report.get("hosts", []) for v in host.get("vectors", []))
 
 
 def recorded_arrivals(run: TestRun) -> dict[str, dict]:

@@ -216,9 +216,13 @@ class VerdictChange(models.Model):
 
 
 class CanaryDelivery(models.Model):
+    """One canary token that one message carried: a sender's retry of the message adds no row."""
+
     run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="deliveries")
     vector_id = models.CharField(max_length=64)
     token = models.CharField(max_length=128)
+    # The message's Message-ID, or a hash of it (receiver.message_key): the same for a retry.
+    message_key = models.CharField(max_length=255)
     received_at = models.DateTimeField(auto_now_add=True)
     peer_address = models.CharField(max_length=64, blank=True)
     received_chain = models.JSONField(default=list, blank=True)  # the Received: header strings
@@ -227,6 +231,9 @@ class CanaryDelivery(models.Model):
     class Meta:
         ordering = ["received_at", "pk"]
         verbose_name_plural = "canary deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "token", "message_key"], name="one_delivery_per_token_and_message")
+        ]
 
     def __str__(self) -> str:
         return f"{self.vector_id} for {self.run}"

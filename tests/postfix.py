@@ -177,6 +177,19 @@ def free_port(address: str) -> int:
         return sock.getsockname()[1]
 
 
+def free_port_on_all(*addresses: str) -> int:
+    """A port free on every one of the addresses: MX hosts of one domain are tested on one port."""
+    while True:
+        port = free_port(addresses[0])
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as sock:
+                    sock.bind((address, port))
+            return port
+        except OSError:
+            continue
+
+
 def main_cf(configuration: str, directory: Path, address: str) -> str:
     settings = {
         **BASE_SETTINGS,
@@ -193,11 +206,13 @@ def main_cf(configuration: str, directory: Path, address: str) -> str:
 
 @contextmanager
 def postfix_instance(
-    configuration: str, *, canary_domain: str | None = None, canary_relay: tuple[str, int] | None = None
+    configuration: str, *, canary_domain: str | None = None, canary_relay: tuple[str, int] | None = None,
+    port: int | None = None,
 ) -> Iterator[PostfixInstance]:
     """A running private instance of one of CONFIGURATIONS, stopped and removed on exit.
 
     The open configuration needs `canary_domain` and `canary_relay` (the receiver's host, port).
+    `port` (default: a free one) is where it listens on its own address.
     """
     command = postfix_command()
     if configuration == "open" and not (canary_domain and canary_relay):
@@ -205,7 +220,7 @@ def postfix_instance(
     directory = Path(tempfile.mkdtemp(prefix=f"relaytest-postfix-{configuration}-"))
     directory.chmod(0o755)  # the postfix user reads below it
     address = INSTANCE_ADDRESSES[configuration]
-    instance = PostfixInstance(configuration, address, free_port(address), directory)
+    instance = PostfixInstance(configuration, address, port or free_port(address), directory)
     try:
         _write_configuration(instance, canary_domain, canary_relay)
         _postfix(command, instance, "start")

@@ -1,8 +1,12 @@
-"""Canary tokens: every relay vector's recipient carries one, so a delivery proves which run and vector relayed.
+"""Canary tokens: every relay vector's recipient carries one, so a delivery proves which run, host and
+vector relayed.
 
-A token is ``r-<run>-<vector>-<mac>`` (recipient) or ``b-<run>-<vector>-<mac>`` (envelope sender,
-so bounces and sender callouts are recognised). Only ``[a-z0-9-]`` so it survives every rewrite;
-the MAC stops anyone from forging deliveries for a run they did not start.
+A token is ``r-<run>-<host>-<vector>-<mac>`` (recipient) or ``b-<run>-<host>-<vector>-<mac>``
+(envelope sender, so bounces and sender callouts are recognised). ``<host>`` is a short tag of the
+tested address and port (an IPv6 address does not fit a local part of 64 octets literally), which
+the report maps back to its host: a message relayed by one MX host proves nothing about another.
+Only ``[a-z0-9-]`` so it survives every rewrite; the MAC, over all the fields, stops anyone from
+forging a token for a run they did not start or moving one to another host or vector.
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ import secrets
 from dataclasses import dataclass
 
 RUN_ID_LENGTH = 10
+HOST_TAG_LENGTH = 8
 MAC_LENGTH = 10
 RECIPIENT, SENDER = "r", "b"
-_TOKEN = re.compile(rf"^([rb])-([a-z0-9]{{{RUN_ID_LENGTH}}})-([a-z0-9-]+)-([0-9a-f]{{{MAC_LENGTH}}})$")
+_TOKEN = re.compile(
+    rf"^([rb])-([a-z0-9]{{{RUN_ID_LENGTH}}})-([0-9a-f]{{{HOST_TAG_LENGTH}}})-([a-z0-9-]+)-([0-9a-f]{{{MAC_LENGTH}}})$"
+)
 
 
 @dataclass(frozen=True)
 class CanaryToken:
     kind: str  # RECIPIENT or SENDER
     run_id: str
+    host_tag: str  # host_tag(address, port) of the host the token was sent to
     vector_id: str
 
 
@@ -31,13 +39,18 @@ def new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(RUN_ID_LENGTH))
 
 
-def _mac(secret: str, kind: str, run_id: str, vector_id: str) -> str:
-    message = f"{kind}:{run_id}:{vector_id}".encode()
+def host_tag(address: str, port: int) -> str:
+    """The tested host in a token: not secret (the MAC protects it), only short and fixed-length."""
+    return hashlib.sha256(f"{address.lower()}|{port}".encode()).hexdigest()[:HOST_TAG_LENGTH]
+
+
+def _mac(secret: str, kind: str, run_id: str, tag: str, vector_id: str) -> str:
+    message = f"{kind}:{run_id}:{tag}:{vector_id}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:MAC_LENGTH]
 
 
-def make_token(secret: str, kind: str, run_id: str, vector_id: str) -> str:
-    return f"{kind}-{run_id}-{vector_id}-{_mac(secret, kind, run_id, vector_id)}"
+def make_token(secret: str, kind: str, run_id: str, tag: str, vector_id: str) -> str:
+    return f"{kind}-{run_id}-{tag}-{vector_id}-{_mac(secret, kind, run_id, tag, vector_id)}"
 
 
 def parse_token(secret: str, local_part: str) -> CanaryToken | None:
@@ -45,7 +58,13 @@ def parse_token(secret: str, local_part: str) -> CanaryToken | None:
     match = _TOKEN.match(local_part.strip().lower())
     if not match:
         return None
-    kind, run_id, vector_id, mac = match.groups()
-    if not hmac.compare_digest(mac, _mac(secret, kind, run_id, vector_id)):
+    kind, run_id, tag, vector_id, mac = match.groups()
+    if not hmac.compare_digest(mac, _mac(secret, kind, run_id, tag, vector_id)):
         return None
-    return CanaryToken(kind, run_id, vector_id)
+    return CanaryToken(kind, run_id, tag, vector_id)
+
+
+def token_fields(token: str) -> CanaryToken | None:
+    """The fields of a token the receiver already verified (without the secret); None when malformed."""
+    match = _TOKEN.match(token)
+    return CanaryToken(*match.groups()[:4]) if match else None

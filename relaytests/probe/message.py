@@ -1,7 +1,7 @@
 """The test message the probe sends (DATA) after a relay vector's RCPT to its canary address was accepted.
 
 Small and plainly labelled, because a server's admin may find it in a queue or a log: what it is,
-which portal sent it, for which run, whom to contact, and the token that identifies the vector.
+which portal sent it, for which run, whom to contact, and the token that names the run, host and vector.
 """
 
 from __future__ import annotations

@@ -114,6 +114,9 @@ class Report:
     hosts: list[HostReport] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)  # target-level: MX, SPF, DMARC ...
     error: str = ""  # why nothing could be tested at all (bad name, nothing to resolve)
+    # Canary arrivals that prove nothing (suite.settle_deliveries): token, vector_id, host, port, why,
+    # received_at, peer_address, received_chain, late.
+    unexpected_deliveries: list[dict[str, Any]] = field(default_factory=list)
     run_id: str = ""
     catalogue_version: str = ""
     schema: str = SCHEMA

@@ -154,19 +154,51 @@ def settle_deliveries(report: Report, arrived: dict[str, dict]) -> None:
 
     `arrived` maps a recipient token to what the receiver recorded: received_at (ISO 8601),
     peer_address, received_chain (list of Received headers) and late (after the run was final).
+    A token names its run, host and vector, and proves that vector on that host only when the host
+    took the vector's test message (end of data 2xx). Any other arrival (a forgery, a token of a
+    refused vector, of no host of the run) proves nothing: it is listed in `unexpected_deliveries`.
     Called when the canary wait is over, and again whenever a late delivery arrives.
     """
     refusals = {v.id: v.refusals for v in select(None)}
     for host in report.hosts:
         for result in host.vectors:
-            if result.token in arrived:
+            if result.token in arrived and took_message(result):
                 result.delivered = True
                 result.delivery = {**arrived[result.token], "delay_s": _delay(result.sent_at, arrived[result.token])}
         if host.vectors:
             host.verdict, host.reason = verdict.host_verdict(host.vectors, refusals)
             host.checks = [c for c in host.checks if c.id not in verdict.RELAY_WARNING_IDS]
             host.checks += verdict.relay_warnings(host.vectors)
+    proven = {v.token for h in report.hosts for v in h.vectors if v.delivered}
+    report.unexpected_deliveries = [_unexpected(report, token, arrival)
+                                    for token, arrival in arrived.items() if token not in proven]
     _conclude(report)
+
+
+def took_message(result: VectorResult) -> bool:
+    """The host answered the vector's end of data with 2xx: only then can a canary prove a relay."""
+    return result.data_code is not None and 200 <= result.data_code < 300
+
+
+def _unexpected(report: Report, token: str, arrival: dict) -> dict:
+    """An arrival that proves nothing, with the host and vector its token names and why it is no proof."""
+    fields = canary.token_fields(token)
+    host = next((h for h in report.hosts if fields and canary.host_tag(h.address, h.port) == fields.host_tag), None)
+    result = next((v for v in host.vectors if v.token == token), None) if host else None
+    return {"token": token, "vector_id": fields.vector_id if fields else "", "host": host.address if host else None,
+            "port": host.port if host else None, "why": _no_proof(host, result), **arrival}
+
+
+def _no_proof(host: HostReport | None, result: VectorResult | None) -> str:
+    if host is None:
+        return "its token names no host of this run"
+    if result is None:
+        return "its token names a vector that was not tried on this host"
+    if result.outcome != "accepted":
+        return f"the server refused this vector ({result.reply or result.reason}), so no test message was sent"
+    if result.data_code is None:
+        return "no test message was sent for this vector"
+    return f"the server did not take this vector's test message ({result.data_reply})"
 
 
 def _conclude(report: Report) -> None:
@@ -182,8 +214,8 @@ def _delay(sent_at: str | None, delivery: dict) -> float | None:
 
 
 def awaited_tokens(report: Report) -> set[str]:
-    """The tokens of test messages a server took (end-of-data 250) that have not arrived yet."""
-    return {v.token for h in report.hosts for v in h.vectors if v.data_code == 250 and not v.delivered}
+    """The tokens of test messages a server took (end of data 2xx) that have not arrived yet."""
+    return {v.token for h in report.hosts for v in h.vectors if took_message(v) and not v.delivered}
 
 
 def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
@@ -206,6 +238,7 @@ class HostProbe:
         self.deadline = deadline
         self.progress = progress
         self.report = HostReport(address=host.address, port=host.port, name=host.name)
+        self.host_tag = canary.host_tag(host.address, host.port)  # tokens prove this host only
         self.transcript = Transcript(offset=time.monotonic() - run_started)
         self.local_address: str | None = None
         self.extensions: dict[str, str] = {}
@@ -325,10 +358,10 @@ class HostProbe:
         return next((why for need in vector.requires for present, why in [facts[need]] if not present), None)
 
     def _placeholders(self, vector: Vector) -> Placeholders:
-        secret, domain = self.config.canary_secret, self.config.canary_domain
+        secret, domain, run_id, tag = self.config.canary_secret, self.config.canary_domain, self.run_id, self.host_tag
         return Placeholders(
-            canary_sender=f"{canary.make_token(secret, canary.SENDER, self.run_id, vector.id)}@{domain}",
-            canary_user=canary.make_token(secret, canary.RECIPIENT, self.run_id, vector.id),
+            canary_sender=f"{canary.make_token(secret, canary.SENDER, run_id, tag, vector.id)}@{domain}",
+            canary_user=canary.make_token(secret, canary.RECIPIENT, run_id, tag, vector.id),
             canary_domain=domain,
             target_domain=self.target_domain or "",
             target_host=self.target_host or "",

@@ -66,6 +66,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import ssl
 import tempfile
 import threading
@@ -73,6 +74,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import aiosmtplib
 import trustme
 from aiosmtpd.smtp import SMTP
 
@@ -109,6 +111,7 @@ GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
 HOSTILE_TEXT = b"evil\x00\x1b]0;owned\x07\x1b[2J\xff\xfe\xed\xa0\x80 text"
 ADMINISTRATIVE_PROHIBITION = "550 Administrative prohibition"
 FILLER_CHUNK = 64 * 1024
+CANARY_RECIPIENT = re.compile(r"\br-[a-z0-9-]+@[a-z0-9.-]+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ class Behaviour:
     trick_refusal: str | None = None  # the reply to routing tricks, when it differs from relay_denied
     raw_replies: tuple[tuple[str, bytes], ...] = ()  # (verb or "greeting", the reply's exact bytes)
     certificate: str = "trustme"  # or a name in certificates.CERTIFICATES
+    # (host, port) of a canary receiver: the first refused canary recipient is sent there straight
+    # away, before the refusal, as a server that wants to be reported open could do (a forgery).
+    forge_to: tuple[str, int] | None = None
 
 
 def with_banner(behaviour: Behaviour, mta: str) -> Behaviour:
@@ -469,6 +475,8 @@ class FakeSMTP(SMTP):
             reply = self._rcpt_reply(arg or "")
             if reply.startswith("2"):
                 self.envelope.rcpt_tos.append(arg)
+            elif self.behaviour.forge_to:
+                await self.fake.forge(arg or "")
             await self._reply("RCPT", reply)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -547,6 +555,7 @@ class FakeSMTPServer:
         )
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self.forged: list[str] = []  # the canary addresses it sent a forged message to
 
     @cached_property
     def certificate_authority(self) -> trustme.CA:
@@ -572,6 +581,17 @@ class FakeSMTPServer:
         first_time = triplet not in self._greylist
         self._greylist.add(triplet)
         return self.behaviour.greylist == "always" or (self.behaviour.greylist == "first-time" and first_time)
+
+    async def forge(self, argument: str) -> None:
+        """Send the first canary recipient it refused straight to the canary (Behaviour.forge_to)."""
+        token = CANARY_RECIPIENT.search(argument)
+        if token is None or self.forged:
+            return
+        self.forged.append(token[0])
+        host, port = self.behaviour.forge_to
+        message = f"Message-ID: <forged-{token[0]}>\r\nSubject: not relayed\r\n\r\nforged\r\n"
+        await aiosmtplib.send(message, sender="forger@dept.example.edu", recipients=[token[0]],
+                              hostname=host, port=port, timeout=10)
 
     def __enter__(self) -> FakeSMTPServer:
         self.start()

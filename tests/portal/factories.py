@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.contrib.auth.models import User
 
 from relaytests.models import Department, MailServer, Membership, TestRun
-from relaytests.probe.canary import new_run_id
+from relaytests.probe.canary import host_tag, new_run_id
 from relaytests.probe.receiver import Delivery
 
 PASSWORD = "a long test password 42"
@@ -89,8 +89,9 @@ def report(verdict: str = "secure", hosts=(), checks=(), **fields) -> dict:
 
 # ---- canary deliveries: an engine's final report that awaits test messages, and an arrival ----
 
-TOKEN = "r-abcdefghij-plain-0123456789"
-OTHER_TOKEN = "r-abcdefghij-percent-hack-0123456789"
+HOST_TAG = host_tag("192.0.2.25", 25)
+TOKEN = f"r-abcdefghij-{HOST_TAG}-plain-0123456789"
+OTHER_TOKEN = f"r-abcdefghij-{HOST_TAG}-percent-hack-0123456789"
 CHAIN = ("from probe.example (unknown [198.51.100.7]) by mail.physics.example.edu (Postfix) with ESMTP id 1",)
 
 
@@ -111,8 +112,10 @@ def awaited_vector(vector_id: str, token: str) -> dict:
             "sent_at": "2026-11-27T10:00:30+00:00"}
 
 
-def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain") -> Delivery:
-    return Delivery(token=token, run_id=run.probe_run_id, vector_id=vector_id,
+def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain", message_key: str = "") -> Delivery:
+    """An arrival of `token`, in the message `message_key` (default: the probe's own, <token@domain>)."""
+    address = f"{token}@canary.example.net"
+    return Delivery(token=token, run_id=run.probe_run_id, host_tag=HOST_TAG, vector_id=vector_id,
                     received_at=datetime(2026, 11, 27, 10, 0, 31, tzinfo=UTC), peer_address="192.0.2.25",
-                    received_chain=CHAIN, mail_from="b-x@canary.example.net",
-                    rcpt_tos=(f"{token}@canary.example.net",))
+                    received_chain=CHAIN, mail_from="b-x@canary.example.net", rcpt_tos=(address,),
+                    message_key=message_key or f"<{address}>")

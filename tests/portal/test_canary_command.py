@@ -17,6 +17,7 @@ from relaytests.models import CanaryDelivery
 from relaytests.probe.canary import RECIPIENT, make_token
 from relaytests.probe.message import test_message
 from tests.portal import factories
+from tests.portal.factories import HOST_TAG
 from tests.postfix import free_port
 
 CANARY_DOMAIN = "canary.example.net"
@@ -61,7 +62,7 @@ class RelayingServer(threading.Thread):
         if not wait_until(lambda: greets(self.port)):
             return  # the command never listened: it failed by itself, and the test says so
         try:
-            address = f"{make_token(SECRET, RECIPIENT, self.run_id, 'plain')}@{CANARY_DOMAIN}"
+            address = f"{make_token(SECRET, RECIPIENT, self.run_id, HOST_TAG, 'plain')}@{CANARY_DOMAIN}"
             message = test_message(address, self.run_id, "plain", "Test", "http://localhost", "it@localhost")
             with smtplib.SMTP("127.0.0.1", self.port, local_hostname="relay.test", timeout=WAIT) as smtp:
                 self.refused = smtp.sendmail("", [address], message)
@@ -73,8 +74,8 @@ class RelayingServer(threading.Thread):
 @pytest.mark.django_db(transaction=True)
 def test_it_records_a_delivery_and_upgrades_the_run_until_it_is_stopped(canary_settings, server):
     run = factories.make_run(server, verdict="accepts_relay")
-    plain = {**factories.vector("plain", "accepted", delivered=False),
-             "token": make_token(SECRET, RECIPIENT, run.probe_run_id, "plain")}
+    plain = {**factories.vector("plain", "accepted", delivered=False), "data_code": 250,
+             "token": make_token(SECRET, RECIPIENT, run.probe_run_id, HOST_TAG, "plain")}
     host = factories.host(verdict="accepts_relay", vectors=[plain])
     run.report = factories.report("accepts_relay", hosts=[host])
     run.save()

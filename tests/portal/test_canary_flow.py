@@ -14,9 +14,10 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 from django.utils.html import escape
 
-from relaytests.deliveries import record_delivery
-from relaytests.models import CanaryDelivery, TestRun, VerdictChange
-from relaytests.probe.canary import parse_token
+from relaytests.deliveries import record_message
+from relaytests.management.commands.canary import record_in_long_running_process
+from relaytests.models import CanaryDelivery, MailServer, TestRun, VerdictChange
+from relaytests.probe.canary import parse_token, token_fields
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.tasks import finalise_run, run_suite
 from relaytests.views.runs import DELIVERY_EXPLANATIONS
@@ -24,7 +25,13 @@ from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import host, make_run, report, vector
 from tests.portal.worker import loopback_server, queued_run
-from tests.postfix import PROBE_SOURCE, RECEIVER_ADDRESS, postfix_instance
+from tests.postfix import (
+    INSTANCE_ADDRESSES,
+    PROBE_SOURCE,
+    RECEIVER_ADDRESS,
+    free_port_on_all,
+    postfix_instance,
+)
 
 Status = TestRun.Status
 CHAIN = ["from relay.example.org (relay.example.org [192.0.2.80]) by canary-mx.example.edu with ESMTP",
@@ -157,7 +164,7 @@ def test_a_run_waits_is_finalised_then_a_late_delivery_upgrades_it(member, depar
     plain = next(v for v in run.report["hosts"][0]["vectors"] if v["id"] == "plain")
     assert plain["delivered"] is False
 
-    row = record_delivery(canary_arrival(plain["token"], run))  # the relay's queue let go at last
+    [row] = record_message([canary_arrival(plain["token"], run)])  # the relay's queue let go at last
 
     run.refresh_from_db()
     assert row.late
@@ -172,10 +179,11 @@ def test_a_run_waits_is_finalised_then_a_late_delivery_upgrades_it(member, depar
 
 
 def canary_arrival(token: str, run: TestRun) -> Delivery:
-    return Delivery(token=token, run_id=run.probe_run_id, vector_id="plain",
+    fields = token_fields(token)
+    return Delivery(token=token, run_id=run.probe_run_id, host_tag=fields.host_tag, vector_id="plain",
                     received_at=datetime.now(UTC), peer_address="127.0.0.1",
                     received_chain=("from mx.dept.example.edu by canary-mx.example.edu",),
-                    mail_from="", rcpt_tos=(f"{token}@canary.relaytest.invalid",))
+                    mail_from="", rcpt_tos=(f"{token}@canary.relaytest.invalid",), message_key=f"<{token}>")
 
 
 @pytest.mark.postfix
@@ -184,7 +192,7 @@ def canary_arrival(token: str, run: TestRun) -> Delivery:
 async def test_an_open_postfix_relays_to_the_portals_receiver_and_the_run_is_proven(department, settings):
     settings.RELAYTEST_CANARY_DOMAIN = "canary.test"
     settings.RELAYTEST_SOURCE_ADDRESS = PROBE_SOURCE
-    record = sync_to_async(record_delivery)
+    record = sync_to_async(record_message)
     async with CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET, record,
                               host=RECEIVER_ADDRESS, port=0) as receiver:
         with postfix_instance("open", canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
@@ -210,3 +218,30 @@ async def until_done(run: TestRun) -> TestRun:
                 return run
             await asyncio.sleep(0.2)
 
+
+
+@pytest.mark.postfix
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("redis_broker")
+async def test_of_two_mx_hosts_only_the_open_one_is_proven_open(department, settings):
+    settings.RELAYTEST_CANARY_DOMAIN = "canary.test"
+    settings.RELAYTEST_SOURCE_ADDRESS = PROBE_SOURCE
+    closed, relaying = INSTANCE_ADDRESSES["closed"], INSTANCE_ADDRESSES["open"]
+    port = free_port_on_all(closed, relaying)
+    record = sync_to_async(record_in_long_running_process)
+    async with CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET, record,
+                              host=RECEIVER_ADDRESS, port=0) as receiver:
+        with (postfix_instance("closed", port=port),
+              postfix_instance("open", canary_domain=settings.RELAYTEST_CANARY_DOMAIN, port=port,
+                               canary_relay=(RECEIVER_ADDRESS, receiver.port))):
+            server = await MailServer.objects.acreate(department=department, target="dept.example.edu", port=port,
+                                                      kind=MailServer.Kind.DOMAIN, addresses=[closed, relaying])
+            run = await sync_to_async(queued_run)(server)
+            await asyncio.to_thread(run_suite.apply, (run.pk,))
+            run = await until_done(run)
+
+    hosts = {h["address"]: h for h in run.report["hosts"]}
+    assert (hosts[closed]["verdict"], hosts[relaying]["verdict"]) == ("secure", "open_relay")
+    assert not any(v["delivered"] for v in hosts[closed]["vectors"])
+    assert any(v["delivered"] for v in hosts[relaying]["vectors"])
+    assert (run.verdict, run.report["unexpected_deliveries"]) == ("open_relay", [])

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from relaytests import runs
-from relaytests.deliveries import record_delivery
+from relaytests.deliveries import record_message
 from relaytests.models import TestRun, VerdictChange
 from tests.portal.factories import TOKEN, accepted_report, delivery_of, make_server
 from tests.portal.worker import loopback_server, queued_run
@@ -230,7 +230,7 @@ def test_a_report_with_test_messages_out_waits_for_them_without_a_verdict_change
 
 def test_a_delivery_that_came_while_the_worker_probed_is_folded_in_at_finish(server):
     run = queued_run(server, status=Status.RUNNING)
-    record_delivery(delivery_of(run))
+    record_message([delivery_of(run)])
 
     assert runs.finish(run.pk, accepted_report(), awaited={TOKEN}) == Status.DONE
 

@@ -1,5 +1,7 @@
 """The vector catalogue is data; these tests hold it to the probe's safety rules."""
 
+import re
+
 from relaytests.probe import canary
 from relaytests.probe.vectors import Placeholders, by_id, catalogue, select
 
@@ -54,9 +56,20 @@ def test_select_keeps_catalogue_order_and_names_unknown_ids():
 
 
 def test_tokens_round_trip_and_refuse_forgery():
-    token = canary.make_token("secret", canary.RECIPIENT, "abcdefghij", "percent-host")
-    assert canary.parse_token("secret", token) == canary.CanaryToken("r", "abcdefghij", "percent-host")
+    tag = canary.host_tag("2001:db8::25", 587)
+    token = canary.make_token("secret", canary.RECIPIENT, "abcdefghij", tag, "numeric-domain-percent")
+    assert canary.parse_token("secret", token) == canary.CanaryToken("r", "abcdefghij", tag, "numeric-domain-percent")
+    moved = token.replace(tag, canary.host_tag("2001:db8::26", 587))
+    assert canary.parse_token("secret", moved) is None  # the MAC covers the host
     assert canary.parse_token("secret", token.upper()) is not None  # servers may change case
     assert canary.parse_token("other-secret", token) is None
     assert canary.parse_token("secret", token[:-1] + ("0" if token[-1] != "0" else "1")) is None
     assert canary.parse_token("secret", "postmaster") is None
+
+
+def test_every_vector_s_token_is_a_plain_local_part_of_at_most_64_octets():
+    tag = canary.host_tag("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 65535)
+    for vector in catalogue():
+        for kind in (canary.RECIPIENT, canary.SENDER):
+            token = canary.make_token("secret", kind, canary.new_run_id(), tag, vector.id)
+            assert len(token) <= 64 and re.fullmatch(r"[a-z0-9-]+", token), token

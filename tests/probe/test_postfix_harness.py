@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from relaytests.probe.canary import RECIPIENT, SENDER, make_token
+from relaytests.probe.canary import RECIPIENT, SENDER, host_tag, make_token
 from relaytests.probe.message import test_message
 from relaytests.probe.receiver import CanaryReceiver
 from tests.postfix import PROBE_SOURCE, RECEIVER_ADDRESS, PostfixError, postfix_command, postfix_instance
@@ -25,7 +25,7 @@ DELIVERY_WAIT = 60.0  # an upper bound for a local queue run, not an expectation
 
 
 def canary_address(kind: str = RECIPIENT, vector_id: str = "plain") -> str:
-    return f"{make_token(SECRET, kind, RUN_ID, vector_id)}@{CANARY_DOMAIN}"
+    return f"{make_token(SECRET, kind, RUN_ID, host_tag('127.0.0.21', 25), vector_id)}@{CANARY_DOMAIN}"
 
 
 def connect(instance, source: str = PROBE_SOURCE) -> smtplib.SMTP:
@@ -74,11 +74,11 @@ def test_the_closed_instance_trusts_its_network_and_not_the_probe():
 async def test_the_open_instance_relays_the_canary_message_to_the_receiver():
     arrived = asyncio.Queue()
     recipient = canary_address()
-    async with CanaryReceiver(CANARY_DOMAIN, SECRET, arrived.put, host=RECEIVER_ADDRESS, port=0) as receiver:
+    async with CanaryReceiver(CANARY_DOMAIN, SECRET, arrived.put_nowait, host=RECEIVER_ADDRESS, port=0) as receiver:
         with postfix_instance("open", canary_domain=CANARY_DOMAIN,
                               canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
             refused = await asyncio.to_thread(send_test_message, instance, recipient)
-            delivery = await asyncio.wait_for(arrived.get(), DELIVERY_WAIT)
+            [delivery] = await asyncio.wait_for(arrived.get(), DELIVERY_WAIT)
 
     assert refused == {}
     assert (delivery.run_id, delivery.vector_id, delivery.rcpt_tos) == (RUN_ID, "plain", (recipient,))
@@ -104,7 +104,7 @@ def test_the_open_instance_lets_nothing_but_the_canary_leave():
 async def test_the_discard_instance_accepts_but_never_delivers():
     arrived = []
     recipient = canary_address()
-    async with CanaryReceiver(CANARY_DOMAIN, SECRET, arrived.append, host=RECEIVER_ADDRESS, port=0):
+    async with CanaryReceiver(CANARY_DOMAIN, SECRET, arrived.extend, host=RECEIVER_ADDRESS, port=0):
         with postfix_instance("discard") as instance:
             refused = await asyncio.to_thread(send_test_message, instance, recipient)
             log = await asyncio.to_thread(instance.wait_for_log, "status=sent (accepted and discarded")

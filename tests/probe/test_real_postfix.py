@@ -40,8 +40,11 @@ def suite_config() -> SuiteConfig:
 async def probe_with_receiver(configuration: str) -> tuple[Report, dict, str]:
     """The engine against a fresh instance; (report settled with what arrived, arrivals, instance log)."""
     arrived: dict[str, dict] = {}
-    async with CanaryReceiver(CANARY_DOMAIN, SECRET, lambda d: arrived.setdefault(d.token, d.arrival()),
-                              host=RECEIVER_ADDRESS, port=0) as receiver:
+    def remember(deliveries):
+        for delivery in deliveries:
+            arrived.setdefault(delivery.token, delivery.arrival())
+
+    async with CanaryReceiver(CANARY_DOMAIN, SECRET, remember, host=RECEIVER_ADDRESS, port=0) as receiver:
         with postfix_instance(configuration, canary_domain=CANARY_DOMAIN,
                               canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
             host = HostTarget(instance.address, instance.port)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import aiosmtplib
 import pytest
 
-from relaytests.probe.canary import RECIPIENT, SENDER, make_token
+from relaytests.probe.canary import RECIPIENT, SENDER, host_tag, make_token
 from relaytests.probe.receiver import DEFAULT_LIMITS, CanaryReceiver, ReceiverLimits, received_chain
 
 SECRET = "receiver-test-secret"
@@ -25,13 +25,16 @@ MESSAGE = (
 )
 
 
+HOST_TAG = host_tag("192.0.2.25", 25)
+
+
 def canary_address(vector_id: str = "plain", kind: str = RECIPIENT, secret: str = SECRET) -> str:
-    return f"{make_token(secret, kind, RUN_ID, vector_id)}@{DOMAIN}"
+    return f"{make_token(secret, kind, RUN_ID, HOST_TAG, vector_id)}@{DOMAIN}"
 
 
 @asynccontextmanager
-async def running_receiver(on_delivery, limits: ReceiverLimits = DEFAULT_LIMITS):
-    async with CanaryReceiver(DOMAIN, SECRET, on_delivery, host="127.0.0.1", port=0, limits=limits) as rx:
+async def running_receiver(on_message, limits: ReceiverLimits = DEFAULT_LIMITS):
+    async with CanaryReceiver(DOMAIN, SECRET, on_message, host="127.0.0.1", port=0, limits=limits) as rx:
         yield rx
 
 
@@ -42,7 +45,7 @@ async def deliveries():
 
 @pytest.fixture
 async def receiver(deliveries):
-    async with running_receiver(deliveries.append) as receiver:
+    async with running_receiver(deliveries.extend) as receiver:
         yield receiver
 
 
@@ -83,8 +86,8 @@ async def test_it_records_a_canary_message_with_its_received_chain(receiver, del
 
     assert (codes, final) == ([250], 250)
     [delivery] = deliveries
-    assert (delivery.token, delivery.run_id, delivery.vector_id) == (
-        address.partition("@")[0], RUN_ID, "percent-hack"
+    assert (delivery.token, delivery.run_id, delivery.host_tag, delivery.vector_id) == (
+        address.partition("@")[0], RUN_ID, HOST_TAG, "percent-hack"
     )
     assert delivery.peer_address == "127.0.0.1"
     assert delivery.mail_from == "someone@elsewhere.example"
@@ -115,6 +118,7 @@ async def test_the_canary_domain_is_case_insensitive(receiver, deliveries):
         pytest.param(f"r-{RUN_ID}-plain@{DOMAIN}", 550, id="token-without-mac"),
         pytest.param(f"r-short-plain-0123456789@{DOMAIN}", 550, id="malformed-run-id"),
         pytest.param(canary_address(secret="another-portal"), 550, id="mac-of-another-secret"),
+        pytest.param(canary_address().replace(HOST_TAG, host_tag("192.0.2.26", 25)), 550, id="moved-to-another-host"),
         pytest.param(f"victim%elsewhere.example@{DOMAIN}", 550, id="percent-hack-through-us"),
         pytest.param(f"elsewhere.example!victim@{DOMAIN}", 550, id="bang-path-through-us"),
         pytest.param(canary_address().replace("@", "@elsewhere.example@", 1), 553, id="two-at-signs"),
@@ -156,9 +160,9 @@ async def test_sender_tokens_pass_callouts_but_a_bounce_is_no_delivery(receiver,
 async def test_an_async_callback_is_awaited():
     recorded = []
 
-    async def record(delivery):
+    async def record(deliveries):
         await asyncio.sleep(0)
-        recorded.append(delivery.vector_id)
+        recorded.extend(delivery.vector_id for delivery in deliveries)
 
     async with running_receiver(record) as receiver:
         assert await send(receiver, [canary_address("plain")]) == ([250], 250)
@@ -166,7 +170,7 @@ async def test_an_async_callback_is_awaited():
 
 
 async def test_a_failed_recording_asks_the_relay_to_retry():
-    def broken(delivery):
+    def broken(deliveries):
         raise RuntimeError("database down")
 
     async with running_receiver(broken) as receiver:
@@ -177,7 +181,7 @@ async def test_a_failed_recording_asks_the_relay_to_retry():
 
 async def test_an_oversized_message_is_refused_and_not_recorded(deliveries):
     limits = replace(DEFAULT_LIMITS, max_message_bytes=2000)
-    async with running_receiver(deliveries.append, limits) as receiver:
+    async with running_receiver(deliveries.extend, limits) as receiver:
         codes, final = await send(receiver, [canary_address()], MESSAGE + (b"x" * 70 + b"\r\n") * 100)
 
     assert (codes, final) == ([250], 552)
@@ -190,7 +194,7 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
 
 async def test_connections_beyond_the_limit_are_turned_away(deliveries):
     limits = replace(DEFAULT_LIMITS, max_sessions=1)
-    async with running_receiver(deliveries.append, limits) as receiver:
+    async with running_receiver(deliveries.extend, limits) as receiver:
         async with client(receiver):
             reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
             turned_away = await read_until_closed(reader)
@@ -204,7 +208,7 @@ async def test_connections_beyond_the_limit_are_turned_away(deliveries):
 
 async def test_a_session_is_closed_at_its_time_limit(deliveries):
     limits = replace(DEFAULT_LIMITS, session_seconds=0.3)
-    async with running_receiver(deliveries.append, limits) as receiver:
+    async with running_receiver(deliveries.extend, limits) as receiver:
         reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
         writer.write(b"EHLO probe.test\r\n")
         received = await read_until_closed(reader)
@@ -216,7 +220,7 @@ async def test_a_session_is_closed_at_its_time_limit(deliveries):
 
 async def test_an_idle_session_is_closed(deliveries):
     limits = replace(DEFAULT_LIMITS, idle_seconds=0.3)
-    async with running_receiver(deliveries.append, limits) as receiver:
+    async with running_receiver(deliveries.extend, limits) as receiver:
         reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
         received = await read_until_closed(reader)
         writer.close()
@@ -225,7 +229,7 @@ async def test_an_idle_session_is_closed(deliveries):
 
 
 async def test_stopping_closes_open_sessions(deliveries):
-    receiver = CanaryReceiver(DOMAIN, SECRET, deliveries.append, host="127.0.0.1", port=0)
+    receiver = CanaryReceiver(DOMAIN, SECRET, deliveries.extend, host="127.0.0.1", port=0)
     await receiver.start()
     reader, writer = await asyncio.open_connection(receiver.host, receiver.port)
     greeting = await reader.readline()
@@ -258,3 +262,75 @@ def test_a_received_header_that_is_not_text_is_kept_readable():
     chain = received_chain(b"Received: from \xff\xfe.example by =?utf-8?q?caf=C3=A9?=\r\n\r\n")
 
     assert chain == ("from \ufffd\ufffd.example by caf\u00e9",)
+
+
+async def test_a_message_takes_a_few_recipients_and_is_one_delivery_per_token(receiver, deliveries):
+    first, second = canary_address("plain"), canary_address("percent-host")
+
+    codes, final = await send(receiver, [first, second] + [first] * 398)
+
+    assert codes == [250] * 5 + [452] * 395
+    assert final == 250
+    assert [d.token for d in deliveries] == [first.partition("@")[0], second.partition("@")[0]]
+
+
+async def test_a_retried_message_carries_the_same_key_and_another_message_does_not(receiver, deliveries):
+    address = canary_address("plain")
+    other = MESSAGE.replace(b"hello", b"another message")
+
+    for message in (MESSAGE, MESSAGE, other, b"Message-ID: <id@relay.example.org>\r\n\r\nx\r\n"):
+        assert await send(receiver, [address], message) == ([250], 250)
+
+    keys = [d.message_key for d in deliveries]
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[3] == "<id@relay.example.org>"
+
+
+async def connect(receiver: CanaryReceiver, source: str = "127.0.0.1"):
+    return await asyncio.open_connection(receiver.host, receiver.port, local_addr=(source, 0))
+
+
+async def test_one_peer_gets_its_share_of_sessions_its_next_connections_wait_then_are_turned_away(deliveries):
+    limits = replace(DEFAULT_LIMITS, max_sessions=10, max_sessions_per_peer=2, max_held_per_peer=1)
+    async with running_receiver(deliveries.extend, limits) as receiver:
+        first, second = await connect(receiver), await connect(receiver)
+        greetings = [await reader.readline() for reader, _ in (first, second)]
+        held_reader, held_writer = await connect(receiver)
+        reader, writer = await connect(receiver)
+        turned_away = await read_until_closed(reader)
+        writer.close()
+        other_reader, other_writer = await connect(receiver, "127.0.0.2")
+        other_peer = await other_reader.readline()
+        sessions_while_held = receiver.open_sessions
+        first[1].close()  # the first peer's session ends: its slot goes to the held connection
+        held_greeting = await held_reader.readline()
+        for open_writer in (second[1], held_writer, other_writer):
+            open_writer.close()
+
+    assert all(greeting.startswith(b"220 ") for greeting in greetings)
+    assert turned_away.startswith(b"421 4.7.0 Too many connections from your address")
+    assert other_peer.startswith(b"220 ")  # another peer is served all the while
+    assert sessions_while_held == 3  # a held connection takes no slot
+    assert held_greeting.startswith(b"220 ")
+
+
+async def test_a_held_connection_is_turned_away_when_no_slot_frees_in_time(deliveries):
+    limits = replace(DEFAULT_LIMITS, max_sessions_per_peer=1, hold_seconds=0.3)
+    async with running_receiver(deliveries.extend, limits) as receiver:
+        _, first_writer = await connect(receiver)
+        reader, writer = await connect(receiver)
+        received = await read_until_closed(reader)
+        writer.close()
+        first_writer.close()
+
+    assert received == b"421 4.7.0 Too many connections from your address, try again later\r\n"
+
+
+def test_the_received_chain_is_bounded_in_bytes_too():
+    headers = b"".join(b"Received: from hop%d.example " % i + b"\xc3\xa9" * 990 + b"\r\n" for i in range(100))
+
+    chain = received_chain(headers + b"\r\nbody\r\n")
+
+    assert 0 < len(chain) <= DEFAULT_LIMITS.max_received_headers
+    assert sum(len(hop.encode()) for hop in chain) <= DEFAULT_LIMITS.max_chain_bytes
+    assert chain[0].startswith("from hop0.example")  # the latest hops are kept

@@ -52,8 +52,9 @@ def check(host: HostReport, check_id: str):
     return found[0]
 
 
-def token(vector_id: str, kind: str = canary.RECIPIENT) -> str:
-    return canary.make_token(SECRET, kind, RUN_ID, vector_id)
+def token(port: int, vector_id: str, kind: str = canary.RECIPIENT) -> str:
+    """The token the probe sends a fake server on 127.0.0.1:port for the vector."""
+    return canary.make_token(SECRET, kind, RUN_ID, canary.host_tag("127.0.0.1", port), vector_id)
 
 
 async def test_closed_server_is_secure(fake_smtp, probe):
@@ -281,14 +282,14 @@ async def test_address_tricks_go_on_the_wire_byte_for_byte(fake_smtp, probe):
     ids = ["quoted", "srcroute-host", "srcroute-iplit", "bang", "unbracketed"]
     report = await probe(server, vector_ids=ids)
     expected = [
-        f'<"{token("quoted")}@canary.example.net">',
-        f"<@{HOST}:{token('srcroute-host')}@canary.example.net>",
-        f"<@[127.0.0.1]:{token('srcroute-iplit')}@canary.example.net>",
-        f"<canary.example.net!{token('bang')}>",
-        f"{token('unbracketed')}@canary.example.net",
+        f'<"{token(server.port, "quoted")}@canary.example.net">',
+        f"<@{HOST}:{token(server.port, 'srcroute-host')}@canary.example.net>",
+        f"<@[127.0.0.1]:{token(server.port, 'srcroute-iplit')}@canary.example.net>",
+        f"<canary.example.net!{token(server.port, 'bang')}>",
+        f"{token(server.port, 'unbracketed')}@canary.example.net",
     ]
     assert server.seen.rcpt_arguments == [text.encode() for text in expected]
-    senders = [f"<{token(vector_id, canary.SENDER)}@canary.example.net>" for vector_id in ids]
+    senders = [f"<{token(server.port, vector_id, canary.SENDER)}@canary.example.net>" for vector_id in ids]
     assert server.seen.mail_arguments == [sender.encode() for sender in senders]
     assert [v.rcpt_to for v in only_host(report).vectors] == expected
 

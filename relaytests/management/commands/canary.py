@@ -1,8 +1,9 @@
 """`python manage.py canary`: the canary domain's SMTP receiver, recording every relayed test message.
 
 It listens on RELAYTEST_CANARY_LISTEN (HOST:PORT) for RELAYTEST_CANARY_DOMAIN, whose MX must name
-this host, and accepts only valid tokens of RELAYTEST_CANARY_SECRET: it never relays. Each arrival
-is stored at once (relaytests.deliveries), in the database thread, so the receiver keeps serving.
+this host, and accepts only valid tokens of RELAYTEST_CANARY_SECRET: it never relays. Each message
+is stored at once, all its tokens or none (relaytests.deliveries), in the database thread, so the
+receiver keeps serving.
 SIGINT or SIGTERM stops it.
 """
 
@@ -18,17 +19,17 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connections
 
-from relaytests.deliveries import record_delivery
+from relaytests.deliveries import record_message
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.targets import TargetError, parse_target
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def record_in_long_running_process(delivery: Delivery) -> None:
+def record_in_long_running_process(deliveries: list[Delivery]) -> None:
     # A receiver runs for weeks: a connection the database closed meanwhile must not fail a delivery.
     close_old_connections()
-    record_delivery(delivery)
+    record_message(deliveries)
 
 
 class Command(BaseCommand):

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from relaytests.probe import report as report_module
-from relaytests.probe.receiver import CanaryReceiver
+from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.sanitise import safe_text
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
@@ -108,10 +108,13 @@ class Command(BaseCommand):
         if not options["canary_listen"]:
             return await self._run(options, config)
         arrived: dict[str, dict] = {}
+
+        def remember(deliveries: list[Delivery]) -> None:
+            for delivery in deliveries:
+                arrived.setdefault(delivery.token, delivery.arrival())
+
         host, port = options["canary_listen"]
-        receiver = CanaryReceiver(config.canary_domain, config.canary_secret,
-                                  lambda delivery: arrived.setdefault(delivery.token, delivery.arrival()),
-                                  host=host, port=port)
+        receiver = CanaryReceiver(config.canary_domain, config.canary_secret, remember, host=host, port=port)
         try:
             await receiver.start()
         except OSError as exc:
@@ -203,4 +206,17 @@ def render_text(report: Report) -> str:
         lines.append("")
     for check in report.checks:
         lines.append(f"[{check.status}] {check.id}: {check.detail}")
+    lines += unexpected_lines(report)
     return "\n".join(safe_text(line, None) for line in lines)  # a report from elsewhere may be unclean
+
+
+def unexpected_lines(report: Report) -> list[str]:
+    """Canary arrivals that prove nothing, with where they came from: worth a look, never a verdict."""
+    lines = []
+    for arrival in report.unexpected_deliveries:
+        host = f"{arrival['host']} port {arrival['port']}" if arrival["host"] else "no host of this run"
+        lines.append(f"[unexpected delivery] {arrival['vector_id'] or arrival['token']} for {host}, "
+                     f"from {arrival['peer_address']} at {arrival['received_at']}{' (late)' if arrival['late'] else ''}: "
+                     f"no proof, {arrival['why']}")
+        lines += [f"   Received: {hop}" for hop in arrival["received_chain"]]
+    return lines
