@@ -1,0 +1,86 @@
+"""Shared by the browser tests: Debian's Chromium through Playwright, and what they measure on a page.
+
+The measures are the figures of issue 10 (a report an admin acts on in a minute): where the first
+fix step starts, whether a narrow screen scrolls sideways, how many A4 sheets the page prints on,
+and the serious or critical accessibility violations that axe-core finds.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.conf import settings
+from django.urls import reverse
+from playwright.sync_api import Page, expect, sync_playwright
+from pypdf import PdfReader
+
+from tests.portal.factories import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = settings.BASE_DIR / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# The first step of "What to do" on a run page (before issue 10: the first guidance panel).
+FIRST_FIX_STEP = "[data-fix-step], section.guidance"
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_page(viewport=DESKTOP)
+
+
+def sign_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(base_url + reverse("login"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Register a server").first).to_be_visible()
+
+
+def first_fix_step_y(page: Page) -> float | None:
+    """The distance from the top of the page to the first fix step, in CSS pixels (None: there is none)."""
+    return page.evaluate(
+        """(selector) => {
+            const step = document.querySelector(selector);
+            return step ? step.getBoundingClientRect().top + window.scrollY : null;
+        }""",
+        FIRST_FIX_STEP,
+    )
+
+
+def page_height(page: Page) -> int:
+    return page.evaluate("document.documentElement.scrollHeight")
+
+
+def scrolls_sideways(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+
+
+def printed_pages(page: Page) -> int:
+    """The A4 sheets the page prints on, as Chromium prints it (print styles, closed <details> closed)."""
+    return len(PdfReader(io.BytesIO(page.pdf(format="A4"))).pages)
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page, as 'rule: first offending element'."""
+    violations = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']}: {v['nodes'][0]['target']}" for v in violations if v.get("impact") in SERIOUS
+    ]

@@ -1,0 +1,148 @@
+"""Issue 10: the report of every kind of verdict, as an admin sees it on a screen, a phone and paper.
+
+The reports come from the real engine (the relaytest command) against loopback fake servers: an
+open one (Postfix's greeting, every recipient accepted), a closed one and a greylisting one; the
+open relay is the accepting report with every test message arrived. Each is stored as a finished
+run of a server registered by address, as the portal shows it, and measured. The figures are
+written to test-artifacts/layout.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from relaytests.probe.report import Report
+from relaytests.probe.suite import settle_deliveries
+from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
+from tests.portal import factories
+from tests.portal.browser import (  # noqa: F401 - fixtures
+    ARTIFACTS,
+    DESKTOP,
+    PHONE,
+    browser,
+    first_fix_step_y,
+    page_height,
+    printed_pages,
+    scrolls_sideways,
+    serious_violations,
+    sign_in,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FAKE_FOR_VERDICT = {"accepts_relay": "open", "secure": "closed", "inconclusive": "greylisting"}
+VERDICTS = ("open_relay", "accepts_relay", "secure", "inconclusive")
+FIRST_FIX_STEP_WITHIN_PX = 1500
+MOST_PRINTED_PAGES = 3
+
+
+def engine_report(behaviour: str) -> dict:
+    """The relaytest command's JSON report on a fake server of that behaviour."""
+    with FakeSMTPServer(behaviour) as fake:
+        command = [sys.executable, "manage.py", "relaytest", "127.0.0.1", "--port", str(fake.port),
+                   "--json", "--local-domain", LOCAL_DOMAIN, "--timeout", "5"]  # fmt: skip
+        done = subprocess.run(command, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=300)
+    return json.loads(done.stdout)
+
+
+def delivered_everything(accepting: dict) -> dict:
+    """The accepting report after every test message it took arrived at the canary: an open relay."""
+    report = Report.from_dict(accepting)
+    tokens = [v.token for host in report.hosts for v in host.vectors if v.outcome == "accepted" and v.token]
+    chain = ["from mx.dept.example.edu (mx.dept.example.edu [127.0.0.1]) by canary with ESMTP"]
+    arrivals = {
+        token: {"received_at": "2026-11-27T10:00:31+00:00", "peer_address": "127.0.0.1",
+                "received_chain": chain, "late": False}
+        for token in tokens
+    }  # fmt: skip
+    settle_deliveries(report, arrivals)
+    return report.to_dict()
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict]:
+    built = {verdict: engine_report(fake) for verdict, fake in FAKE_FOR_VERDICT.items()}
+    built["open_relay"] = delivered_everything(built["accepts_relay"])
+    for verdict, report in built.items():
+        assert report["verdict"] == verdict
+    return built
+
+
+def stored_run(department, report: dict):
+    server = factories.make_server(department, "127.0.0.1", kind="ip", mail_domain=LOCAL_DOMAIN,
+                                   addresses=["127.0.0.1"])  # fmt: skip
+    return factories.make_run(server, report=report, verdict=report["verdict"])
+
+
+def measure(browser, base_url: str, username: str, path: str) -> dict:
+    desktop = browser.new_page(viewport=DESKTOP)
+    sign_in(desktop, base_url, username)
+    desktop.goto(base_url + path)
+    figures = {
+        "first_fix_step_y": first_fix_step_y(desktop),
+        "page_height": page_height(desktop),
+        "printed_pages": printed_pages(desktop),
+        "serious_violations": serious_violations(desktop),
+    }
+    phone = browser.new_page(viewport=PHONE)
+    sign_in(phone, base_url, username)
+    phone.goto(base_url + path)
+    figures["phone_scrolls_sideways"] = scrolls_sideways(phone)
+    return figures
+
+
+def record(name: str, figures: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "layout.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded[name] = figures
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize("verdict", VERDICTS)
+def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, browser, live_server, member,
+                                                           department):  # fmt: skip
+    run = stored_run(department, reports[verdict])
+    figures = measure(browser, live_server.url, member.get_username(), reverse("relaytests:run", args=[run.pk]))
+    record(verdict, figures)
+    assert figures["first_fix_step_y"] is not None
+    assert figures["first_fix_step_y"] <= FIRST_FIX_STEP_WITHIN_PX
+    assert figures["printed_pages"] <= MOST_PRINTED_PAGES
+    assert not figures["phone_scrolls_sideways"]
+    assert figures["serious_violations"] == []
+
+
+def pages_seen(server, run) -> list[tuple[str, str]]:
+    """(who, path) of every page a department member or central IT reads."""
+    info = [("member", reverse("relaytests:info", args=[slug])) for slug in ("open-relays", "fixing", "testing")]
+    return [
+        ("member", reverse("relaytests:home")),
+        ("member", reverse("relaytests:department", args=[server.department.slug])),
+        ("member", server.get_absolute_url()),
+        ("member", reverse("relaytests:register")),
+        ("member", "/no-such-page/"),
+        *info,
+        ("staff", reverse("relaytests:overview")),
+        ("staff", reverse("relaytests:run", args=[run.pk])),
+    ]
+
+
+def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_violation(
+    reports, browser, live_server, member, staff, department
+):
+    run = stored_run(department, reports["accepts_relay"])
+    pages = {who: browser.new_page(viewport=DESKTOP) for who in ("member", "staff")}
+    for who, user in (("member", member), ("staff", staff)):
+        sign_in(pages[who], live_server.url, user.get_username())
+    found = {}
+    for who, path in pages_seen(run.server, run):
+        pages[who].goto(live_server.url + path)
+        found[path] = serious_violations(pages[who])
+    record("pages", found)
+    assert {path: violations for path, violations in found.items() if violations} == {}
