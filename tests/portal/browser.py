@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.conf import settings
 from django.urls import reverse
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
 from tests.portal.factories import PASSWORD
@@ -29,21 +28,6 @@ PHONE = {"width": 390, "height": 844}
 # The first step of "What to do" on a run page (before issue 10: the first guidance panel).
 FIRST_FIX_STEP = "[data-fix-step], section.guidance"
 SERIOUS = ("serious", "critical")
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    return browser.new_page(viewport=DESKTOP)
 
 
 def sign_in(page: Page, base_url: str, username: str) -> None:
@@ -81,6 +65,4 @@ def printed_pages(page: Page) -> int:
 def serious_violations(page: Page) -> list[str]:
     """axe-core's serious and critical findings on the page, as 'rule: first offending element'."""
     violations = Axe().run(page).response["violations"]
-    return [
-        f"{v['id']}: {v['nodes'][0]['target']}" for v in violations if v.get("impact") in SERIOUS
-    ]
+    return [f"{v['id']}: {v['nodes'][0]['target']}" for v in violations if v.get("impact") in SERIOUS]

@@ -22,7 +22,8 @@ def test_each_page_renders_for_an_anonymous_visitor_with_every_nav_link(url):
     page = INFO_PAGES[INFO_URLS.index(url)]
     assert f"<h1>{page.title}</h1>" in html
     for link, other in zip(INFO_URLS, INFO_PAGES, strict=True):
-        assert f'<a class="info-link" href="{link}">{other.title}</a>' in html
+        current = ' aria-current="page"' if other == page else ""
+        assert f'<a class="info-link" href="{link}"{current}>{other.title}</a>' in html
 
 
 @pytest.mark.parametrize("url", OTHER_PAGES)

@@ -21,11 +21,10 @@ from relaytests.probe.report import Report
 from relaytests.probe.suite import settle_deliveries
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal import factories
-from tests.portal.browser import (  # noqa: F401 - fixtures
+from tests.portal.browser import (
     ARTIFACTS,
     DESKTOP,
     PHONE,
-    browser,
     first_fix_step_y,
     page_height,
     printed_pages,
@@ -83,7 +82,7 @@ def stored_run(department, report: dict):
 def measure(browser, base_url: str, username: str, path: str) -> dict:
     desktop = browser.new_page(viewport=DESKTOP)
     sign_in(desktop, base_url, username)
-    desktop.goto(base_url + path)
+    assert desktop.goto(base_url + path).ok
     figures = {
         "first_fix_step_y": first_fix_step_y(desktop),
         "page_height": page_height(desktop),
@@ -92,7 +91,7 @@ def measure(browser, base_url: str, username: str, path: str) -> dict:
     }
     phone = browser.new_page(viewport=PHONE)
     sign_in(phone, base_url, username)
-    phone.goto(base_url + path)
+    assert phone.goto(base_url + path).ok
     figures["phone_scrolls_sideways"] = scrolls_sideways(phone)
     return figures
 
@@ -109,7 +108,9 @@ def record(name: str, figures: dict) -> None:
 def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, browser, live_server, member,
                                                            department):  # fmt: skip
     run = stored_run(department, reports[verdict])
-    figures = measure(browser, live_server.url, member.get_username(), reverse("relaytests:run", args=[run.pk]))
+    figures = measure(
+        browser, live_server.url, member.get_username(), reverse("relaytests:run", args=[run.pk])
+    )
     record(verdict, figures)
     assert figures["first_fix_step_y"] is not None
     assert figures["first_fix_step_y"] <= FIRST_FIX_STEP_WITHIN_PX
@@ -120,7 +121,9 @@ def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, bro
 
 def pages_seen(server, run) -> list[tuple[str, str]]:
     """(who, path) of every page a department member or central IT reads."""
-    info = [("member", reverse("relaytests:info", args=[slug])) for slug in ("open-relays", "fixing", "testing")]
+    info = [
+        ("member", reverse("relaytests:info", args=[slug])) for slug in ("open-relays", "fixing", "testing")
+    ]
     return [
         ("member", reverse("relaytests:home")),
         ("member", reverse("relaytests:department", args=[server.department.slug])),
