@@ -8,6 +8,7 @@ and the serious or critical accessibility violations that axe-core finds.
 from __future__ import annotations
 
 import io
+import os
 
 from axe_playwright_python.sync_playwright import Axe
 from django.conf import settings
@@ -23,6 +24,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 ARTIFACTS = settings.BASE_DIR / "test-artifacts"
+DOCS = settings.BASE_DIR / "docs"
+# Set to 1 to write the README's screenshots into docs/ as well (a test run leaves docs/ alone otherwise).
+UPDATE_DOCS = os.environ.get("PORTAL_UPDATE_SCREENSHOTS") == "1"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # The first step of "What to do" on a run page (before issue 10: the first guidance panel).
@@ -40,12 +44,21 @@ def sign_in(page: Page, base_url: str, username: str) -> None:
 
 def first_fix_step_y(page: Page) -> float | None:
     """The distance from the top of the page to the first fix step, in CSS pixels (None: there is none)."""
+    return top_of(page, FIRST_FIX_STEP)
+
+
+def first_snippet_y(page: Page) -> float | None:
+    """Where the first configuration snippet of the advice starts: the exact change to make."""
+    return top_of(page, ".what-to-do .snippet, .guidance pre.snippet")
+
+
+def top_of(page: Page, selector: str) -> float | None:
     return page.evaluate(
         """(selector) => {
-            const step = document.querySelector(selector);
-            return step ? step.getBoundingClientRect().top + window.scrollY : null;
+            const element = document.querySelector(selector);
+            return element ? element.getBoundingClientRect().top + window.scrollY : null;
         }""",
-        FIRST_FIX_STEP,
+        selector,
     )
 
 
@@ -57,12 +70,27 @@ def scrolls_sideways(page: Page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
 
 
-def printed_pages(page: Page) -> int:
-    """The A4 sheets the page prints on, as Chromium prints it (print styles, closed <details> closed)."""
-    return len(PdfReader(io.BytesIO(page.pdf(format="A4"))).pages)
+def printed_pages(page: Page, name: str = "") -> int:
+    """The A4 sheets the page prints on, as Chromium prints it (print styles, closed <details> closed).
+
+    With a `name`, the PDF is kept in test-artifacts/NAME.pdf.
+    """
+    pdf = page.pdf(format="A4")
+    if name:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"{name}.pdf").write_bytes(pdf)
+    return len(PdfReader(io.BytesIO(pdf)).pages)
 
 
 def serious_violations(page: Page) -> list[str]:
     """axe-core's serious and critical findings on the page, as 'rule: first offending element'."""
     violations = Axe().run(page).response["violations"]
     return [f"{v['id']}: {v['nodes'][0]['target']}" for v in violations if v.get("impact") in SERIOUS]
+
+
+def screenshot(page: Page, name: str, *, docs: bool = False, **options) -> None:
+    """test-artifacts/NAME; with `docs`, also docs/NAME when PORTAL_UPDATE_SCREENSHOTS=1."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / name, **options)
+    if docs and UPDATE_DOCS:
+        page.screenshot(path=DOCS / name, **options)

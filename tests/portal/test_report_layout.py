@@ -26,8 +26,10 @@ from tests.portal.browser import (
     DESKTOP,
     PHONE,
     first_fix_step_y,
+    first_snippet_y,
     page_height,
     printed_pages,
+    screenshot,
     scrolls_sideways,
     serious_violations,
     sign_in,
@@ -73,25 +75,31 @@ def reports() -> dict[str, dict]:
     return built
 
 
-def stored_run(department, report: dict):
-    server = factories.make_server(department, "127.0.0.1", kind="ip", mail_domain=LOCAL_DOMAIN,
+def stored_run(department, report: dict, port: int = 25):
+    server = factories.make_server(department, "127.0.0.1", kind="ip", port=port, mail_domain=LOCAL_DOMAIN,
                                    addresses=["127.0.0.1"])  # fmt: skip
     return factories.make_run(server, report=report, verdict=report["verdict"])
 
 
-def measure(browser, base_url: str, username: str, path: str) -> dict:
+def measure(browser, base_url: str, username: str, path: str, name: str) -> dict:
     desktop = browser.new_page(viewport=DESKTOP)
     sign_in(desktop, base_url, username)
     assert desktop.goto(base_url + path).ok
+    screenshot(desktop, f"{name}-top.png", docs=name == "report-page")  # what a screen shows first
     figures = {
         "first_fix_step_y": first_fix_step_y(desktop),
+        "first_snippet_y": first_snippet_y(desktop),
         "page_height": page_height(desktop),
-        "printed_pages": printed_pages(desktop),
+        "printed_pages": printed_pages(desktop, name),
         "serious_violations": serious_violations(desktop),
     }
+    desktop.emulate_media(media="print")  # for the eye: the printed summary as one long sheet
+    desktop.set_viewport_size({"width": 680, "height": 900})
+    screenshot(desktop, f"{name}-print.png", full_page=True)
     phone = browser.new_page(viewport=PHONE)
     sign_in(phone, base_url, username)
     assert phone.goto(base_url + path).ok
+    screenshot(phone, f"{name}-phone.png", full_page=True)
     figures["phone_scrolls_sideways"] = scrolls_sideways(phone)
     return figures
 
@@ -108,9 +116,9 @@ def record(name: str, figures: dict) -> None:
 def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, browser, live_server, member,
                                                            department):  # fmt: skip
     run = stored_run(department, reports[verdict])
-    figures = measure(
-        browser, live_server.url, member.get_username(), reverse("relaytests:run", args=[run.pk])
-    )
+    url = reverse("relaytests:run", args=[run.pk])
+    name = "report-page" if verdict == "open_relay" else f"report-{verdict}"
+    figures = measure(browser, live_server.url, member.get_username(), url, name)
     record(verdict, figures)
     assert figures["first_fix_step_y"] is not None
     assert figures["first_fix_step_y"] <= FIRST_FIX_STEP_WITHIN_PX
@@ -140,6 +148,9 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
     reports, browser, live_server, member, staff, department
 ):
     run = stored_run(department, reports["accepts_relay"])
+    for port, verdict in ((2525, "open_relay"), (587, "secure"), (465, "inconclusive")):
+        stored_run(factories.make_department(f"Dept {port}"), reports[verdict], port)
+    factories.make_server(department, "mx.physics.example.edu")  # never tested
     pages = {who: browser.new_page(viewport=DESKTOP) for who in ("member", "staff")}
     for who, user in (("member", member), ("staff", staff)):
         sign_in(pages[who], live_server.url, user.get_username())
@@ -147,5 +158,7 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
     for who, path in pages_seen(run.server, run):
         pages[who].goto(live_server.url + path)
         found[path] = serious_violations(pages[who])
+        if path == reverse("relaytests:overview"):
+            screenshot(pages[who], "dashboard.png", docs=True, full_page=True)
     record("pages", found)
     assert {path: violations for path, violations in found.items() if violations} == {}

@@ -12,10 +12,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.staticfiles import finders
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from relaytests.models import MailServer, TestRun
+from relaytests.views import runs
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import check, host, make_department, make_run, make_server, make_user, report, vector
@@ -535,3 +537,32 @@ def test_every_time_on_the_report_and_the_dashboard_names_its_zone(member, serve
 
     assert re.search(r"<time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d CES?T</time> \(3\xa0days ago\)", page)
     assert re.search(r"\d\d:\d\d CES?T</time>, 3\xa0days ago", dashboard)
+
+
+# ---- error pages (issue 10) ----
+
+
+def test_a_missing_page_is_a_styled_404_with_the_navigation(member, settings):
+    settings.PORTAL_HELP_CONTACT = "hostmaster@example.edu"
+    response = client_for(member).get("/no-such-page/")
+
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in page and 'id="site-nav"' in page and "portal.css" in page
+    assert "hostmaster@example.edu" in page
+
+
+def test_a_server_error_is_a_styled_500_page(member, server, monkeypatch):
+    run = make_run(server)
+    client = Client(raise_request_exception=False)
+    client.force_login(member)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runs, "_run_context", broken)
+    response = client.get(run.get_absolute_url())
+
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "<h1>Something went wrong</h1>" in page and 'id="site-nav"' in page
