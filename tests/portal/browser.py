@@ -39,7 +39,7 @@ def sign_in(page: Page, base_url: str, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name="Register a server").first).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text("My servers")
 
 
 def first_fix_step_y(page: Page) -> float | None:
@@ -88,9 +88,9 @@ def serious_violations(page: Page) -> list[str]:
     return [f"{v['id']}: {v['nodes'][0]['target']}" for v in violations if v.get("impact") in SERIOUS]
 
 
-def screenshot(page: Page, name: str, *, docs: bool = False, **options) -> None:
-    """test-artifacts/NAME; with `docs`, also docs/NAME when PORTAL_UPDATE_SCREENSHOTS=1."""
+def screenshot(page: Page, name: str, *, docs_as: str = "", **options) -> None:
+    """test-artifacts/NAME; with `docs_as`, also docs/DOCS_AS when PORTAL_UPDATE_SCREENSHOTS=1."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / name, **options)
-    if docs and UPDATE_DOCS:
-        page.screenshot(path=DOCS / name, **options)
+    if docs_as and UPDATE_DOCS:
+        page.screenshot(path=DOCS / docs_as, **options)

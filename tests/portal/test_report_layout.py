@@ -16,6 +16,7 @@ import sys
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from relaytests.probe.report import Report
 from relaytests.probe.suite import settle_deliveries
@@ -85,7 +86,8 @@ def measure(browser, base_url: str, username: str, path: str, name: str) -> dict
     desktop = browser.new_page(viewport=DESKTOP)
     sign_in(desktop, base_url, username)
     assert desktop.goto(base_url + path).ok
-    screenshot(desktop, f"{name}-top.png", docs=name == "report-page")  # what a screen shows first
+    docs_as = "report-page.png" if name == "report-page" else ""
+    screenshot(desktop, f"{name}-top.png", docs_as=docs_as)  # what a screen shows first
     figures = {
         "first_fix_step_y": first_fix_step_y(desktop),
         "first_snippet_y": first_snippet_y(desktop),
@@ -99,8 +101,13 @@ def measure(browser, base_url: str, username: str, path: str, name: str) -> dict
     phone = browser.new_page(viewport=PHONE)
     sign_in(phone, base_url, username)
     assert phone.goto(base_url + path).ok
-    screenshot(phone, f"{name}-phone.png", full_page=True)
+    screenshot(phone, f"{name}-phone.png")
     figures["phone_scrolls_sideways"] = scrolls_sideways(phone)
+    navigation, menu = phone.locator("#site-nav"), phone.get_by_role("button", name="Menu")
+    expect(navigation).to_be_hidden()  # folded behind the menu button, not half the screen
+    menu.click()
+    expect(navigation).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "true")
     return figures
 
 
@@ -159,6 +166,24 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
         pages[who].goto(live_server.url + path)
         found[path] = serious_violations(pages[who])
         if path == reverse("relaytests:overview"):
-            screenshot(pages[who], "dashboard.png", docs=True, full_page=True)
+            screenshot(pages[who], "dashboard.png", docs_as="dashboard.png", full_page=True)
     record("pages", found)
     assert {path: violations for path, violations in found.items() if violations} == {}
+
+
+def test_the_evidence_prints_only_when_unfolded_or_printed_with_evidence(reports, page, live_server, member,
+                                                                          department):  # fmt: skip
+    run = stored_run(department, reports["accepts_relay"])
+    sign_in(page, live_server.url, member.get_username())
+    page.goto(live_server.url + reverse("relaytests:run", args=[run.pk]))
+    summary_only = printed_pages(page)
+
+    page.get_by_text("The full SMTP dialogue").click()  # the reader unfolds the dialogue
+    with_dialogue = printed_pages(page)
+    page.get_by_text("The full SMTP dialogue").click()
+    page.evaluate("window.print = () => { window.printed = true; }")  # no print dialogue in a test
+    page.get_by_role("button", name="Print with evidence").click()
+    with_evidence = printed_pages(page)
+
+    assert page.evaluate("window.printed") is True
+    assert summary_only <= MOST_PRINTED_PAGES < with_dialogue < with_evidence
