@@ -8,6 +8,7 @@ and the serious or critical accessibility violations that axe-core finds.
 from __future__ import annotations
 
 import io
+import json
 import os
 
 from axe_playwright_python.sync_playwright import Axe
@@ -94,3 +95,12 @@ def screenshot(page: Page, name: str, *, docs_as: str = "", **options) -> None:
     page.screenshot(path=ARTIFACTS / name, **options)
     if docs_as and UPDATE_DOCS:
         page.screenshot(path=DOCS / docs_as, **options)
+
+
+def record(name: str, figures: dict) -> None:
+    """Keep the figures under `name` in test-artifacts/layout.json, for the note of a change."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "layout.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded[name] = figures
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True))

@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from relaytests.models import TestRun
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
-from tests.portal.browser import ARTIFACTS, sign_in
+from tests.portal.browser import ARTIFACTS, record, sign_in
 from tests.portal.factories import accepted_report, make_run, make_server
 from tests.portal.worker import REDIS_URL, celery_worker, publishing_to
 
@@ -134,6 +134,7 @@ def test_a_selection_in_the_report_survives_a_minute_of_live_updates_and_unchang
     while len(polls) < A_MINUTE_OF_POLLS:
         page.wait_for_event("response", lambda response: "/status/" in response.url, timeout=60_000)
 
+    record("live_polls", {"polls": len(polls), "not_modified": polls.count(304)})
     assert selected and page.evaluate("getSelection().toString()") == selected
     assert polls[0] == 200 and set(polls[1:]) == {304}
     expect(page.get_by_role("button", name="Copy").first).to_be_visible()

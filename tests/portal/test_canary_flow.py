@@ -104,7 +104,8 @@ def test_while_awaiting_delivery_the_page_says_until_when_and_keeps_polling(memb
     page = page_of(run, member)
 
     assert re.search(r'Waiting for test messages until\s+<time class="waiting-until" '
-                     r'datetime="2026-11-27T10:16:00\+00:00">10:16 UTC</time>', page)
+                     r'datetime="2026-11-27T10:16:00\+00:00">10:16 UTC</time>\s+\(<span class="minutes-left">0 min'
+                     r'</span> left\)', page)
     assert 'data-live="true"' in page
     assert "Not proven yet: waiting for it" in rows_of(page)["plain"]
     assert "Accepted but not delivered" not in page  # not "not delivered" before the wait is over

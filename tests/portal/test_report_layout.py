@@ -16,20 +16,23 @@ import sys
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from relaytests.info_views import INFO_PAGES
+from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import Report
 from relaytests.probe.suite import settle_deliveries
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal import factories
 from tests.portal.browser import (
-    ARTIFACTS,
     DESKTOP,
     PHONE,
     first_fix_step_y,
     first_snippet_y,
     page_height,
     printed_pages,
+    record,
     screenshot,
     scrolls_sideways,
     serious_violations,
@@ -111,22 +114,23 @@ def measure(browser, base_url: str, username: str, path: str, name: str) -> dict
     return figures
 
 
-def record(name: str, figures: dict) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "layout.json"
-    recorded = json.loads(path.read_text()) if path.exists() else {}
-    recorded[name] = figures
-    path.write_text(json.dumps(recorded, indent=2, sort_keys=True))
+# (name, verdict, the verdict of the run before, if any): a re-test after the fix lists what changed.
+CASES = [(verdict, verdict, None) for verdict in VERDICTS] + [("secure-after-fix", "secure", "open_relay")]
 
 
-@pytest.mark.parametrize("verdict", VERDICTS)
-def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, browser, live_server, member,
-                                                           department):  # fmt: skip
-    run = stored_run(department, reports[verdict])
+@pytest.mark.parametrize(("case", "verdict", "before"), CASES, ids=[case for case, _, _ in CASES])
+def test_the_report_fits_a_screen_a_phone_and_three_sheets(case, verdict, before, reports, browser, live_server,
+                                                           member, department):  # fmt: skip
+    if before:  # the same server, tested before on the same port
+        port = reports[verdict]["hosts"][0]["port"]
+        earlier = {**reports[before], "hosts": [{**h, "port": port} for h in reports[before]["hosts"]]}
+        stored_run(department, earlier)
+    run = factories.make_run(MailServer.objects.first(), report=reports[verdict], verdict=verdict) if before \
+        else stored_run(department, reports[verdict])  # fmt: skip
     url = reverse("relaytests:run", args=[run.pk])
-    name = "report-page" if verdict == "open_relay" else f"report-{verdict}"
+    name = "report-page" if case == "open_relay" else f"report-{case}"
     figures = measure(browser, live_server.url, member.get_username(), url, name)
-    record(verdict, figures)
+    record(case, figures)
     assert figures["first_fix_step_y"] is not None
     assert figures["first_fix_step_y"] <= FIRST_FIX_STEP_WITHIN_PX
     assert figures["printed_pages"] <= MOST_PRINTED_PAGES
@@ -134,19 +138,21 @@ def test_the_report_fits_a_screen_a_phone_and_three_sheets(verdict, reports, bro
     assert figures["serious_violations"] == []
 
 
-def pages_seen(server, run) -> list[tuple[str, str]]:
-    """(who, path) of every page a department member or central IT reads."""
-    info = [
-        ("member", reverse("relaytests:info", args=[slug])) for slug in ("open-relays", "fixing", "testing")
-    ]
+def pages_seen(server, run, waiting) -> list[tuple[str, str]]:
+    """(who, path) of every page a department member or central IT reads (the Django admin aside)."""
+    info = [("member", reverse("relaytests:info", args=[page.slug])) for page in INFO_PAGES]
     return [
+        ("anonymous", reverse("relaytests:home")),
+        ("anonymous", reverse("login")),
         ("member", reverse("relaytests:home")),
         ("member", reverse("relaytests:department", args=[server.department.slug])),
         ("member", server.get_absolute_url()),
         ("member", reverse("relaytests:register")),
+        ("member", reverse("relaytests:run", args=[waiting.pk])),
         ("member", "/no-such-page/"),
         *info,
         ("staff", reverse("relaytests:overview")),
+        ("staff", reverse("relaytests:overview") + "?verdict=open_relay"),
         ("staff", reverse("relaytests:run", args=[run.pk])),
     ]
 
@@ -158,13 +164,18 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
     for port, verdict in ((2525, "open_relay"), (587, "secure"), (465, "inconclusive")):
         stored_run(factories.make_department(f"Dept {port}"), reports[verdict], port)
     factories.make_server(department, "mx.physics.example.edu")  # never tested
-    pages = {who: browser.new_page(viewport=DESKTOP) for who in ("member", "staff")}
+    waiting = factories.make_run(
+        factories.make_server(department, "127.0.0.1", kind="ip", port=2526, addresses=["127.0.0.1"]),
+        status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=timezone.now(),
+        report=reports["accepts_relay"],
+    )  # fmt: skip
+    pages = {who: browser.new_page(viewport=DESKTOP) for who in ("anonymous", "member", "staff")}
     for who, user in (("member", member), ("staff", staff)):
         sign_in(pages[who], live_server.url, user.get_username())
     found = {}
-    for who, path in pages_seen(run.server, run):
+    for who, path in pages_seen(run.server, run, waiting):
         pages[who].goto(live_server.url + path)
-        found[path] = serious_violations(pages[who])
+        found[f"{who} {path}"] = serious_violations(pages[who])
         if path == reverse("relaytests:overview"):
             screenshot(pages[who], "dashboard.png", docs_as="dashboard.png", full_page=True)
     record("pages", found)

@@ -284,6 +284,19 @@ def test_since_last_run_lists_what_changed(member, server, open_relay_run):
     assert "now <strong>Accepts relay</strong> (was Open relay)" in page
 
 
+def test_a_long_list_of_changes_since_last_run_is_folded_so_what_to_do_stays_near_the_top(member, server):
+    ids = ["plain", "null-sender", "spoof-domain", "spoof-host", "spoof-iplit", "percent-host"]
+    make_run(server, verdict="accepts_relay",
+             report=report("accepts_relay", hosts=[host(vectors=[vector(v, "accepted") for v in ids])]))
+    fixed = make_run(server, verdict="secure",
+                     report=report("secure", hosts=[host(vectors=[vector(v, "rejected") for v in ids])]))
+
+    page = client_for(member).get(fixed.get_absolute_url()).content.decode()
+
+    assert '<details class="changes" id="changes"><summary>6 results changed or still a problem</summary>' in page
+    assert page.index('<details class="changes"') < page.index('id="what-to-do"')
+
+
 def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
     inside = report("open_relay")
     inside["probe"].update(source_address="10.20.0.5", inside_internal_networks=True)
