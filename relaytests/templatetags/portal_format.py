@@ -64,12 +64,6 @@ def verdict_meaning(value: str) -> str:
     return VERDICT_MEANINGS.get(value, "")
 
 
-def clock(value: datetime) -> str:
-    """14:05 CET: a time today, in the portal's time zone, with the zone."""
-    local = timezone.localtime(value)
-    return f"{local:%H:%M} {local.tzname()}"
-
-
 def minutes_left(until: datetime) -> int:
     return max(0, -(-int((until - timezone.now()).total_seconds()) // 60))
 

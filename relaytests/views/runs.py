@@ -17,7 +17,7 @@ from relaytests import access
 from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
-from relaytests.templatetags.portal_format import clock, minutes_left, verdict_meaning
+from relaytests.templatetags.portal_format import minutes_left, verdict_meaning
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
@@ -59,7 +59,7 @@ def run_live(request, pk: int):
 def run_status(request, pk: int):
     """A few facts the page polls while the run is live; 304 Not Modified while none of them changed."""
     state = live_state(access.get_run_for_user(request.user, pk))
-    etag = '"%s"' % hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]
+    etag = f'"{hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]}"'
     response = get_conditional_response(request, etag=etag) or JsonResponse(state)
     response["ETag"] = etag
     patch_cache_control(response, private=True, no_cache=True)
@@ -84,7 +84,6 @@ def live_state(run: TestRun) -> dict:
         "hosts": len((run.report or {}).get("hosts", [])),
         "verdict": run.verdict,
         "waiting_until": waiting_until.isoformat() if waiting_until else None,
-        "waiting_until_clock": clock(waiting_until) if waiting_until else "",
     }
 
 

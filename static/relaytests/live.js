@@ -14,23 +14,27 @@
     });
   }
 
+  // The clipboard API where the browser allows it; else select the snippet and copy the selection.
   function copySnippet(button) {
     var code = button.closest(".snippet").querySelector("code");
-    var done = function () {
+    var done = function () {  // "Copied" until the reader moves on
       button.textContent = "Copied";
-      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+      button.addEventListener("blur", function () { button.textContent = "Copy"; }, { once: true });
+    };
+    var copySelection = function () {
+      var range = document.createRange();
+      range.selectNodeContents(code);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) {
+        done();
+      }
     };
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(code.textContent).then(done);
-      return;
-    }
-    var range = document.createRange();
-    range.selectNodeContents(code);
-    var selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-    if (document.execCommand("copy")) {
-      done();
+      navigator.clipboard.writeText(code.textContent).then(done, copySelection);
+    } else {
+      copySelection();
     }
   }
 
@@ -146,8 +150,10 @@
     }
   }
 
+  // The ETag is kept only once the page shows its state: a body that failed to load is asked for again.
   function poll() {
     var headers = etag ? { "If-None-Match": etag } : {};
+    var received = null;
     fetch(container.getAttribute("data-status-url"), { credentials: "same-origin", cache: "no-store", headers: headers })
       .then(function (response) {
         if (response.status === 304) {
@@ -156,11 +162,14 @@
         if (!response.ok) {
           throw new Error("status " + response.status);
         }
-        etag = response.headers.get("ETag");
+        received = response.headers.get("ETag");
         return response.json();
       })
       .then(function (state) {
         return state && apply(state);
+      })
+      .then(function () {
+        etag = received || etag;
       })
       .catch(function () { /* a failed poll is retried at the next tick */ })
       .then(schedule);
