@@ -157,7 +157,7 @@ def pages_seen(server, run, waiting) -> list[tuple[str, str]]:
     ]
 
 
-def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_violation(
+def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_violation_and_fits_a_phone(
     reports, browser, live_server, member, staff, department
 ):
     run = stored_run(department, reports["accepts_relay"])
@@ -170,16 +170,22 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
         report=reports["accepts_relay"],
     )  # fmt: skip
     pages = {who: browser.new_page(viewport=DESKTOP) for who in ("anonymous", "member", "staff")}
+    phones = {who: browser.new_page(viewport=PHONE) for who in ("anonymous", "member", "staff")}
     for who, user in (("member", member), ("staff", staff)):
         sign_in(pages[who], live_server.url, user.get_username())
-    found = {}
+        sign_in(phones[who], live_server.url, user.get_username())
+    found, sideways = {}, []
     for who, path in pages_seen(run.server, run, waiting):
         pages[who].goto(live_server.url + path)
         found[f"{who} {path}"] = serious_violations(pages[who])
         if path == reverse("relaytests:overview"):
             screenshot(pages[who], "dashboard.png", docs_as="dashboard.png", full_page=True)
+        phones[who].goto(live_server.url + path)
+        sideways += [f"{who} {path}"] if scrolls_sideways(phones[who]) else []
     record("pages", found)
+    record("pages_scrolling_sideways_on_a_phone", sideways)
     assert {path: violations for path, violations in found.items() if violations} == {}
+    assert sideways == []
 
 
 def test_the_evidence_prints_only_when_unfolded_or_printed_with_evidence(reports, page, live_server, member,

@@ -231,10 +231,12 @@ def test_the_report_reads_verdict_then_what_to_do_then_checks_then_the_evidence_
     accepting = host(verdict="accepts_relay", checks=[check("starttls", "warn")],
                      vectors=[vector(v, "accepted") for v in sender_vectors] + [vector("plain", "rejected")],
                      transcript=[{"dir": "S", "line": "220 mail.physics.example.edu ESMTP Postfix", "t": 0.0}])
-    run = make_run(server, verdict="accepts_relay", report=report("accepts_relay", hosts=[accepting]))
+    summary = "Accepts relaying: the server took mail for an outside recipient."  # the verdict in other words
+    run = make_run(server, verdict="accepts_relay", report=report("accepts_relay", hosts=[accepting], summary=summary))
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
+    assert summary not in page  # the verdict is said once, in one sentence
     order = ['class="verdict-banner', 'id="what-to-do"', "data-fix-step", 'id="checks-heading"', 'id="evidence"',
              '<details class="vectors"', '<details class="transcript"']
     assert [page.index(marker) for marker in order] == sorted(page.index(marker) for marker in order)
