@@ -64,10 +64,6 @@ def verdict_meaning(value: str) -> str:
     return VERDICT_MEANINGS.get(value, "")
 
 
-def minutes_left(until: datetime) -> int:
-    return max(0, -(-int((until - timezone.now()).total_seconds()) // 60))
-
-
 @register.filter
 def when(value: datetime | None):
     """<time> with the date, the time and the zone: 2026-11-27 10:00 UTC."""

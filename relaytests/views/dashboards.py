@@ -97,7 +97,9 @@ def overview(request):
     rows.sort(key=lambda row: (-row.severity, row.server.department.name, row.server.target))
     counts = verdict_counts(rows)
     shown = request.GET.get("verdict", "")
-    if shown in {css for css, _words, _number in counts}:
+    if shown not in {css for css, _words, _number in counts}:
+        shown = ""  # an unknown count shows every server
+    if shown:
         rows = [row for row in rows if shown in row_verdicts(row)]
     context = {"rows": rows, "counts": counts, "filtered": shown}
     return render(request, "relaytests/overview.html", context)

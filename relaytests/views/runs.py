@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
@@ -17,7 +19,7 @@ from relaytests import access
 from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
-from relaytests.templatetags.portal_format import minutes_left, verdict_meaning
+from relaytests.templatetags.portal_format import verdict_meaning
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
@@ -102,7 +104,7 @@ def _run_context(run: TestRun, user) -> dict:
         "mail_hosts": _mail_hosts(report, user),
         "checks": _checks(report),
         "waiting_until": waiting_until,
-        "minutes_left": minutes_left(waiting_until) if waiting_until else None,
+        "minutes_left": _minutes_left(waiting_until) if waiting_until else None,
         "verdict_sentence": _verdict_sentence(run),
     }
 
@@ -138,6 +140,11 @@ def _waiting_until(run: TestRun):
     if run.status != TestRun.Status.AWAITING_DELIVERY or not run.finished_at:
         return None
     return run.finished_at + timedelta(seconds=settings.RELAYTEST_CANARY_WAIT)
+
+
+def _minutes_left(until: datetime) -> int:
+    """Whole minutes, rounded up: "1 min left" until the very end."""
+    return max(0, math.ceil((until - timezone.now()).total_seconds() / 60))
 
 
 def _verdict_sentence(run: TestRun) -> str:
