@@ -196,6 +196,8 @@ PORTAL_POLICY_URL = env.string("PORTAL_POLICY_URL")
 PORTAL_RELAY_HUB = env.string("PORTAL_RELAY_HUB", "relay.example.edu")
 PORTAL_HELP_CONTACT = env.string("PORTAL_HELP_CONTACT")
 PORTAL_HELP_URL = env.string("PORTAL_HELP_URL")
+# How often a run's page asks whether the run moved on (milliseconds; a small 304 while it did not).
+PORTAL_LIVE_POLL_MS = env.integer("PORTAL_LIVE_POLL_MS", 2000)
 
 LOGGING = {
     "version": 1,

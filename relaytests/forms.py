@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from django import forms
+from django.conf import settings
 
 from relaytests import scope
 from relaytests.models import Department, MailServer
 from relaytests.probe.targets import TargetError
+
+# What people paste instead of a server's name: a web address, or the port after a space.
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+PORT_AFTER_SPACE = re.compile(r"^(\S+)\s+(\d{1,5})$")
 
 KIND_CHOICES = [
     ("server", "A mail server: its hostname or IP address"),
@@ -54,10 +62,13 @@ class RegisterServerForm(forms.Form):
         if "target" not in cleaned or "what" not in cleaned:
             return cleaned
         try:
+            refuse_pasted_forms(cleaned["target"])
             target, kind, port = scope.parse(cleaned["target"], domain=cleaned["what"] == "domain")
             self._refuse_duplicate(target, kind, port)
             self.scoped = scope.check(target, kind, port)
-        except (TargetError, scope.OutOfScope) as error:
+        except scope.OutOfScope as error:
+            self.add_error("target", f"{error} {whom_to_ask()}")
+        except TargetError as error:
             self.add_error("target", str(error))
         except forms.ValidationError as error:
             self.add_error("target", error)
@@ -78,7 +89,31 @@ class RegisterServerForm(forms.Form):
             target=scoped.target,
             kind=scoped.kind,
             port=scoped.port,
-            mail_domain=self.cleaned_data["mail_domain"] or (scoped.target if scoped.kind == "domain" else ""),
+            mail_domain=self.cleaned_data["mail_domain"]
+            or (scoped.target if scoped.kind == "domain" else ""),
             addresses=scoped.addresses,
             created_by=user,
         )
+
+
+def refuse_pasted_forms(text: str) -> None:
+    """A web address or a port after a space: say what to type instead of a parser's complaint."""
+    text = text.strip()
+    if URL.match(text):
+        host = urlsplit(text).hostname or "mail.dept.example.edu"
+        raise forms.ValidationError(
+            f"That is a web address. Type only the mail server's name or address, for example {host}."
+        )
+    spaced = PORT_AFTER_SPACE.match(text)
+    if spaced:
+        host, port = spaced.groups()
+        raise forms.ValidationError(f"Write the port after a colon, without a space: {host}:{port}.")
+
+
+def whom_to_ask() -> str:
+    """What to do about a target outside the scope: the people who can widen it."""
+    contact = settings.PORTAL_HELP_CONTACT
+    who = f"central IT ({contact})" if contact else "central IT"
+    return (
+        f"If it is your department's server and should be tested, ask {who} to add it to the portal's scope."
+    )

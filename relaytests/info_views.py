@@ -43,5 +43,6 @@ def _extra_context(slug: str) -> dict:
         "probe_helo": settings.RELAYTEST_PROBE_HELO,
         "probe_source": settings.RELAYTEST_SOURCE_ADDRESS,
         "canary_domain": settings.RELAYTEST_CANARY_DOMAIN,
+        "canary_wait_minutes": -(-settings.RELAYTEST_CANARY_WAIT // 60),
         "vectors": [v for v in catalogue() if v.evidence != "control"],
     }

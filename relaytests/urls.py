@@ -13,6 +13,7 @@ server_urls = [
 run_urls = [
     path("", runs.run, name="run"),
     path("live/", runs.run_live, name="run-live"),
+    path("status/", runs.run_status, name="run-status"),
     path("retest/", runs.retest, name="run-retest"),
 ]
 

@@ -20,12 +20,14 @@ from relaytests.probe.outdated import CHECK_ID as OUTDATED_CHECK_ID
 from relaytests.probe.outdated import outdated_check
 from relaytests.probe.report import Check, Software
 from relaytests.probe.vectors import by_id, catalogue
+from relaytests.probe.verdict import REFUSALS
 
 CONTENT_DIR = Path(__file__).with_name("content")
 GENERIC = "generic"
 DEPT_NET_HINT = "<your department's sending hosts>"
 PLACEHOLDER = re.compile(r"\{(hostname|mail_domain|address|relay_hub|dept_net|org_name)\}")
 RELAY_VERDICTS = ("open_relay", "accepts_relay")
+HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]*")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class FailingVector:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """One weakness of the MTA and the vectors it explains: the admin reads the reason once."""
+
+    kind: str
+    why: str
+    vectors: list[FailingVector]
+
+    @property
+    def relayed(self) -> bool:
+        return any(v.delivered for v in self.vectors)
+
+
+@dataclass(frozen=True)
 class Guidance:
     family: str
     name: str
@@ -62,6 +77,15 @@ class Guidance:
     relay_hub: str
     outdated: Check
     sources: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)  # inconclusive: what to do to get an answer
+
+    @property
+    def causes(self) -> list[Cause]:
+        """The failing vectors grouped by the weakness that explains them, in the order first seen."""
+        groups: dict[str, list[FailingVector]] = {}
+        for vector in self.failing:
+            groups.setdefault(_kind_of().get(vector.id, vector.id), []).append(vector)
+        return [Cause(kind, vectors[0].why, vectors) for kind, vectors in groups.items()]
 
     @property
     def needs_fixing(self) -> bool:
@@ -91,6 +115,7 @@ def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None)
         relay_hub=names["relay_hub"],
         outdated=_outdated(host),
         sources=list(content["sources"]),
+        next_steps=_next_steps(host, fill) if host.get("verdict", "inconclusive") == "inconclusive" else [],
     )
 
 
@@ -149,6 +174,20 @@ def _failing(vector: dict[str, Any], content: dict[str, Any], fill) -> FailingVe
     )
 
 
+def _next_steps(host: dict[str, Any], fill) -> list[str]:
+    """What to do about an inconclusive host: one text per reason the attempts got no answer."""
+    texts = _load(GENERIC)["inconclusive"]
+    reasons = [
+        v.get("reason", "")
+        for v in host.get("vectors", [])
+        if v.get("outcome") != "accepted" and v.get("reason") not in REFUSALS
+    ]
+    if not host.get("vectors"):
+        reasons = ["no_session"]
+    known = list(dict.fromkeys(r for r in reasons if r in texts))
+    return [fill(texts[reason]) for reason in known] or [fill(texts["default"])]
+
+
 def _step(data: dict[str, Any], fill) -> Step:
     return Step(title=data.get("title", ""), text=fill(data["text"]), snippet=fill(data.get("snippet", "")))
 
@@ -165,7 +204,11 @@ def _outdated(host: dict[str, Any]) -> Check:
 def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[str, str]:
     """The values filled into the texts: the server's own names first, then what the report saw."""
     hostname = (
-        host.get("name") or _server_target(server, "host") or report.get("target") or host.get("address", "")
+        host.get("name")
+        or _server_target(server, "host")
+        or greeting_name(host.get("banner", ""))
+        or report.get("target")
+        or host.get("address", "")
     )
     mail_domain = (
         getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
@@ -178,6 +221,14 @@ def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[st
         "dept_net": DEPT_NET_HINT,
         "org_name": settings.PORTAL_ORG_NAME,
     }
+
+
+def greeting_name(banner: str) -> str:
+    """The host name a greeting gives ("220 mx.dept.example.edu ESMTP ..."), if it gives one."""
+    words = banner.split()
+    name = words[1].rstrip(".") if len(words) > 1 and words[0].startswith("220") else ""
+    is_hostname = "." in name and HOSTNAME.fullmatch(name) and not name.replace(".", "").isdigit()
+    return name.lower() if is_hostname else ""
 
 
 def _server_target(server: Any, kind: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from relaytests.models import Verdict
 
@@ -16,8 +19,9 @@ VERDICT_MEANINGS = {
     "through it. Fix it now.",
     "accepts_relay": "The server accepted mail for an outside recipient, but no test message arrived "
     "(yet). Treat it as an open relay until a re-test says secure.",
-    "inconclusive": "The test could neither prove nor rule out relaying; the reason is given below.",
-    "secure": "Every core relay attempt was refused, and no test message arrived.",
+    "inconclusive": "The test could neither prove nor rule out relaying. What to do next: the first step "
+    "below says how to get a clear answer.",
+    "secure": "Every relay attempt was refused, and no test message arrived. Nothing to fix.",
 }
 
 
@@ -58,3 +62,35 @@ def verdict_label(value: str) -> str:
 @register.filter
 def verdict_meaning(value: str) -> str:
     return VERDICT_MEANINGS.get(value, "")
+
+
+@register.filter
+def when(value: datetime | None):
+    """<time> with the date, the time and the zone: 2026-11-27 10:00 UTC."""
+    if not value:
+        return "—"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}">{} {}</time>', value.isoformat(), f"{local:%Y-%m-%d %H:%M}", local.tzname()
+    )
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """3 days ago; just now under a minute."""
+    if not value:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value, depth=1)} ago"
+
+
+@register.filter
+def accepted_count(vectors: list[dict]) -> int:
+    return sum(v.get("outcome") == "accepted" for v in vectors)
+
+
+@register.filter
+def reason_words(reason: str) -> str:
+    """relay_denied -> relay denied."""
+    return reason.replace("_", " ")

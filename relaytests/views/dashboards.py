@@ -95,4 +95,16 @@ def overview(request):
         raise Http404
     rows = server_rows(MailServer.objects.select_related("department"))
     rows.sort(key=lambda row: (-row.severity, row.server.department.name, row.server.target))
-    return render(request, "relaytests/overview.html", {"rows": rows, "counts": verdict_counts(rows)})
+    counts = verdict_counts(rows)
+    shown = request.GET.get("verdict", "")
+    if shown not in {css for css, _words, _number in counts}:
+        shown = ""  # an unknown count shows every server
+    if shown:
+        rows = [row for row in rows if shown in row_verdicts(row)]
+    context = {"rows": rows, "counts": counts, "filtered": shown}
+    return render(request, "relaytests/overview.html", context)
+
+
+def row_verdicts(row: ServerRow) -> set[str]:
+    """The counts a row is in: its verdict (or untested), and blocklisted."""
+    return {row.verdict or "untested"} | ({"blocklisted"} if row.blocklisted else set())

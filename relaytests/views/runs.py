@@ -1,18 +1,25 @@
-"""A run's report: the page, its live part, and Re-test."""
+"""A run's report: the page, its live parts (a small status and the report's body), and Re-test."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import json
+import math
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.views.decorators.http import require_GET, require_POST
 
 from relaytests import access
 from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
+from relaytests.templatetags.portal_format import verdict_meaning
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
@@ -24,8 +31,13 @@ DELIVERY_EXPLANATIONS = {
     "and reached the portal's canary. That is proof, not suspicion.",
     "accepts_relay": "Accepted but not delivered: the server took mail for an outside recipient, but no test "
     "message from it reached the canary (canary delivery off, or the server queued, discarded or bounced it "
-    "later). A queued message may still arrive: the verdict then turns to open relay, marked late.",
+    "later). Treat it as an open relay: a queued message may still arrive, and the verdict then turns to "
+    "open relay, marked late.",
 }
+NOT_PROVEN_YET = (
+    "Not proven yet: the server took mail for an outside recipient, and the portal is waiting for the test "
+    "messages. Treat it as an open relay until a re-test says secure."
+)
 
 
 @login_required
@@ -33,6 +45,7 @@ def run(request, pk: int):
     context = _run_context(access.get_run_for_user(request.user, pk), request.user)
     context["permalink"] = _permalink(request, context["run"])
     context["noscript_refresh"] = NOSCRIPT_REFRESH_SECONDS
+    context["poll_ms"] = settings.PORTAL_LIVE_POLL_MS
     return render(request, "relaytests/run.html", context)
 
 
@@ -43,9 +56,21 @@ def _permalink(request, run: TestRun) -> str:
 
 @login_required
 def run_live(request, pk: int):
-    """The part of the run page that changes while it works; the page's script swaps it in."""
+    """The report's body; the page's script loads it once each time the run's state changes."""
     context = _run_context(access.get_run_for_user(request.user, pk), request.user)
     return render(request, "relaytests/includes/run_body.html", context)
+
+
+@login_required
+@require_GET
+def run_status(request, pk: int):
+    """A few facts the page polls while the run is live; 304 Not Modified while none of them changed."""
+    state = live_state(access.get_run_for_user(request.user, pk))
+    etag = f'"{hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]}"'
+    response = get_conditional_response(request, etag=etag) or JsonResponse(state)
+    response["ETag"] = etag
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 @login_required
@@ -55,9 +80,24 @@ def retest(request, pk: int):
     return start_run(request, run.server, TestRun.Trigger.RETEST)
 
 
+def live_state(run: TestRun) -> dict:
+    """What the status line says; `version` changes when the report's body must be loaded again."""
+    waiting_until = _waiting_until(run)
+    return {
+        "state": run.status,
+        "live": run.is_live,
+        "version": f"{run.status}:{run.verdict}",
+        "status": run.get_status_display(),
+        "hosts": len((run.report or {}).get("hosts", [])),
+        "verdict": run.verdict,
+        "waiting_until": waiting_until.isoformat() if waiting_until else None,
+    }
+
+
 def _run_context(run: TestRun, user) -> dict:
     report = run.report or {}
     previous = run.previous_run() if run.verdict else None
+    waiting_until = _waiting_until(run)
     return {
         "run": run,
         "server": run.server,
@@ -67,13 +107,28 @@ def _run_context(run: TestRun, user) -> dict:
         "comparison": compare_reports(previous.report, report) if previous else None,
         "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
         "mail_hosts": _mail_hosts(report, user),
-        **_delivery_context(run),
+        "checks": _checks(report),
+        "waiting_until": waiting_until,
+        "minutes_left": _minutes_left(waiting_until) if waiting_until else None,
+        "verdict_sentence": _verdict_sentence(run),
     }
+
+
+def _checks(report: dict) -> list[dict]:
+    """Every check of the report in one table: the target's own (DNS of the domain), then each host's."""
+    hosts = report.get("hosts", [])
+    rows = [{**check, "where": report.get("target", "")} for check in report.get("checks", [])]
+    for host in hosts:
+        where = host.get("name") or host.get("address", "")
+        rows += [{**check, "where": where} for check in host.get("checks", [])]
+    return rows
 
 
 def _mail_hosts(report: dict, user) -> dict | None:
     """The mail domain's MX hosts, each with the registered servers (that this user may see) behind it."""
-    mx = next((c for c in report.get("checks", []) if c["id"] == "mx" and c.get("data", {}).get("hosts")), None)
+    mx = next(
+        (c for c in report.get("checks", []) if c["id"] == "mx" and c.get("data", {}).get("hosts")), None
+    )
     if mx is None:
         return None
     servers = list(access.servers_for(user))
@@ -85,11 +140,20 @@ def _serves(server, mail_host: dict) -> bool:
     return server.target == mail_host["name"] or bool(set(server.addresses) & set(mail_host["addresses"]))
 
 
-def _delivery_context(run: TestRun) -> dict:
-    """What the canary proved, and while the run waits for test messages, until when."""
-    if run.status != TestRun.Status.AWAITING_DELIVERY:
-        return {"delivery_explanation": DELIVERY_EXPLANATIONS.get(run.verdict, ""), "waiting_until": None}
-    # Still waiting, only a delivery is settled: "not delivered" is not known yet.
-    proven = DELIVERY_EXPLANATIONS["open_relay"] if run.verdict == "open_relay" else ""
-    wait = timedelta(seconds=settings.RELAYTEST_CANARY_WAIT)
-    return {"delivery_explanation": proven, "waiting_until": run.finished_at + wait if run.finished_at else None}
+def _waiting_until(run: TestRun):
+    """While the run waits for test messages: until when."""
+    if run.status != TestRun.Status.AWAITING_DELIVERY or not run.finished_at:
+        return None
+    return run.finished_at + timedelta(seconds=settings.RELAYTEST_CANARY_WAIT)
+
+
+def _minutes_left(until: datetime) -> int:
+    """Whole minutes, rounded up: "1 min left" until the very end."""
+    return max(0, math.ceil((until - timezone.now()).total_seconds() / 60))
+
+
+def _verdict_sentence(run: TestRun) -> str:
+    """The one sentence under the verdict; while waiting, only a delivery is settled."""
+    if run.status == TestRun.Status.AWAITING_DELIVERY and run.verdict == "accepts_relay":
+        return NOT_PROVEN_YET
+    return DELIVERY_EXPLANATIONS.get(run.verdict) or verdict_meaning(run.verdict)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from playwright.sync_api import sync_playwright
 
+from tests.portal import browser as browser_helpers
 from tests.portal import factories
 from tests.portal.worker import REDIS_URL, empty_broker, publishing_to
 
@@ -64,3 +66,23 @@ def redis_broker():
     empty_broker()
     with publishing_to(REDIS_URL):
         yield
+
+
+# ---- the browser tests (tests/portal/browser.py) ----
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=browser_helpers.CHROMIUM, args=browser_helpers.CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_page(viewport=browser_helpers.DESKTOP)

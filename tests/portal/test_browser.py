@@ -5,7 +5,10 @@ A department's mail admin signs in, registers the server, starts a test, watches
 reloading (through the short canary wait, as no test message arrives), reads the verdict (it accepts
 outside recipients) and the guidance for the failing vector, "fixes" the server, re-tests, reads that
 it is now secure and what changed, and finds both runs in the server's history. Screenshots go to
-test-artifacts/ only (gitignored), so a test run leaves the work tree as it was.
+test-artifacts/ (gitignored), so a test run leaves the work tree as it was.
+
+Issue 10: while a run waits, the page polls a small status that answers 304 while nothing changed,
+and leaves the report alone: a selection in it survives a minute's worth of polls.
 """
 
 from __future__ import annotations
@@ -14,20 +17,15 @@ import dataclasses
 
 import pytest
 from django.conf import settings
-from django.urls import reverse
-from playwright.sync_api import Page, expect, sync_playwright
+from django.utils import timezone
+from playwright.sync_api import Page, expect
 
 from relaytests.models import TestRun
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
-from tests.portal.factories import PASSWORD
+from tests.portal.browser import ARTIFACTS, record, sign_in
+from tests.portal.factories import accepted_report, make_run, make_server
 from tests.portal.worker import REDIS_URL, celery_worker, publishing_to
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-ARTIFACTS = settings.BASE_DIR / "test-artifacts"
 RUN_FINISHES_WITHIN_MS = 120_000  # a bound for a stuck run, not a speed claim
 CANARY_WAIT = "3"  # seconds: the run waits for test messages, then its finalising task settles it
 
@@ -35,18 +33,8 @@ CANARY_WAIT = "3"  # seconds: the run waits for test messages, then its finalisi
 SLOW_OPEN = dataclasses.replace(BEHAVIOURS["open"], banner_delay=1.0)
 SLOW_CLOSED = dataclasses.replace(BEHAVIOURS["closed"], banner_delay=1.0)
 
-pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        yield page
-        browser.close()
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+A_MINUTE_OF_POLLS = 30  # at the default 2 s: the polls of a minute, here made 50 ms apart
 
 
 @pytest.fixture
@@ -56,6 +44,7 @@ def loopback_in_scope(settings):
     settings.RELAYTEST_CANARY_WAIT = int(CANARY_WAIT)  # what the page says; the worker gets it below
 
 
+@pytest.mark.broker
 def test_sign_in_register_test_watch_retest_and_see_the_history(
     page: Page, live_server, member, department, loopback_in_scope
 ):
@@ -71,11 +60,13 @@ def test_sign_in_register_test_watch_retest_and_see_the_history(
             watch_until_final(page)
             expect(page.locator(".verdict-banner")).to_have_class("verdict-banner verdict-accepts_relay")
             expect(page.locator(".run-body")).to_contain_text("127.0.0.1")
+            expect(page.locator(".messages")).to_have_count(0)  # "The test is queued" went with its state
+            expect(page.locator("#run-announcer")).to_contain_text("Verdict: Accepts relay")
             page.screenshot(path=ARTIFACTS / "report-accepts-relay.png", full_page=True)
             read_the_guidance(page)
 
         with FakeSMTPServer(SLOW_CLOSED, port=port):  # the admin fixed the server
-            page.get_by_role("button", name="Re-test").click()
+            page.get_by_role("button", name="Re-test").first.click()
             watch_until_final(page)
             expect(page.locator(".verdict-banner")).to_have_class("verdict-banner verdict-secure")
             expect(page.locator("section.since")).to_contain_text("Since last run")
@@ -89,14 +80,6 @@ def test_sign_in_register_test_watch_retest_and_see_the_history(
     expect(history.nth(0)).to_contain_text("Re-test")
     expect(history.nth(1)).to_contain_text("Test")
     assert list(TestRun.objects.values_list("verdict", flat=True)) == ["secure", "accepts_relay"]
-
-
-def sign_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(base_url + reverse("login"))
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name="Register a server").first).to_be_visible()
 
 
 def register(page: Page, target: str) -> None:
@@ -123,8 +106,42 @@ def read_the_guidance(page: Page) -> None:
     """Issue 5: the run page's guidance names the vector that got through and the central relay hub."""
     guidance = page.locator("section.guidance").first
     guidance.scroll_into_view_if_needed()
-    expect(guidance.get_by_role("heading", level=2)).to_contain_text("How to fix")
+    expect(page.locator("#what-to-do-heading")).to_have_text("What to do")
     expect(guidance.locator("#why-plain")).to_contain_text("plain")
     hub = guidance.get_by_role("heading", name=f"Recommended: send through {settings.PORTAL_RELAY_HUB}")
     expect(hub).to_be_visible()
     guidance.screenshot(path=ARTIFACTS / "guidance-accepts-relay.png")
+
+
+def test_a_selection_in_the_report_survives_a_minute_of_live_updates_and_unchanged_polls_get_304(
+    page: Page, live_server, member, department, settings
+):
+    settings.PORTAL_LIVE_POLL_MS = 50
+    settings.RELAYTEST_CANARY_WAIT = 900
+    server = make_server(department, "127.0.0.1", kind="ip", addresses=["127.0.0.1"])
+    run = make_run(server, status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay",
+                   finished_at=timezone.now(), report=accepted_report())  # fmt: skip
+    polls = []
+    page.on("response", lambda response: polls.append(response.status) if "/status/" in response.url else None)
+    sign_in(page, live_server.url, member.get_username())
+    page.goto(live_server.url + run.get_absolute_url())
+    expect(page.locator(".status")).to_contain_text("Waiting for test messages until")
+    expect(page.locator(".status")).to_contain_text("min left")
+    snippet = page.locator(".what-to-do .snippet code").first
+    snippet.select_text()
+    selected = page.evaluate("getSelection().toString()")
+
+    while len(polls) < A_MINUTE_OF_POLLS:
+        page.wait_for_event("response", lambda response: "/status/" in response.url, timeout=60_000)
+
+    record("live_polls", {"polls": len(polls), "not_modified": polls.count(304)})
+    assert selected and page.evaluate("getSelection().toString()") == selected
+    assert polls[0] == 200 and set(polls[1:]) == {304}
+    copy = page.get_by_role("button", name="Copy").first
+    copy.click()
+    expect(page.get_by_role("button", name="Copied")).to_have_count(1)
+
+    TestRun.objects.filter(pk=run.pk).update(status=TestRun.Status.DONE)  # the wait is over
+    expect(page.locator(".run-body")).to_have_attribute("data-live", "false", timeout=RUN_FINISHES_WITHIN_MS)
+    expect(page.locator("#run-announcer")).to_have_text("Finished. Verdict: Accepts relay.")
+    expect(page.locator(".status")).to_have_count(0)

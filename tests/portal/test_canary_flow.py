@@ -110,11 +110,13 @@ def test_while_awaiting_delivery_the_page_says_until_when_and_keeps_polling(memb
 
     page = page_of(run, member)
 
-    assert re.search(r'waiting for test messages until <time class="waiting-until" '
-                     r'datetime="2026-11-27T10:16:00\+00:00">2026-11-27 10:16:00 UTC</time>', page)
+    assert re.search(r'Waiting for test messages until\s+<time class="waiting-until" '
+                     r'datetime="2026-11-27T10:16:00\+00:00">10:16 UTC</time>\s+\(<span class="minutes-left">0 min'
+                     r'</span> left\)', page)
     assert 'data-live="true"' in page
-    assert "Not yet: waiting for it" in rows_of(page)["plain"]
-    assert "delivery-explanation" not in page  # not "not delivered" before the wait is over
+    assert "Not proven yet: waiting for it" in rows_of(page)["plain"]
+    assert "Accepted but not delivered" not in page  # not "not delivered" before the wait is over
+    assert "Not proven yet" in page
 
 
 @pytest.mark.django_db
@@ -141,7 +143,7 @@ def test_the_history_marks_a_run_upgraded_by_a_late_delivery(member, server):
     history = re.findall(r'<tr>\s*<td><a href="/runs/(\d+)/">(.*?)</tr>', page, re.S)
     assert {int(pk) for pk, row in history if "upgraded by a late delivery" in row} == {upgraded.pk}
     assert {int(pk) for pk, _ in history} == {in_time.pk, upgraded.pk}
-    [change] = re.findall(r"<li>.*?</li>", page.split("<h2>Verdict changes</h2>")[1], re.S)
+    [change] = re.findall(r"<li>.*?</li>", page.split("<h2>Verdict changes</h2>")[1].split("</ul>")[0], re.S)
     assert "Accepts relay → " in change and "upgraded by a late delivery" in change
 
 

@@ -121,3 +121,32 @@ def test_a_mail_domain_with_a_port_is_refused(department):
     form = form_for(department, target="127.0.0.5", mail_domain="physics.example.edu:25")
 
     assert form.errors["mail_domain"] == ["A mail domain has no port."]
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("https://mail.physics.example.edu/", "That is a web address. Type only the mail server's name or address, "
+                                               "for example mail.physics.example.edu."),
+        ("smtp://mail.physics.example.edu:25", "That is a web address. Type only the mail server's name or "
+                                                "address, for example mail.physics.example.edu."),
+        ("127.0.0.1 2701", "Write the port after a colon, without a space: 127.0.0.1:2701."),
+    ],
+)  # fmt: skip
+def test_a_pasted_url_or_a_port_after_a_space_is_answered_with_what_to_type(department, typed, message):
+    form = form_for(department, target=typed)
+
+    assert not form.is_valid()
+    error = form.errors["target"][0]
+    assert error == message
+
+
+def test_a_target_out_of_scope_names_the_people_to_ask(department, settings):
+    settings.PORTAL_HELP_CONTACT = "hostmaster@example.edu"
+    form = form_for(department, target="mail.example.com")
+
+    assert not form.is_valid()
+    assert form.errors["target"][0].endswith(
+        "If it is your department's server and should be tested, ask central IT (hostmaster@example.edu) "
+        "to add it to the portal's scope."
+    )

@@ -6,7 +6,7 @@ import pytest
 from django.template.loader import render_to_string
 from django.test import override_settings
 
-from relaytests.guidance import guidance_for
+from relaytests.guidance import greeting_name, guidance_for
 from relaytests.probe.suite import SuiteConfig, run_suite
 from relaytests.probe.targets import HostTarget
 from tests.fakes import BEHAVIOURS, FakeSMTPServer, with_banner
@@ -206,7 +206,7 @@ def test_the_run_page_shows_the_sendmail_guidance_for_a_percent_hack_relay(membe
     server = factories.make_server(department, "mx.physics.example.edu", mail_domain="physics.example.edu")
     run = factories.make_run(server, verdict="open_relay", report=report_for("sendmail", ["percent-host"]))
     html = client_for(member).get(run.get_absolute_url()).content.decode()
-    assert "How to fix mx.physics.example.edu 192.0.2.25:25: Sendmail" in html
+    assert "mx.physics.example.edu 192.0.2.25:25: Sendmail</h3>" in html
     assert named_vectors(html) == {"percent-host"}
     assert "relays mail for anyone by default" in html
     assert "Recommended: send through relay.tc.umn.edu" in html
@@ -222,8 +222,8 @@ def test_a_run_still_working_shows_no_guidance_yet(member, department):
 def test_a_partial_report_of_a_dead_run_still_renders():
     report = {"schema": "relaytest/1", "verdict": "inconclusive", "hosts": [{"address": "127.0.0.1"}]}
     html = render(report)
-    assert "How to tell which MTA you run" in html
-    assert "How to fix 127.0.0.1:25" in html
+    assert "127.0.0.1:25</h3>" in html
+    assert "Get a clear answer" in html and "could not hold an SMTP session with 127.0.0.1" in html
 
 
 async def test_a_fake_sendmail_8_8_relaying_through_the_percent_hack_gets_the_sendmail_section():
@@ -244,3 +244,41 @@ async def test_a_fake_sendmail_8_8_relaying_through_the_percent_hack_gets_the_se
     assert guidance.outdated.status == "fail"
     assert "relays mail for anyone by default" in guidance.outdated.detail
     assert guidance.hub.snippet == "define(`SMART_HOST', `[relay.example.edu]')dnl"
+
+
+def test_a_server_registered_by_address_gets_the_name_its_greeting_gives_in_the_snippets(department):
+    server = factories.make_server(department, "127.0.0.1", kind="ip", addresses=["127.0.0.1"])
+    report = report_for("postfix", ["plain"], name="")
+    report["hosts"][0].update(address="127.0.0.1", banner="220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)")
+
+    snippet = guidance_for(report, 0, server=server).steps[0].snippet
+
+    assert "myhostname = mx.dept.example.edu\nmydomain = dept.example.edu" in snippet
+    assert "127.0.0.1" not in snippet.split("mynetworks")[0]
+
+
+@pytest.mark.parametrize("banner", ["220 127.0.0.1 ESMTP", "220 ESMTP ready", "", "421 mx.dept.example.edu busy"])
+def test_a_greeting_that_names_no_host_gives_no_name(banner):
+    assert greeting_name(banner) == ""
+
+
+def test_the_causes_are_grouped_one_entry_per_weakness_with_the_vectors_it_explains():
+    sender = ["spoof-domain", "spoof-host", "spoof-iplit", "sender-localhost"]
+    guidance = guidance_for(report_for("postfix", ["plain", *sender, "percent-host"]), 0)
+
+    assert [(c.kind, [v.id for v in c.vectors]) for c in guidance.causes] == [
+        ("open", ["plain"]), ("sender", sender), ("percent", ["percent-host"])
+    ]
+    assert "check_sender_access" in guidance.causes[1].why
+
+
+def test_an_inconclusive_host_is_told_what_to_do_next_by_the_reason():
+    report = report_for("postfix")
+    report["hosts"][0].update(verdict="inconclusive", vectors=[
+        {"id": "plain", "outcome": "deferred", "reason": "greylisted", "evidence": "canary-final"},
+        {"id": "spoof-domain", "outcome": "rejected", "reason": "relay_denied", "evidence": "canary-final"},
+    ])
+
+    (step,) = guidance_for(report, 0).next_steps
+
+    assert step.startswith("Your server greylisted the test")

@@ -22,7 +22,8 @@ def test_each_page_renders_for_an_anonymous_visitor_with_every_nav_link(url):
     page = INFO_PAGES[INFO_URLS.index(url)]
     assert f"<h1>{page.title}</h1>" in html
     for link, other in zip(INFO_URLS, INFO_PAGES, strict=True):
-        assert f'<a class="info-link" href="{link}">{other.title}</a>' in html
+        current = ' aria-current="page"' if other == page else ""
+        assert f'<a class="info-link" href="{link}"{current}>{other.title}</a>' in html
 
 
 @pytest.mark.parametrize("url", OTHER_PAGES)
@@ -86,10 +87,14 @@ def test_without_contacts_the_contact_page_names_the_service_desk():
 
 
 @override_settings(
-    RELAYTEST_CANARY_DOMAIN="canary.relaytest.example.org", RELAYTEST_PROBE_HELO="probe.example.org"
+    RELAYTEST_CANARY_DOMAIN="canary.relaytest.example.org",
+    RELAYTEST_PROBE_HELO="probe.example.org",
+    RELAYTEST_CANARY_WAIT=900,
 )
 def test_the_testing_page_says_what_the_probe_does_to_the_server():
     html = Client().get(reverse("relaytests:info", args=["testing"])).content.decode()
+    assert "a few minutes at most" not in html
+    assert "waits up to 15 minutes" in html
     assert "portal's own\ntest domain, <code>canary.relaytest.example.org</code></strong>" in html
     assert "greeting as <code>probe.example.org</code>" in html
     assert "<code>percent-host</code>" in html

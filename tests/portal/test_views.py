@@ -12,10 +12,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.staticfiles import finders
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from relaytests.models import MailServer, TestRun
+from relaytests.views import runs
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import check, host, make_department, make_run, make_server, make_user, report, vector
@@ -184,6 +186,20 @@ def test_central_it_sees_open_relays_and_blocklisted_servers_first_with_counts(s
     assert '<span class="verdict verdict-blocklisted">On a blocklist</span>' in response.content.decode()
 
 
+def test_the_overview_counts_filter_the_table_and_are_neutral_at_zero(staff, department):
+    for target, verdict in (("open.example.edu", "open_relay"), ("secure.example.edu", "secure")):
+        make_run(make_server(department, target=target), verdict=verdict, report=report(verdict))
+    client = client_for(staff)
+
+    page = client.get(reverse("relaytests:overview")).content.decode()
+    only_open = client.get(reverse("relaytests:overview"), {"verdict": "open_relay"})
+
+    assert '<a class="verdict verdict-open_relay" href="?verdict=open_relay"><strong>1</strong> Open relay</a>' in page
+    assert '<a class="zero" href="?verdict=accepts_relay"><strong>0</strong> Accepts relay</a>' in page
+    assert [row.server.target for row in only_open.context["rows"]] == ["open.example.edu"]
+    assert 'aria-current="true"' in only_open.content.decode()
+
+
 # ---- the run page ----
 
 
@@ -204,9 +220,31 @@ def test_the_run_page_says_the_verdict_first_in_words_and_colour(member, open_re
     page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
 
     body = page[page.index('<div class="run-body"'):]
-    assert body.index('<section class="verdict-banner verdict-open_relay">') < body.index('class="host"')
-    assert "<h2>Open relay</h2>" in page
+    assert body.index('<section class="verdict-banner verdict-open_relay"') < body.index('class="host"')
+    assert '<h2 id="verdict-heading">Open relay</h2>' in page
     assert "1 min 35 s" in page
+
+
+def test_the_report_reads_verdict_then_what_to_do_then_checks_then_the_evidence_folded(member, server):
+    """Issue 10: the fix comes right after the verdict; the vector table and the dialogue are folded."""
+    sender_vectors = ["spoof-domain", "spoof-host", "spoof-iplit", "spoof-postmaster"]
+    accepting = host(verdict="accepts_relay", checks=[check("starttls", "warn")],
+                     vectors=[vector(v, "accepted") for v in sender_vectors] + [vector("plain", "rejected")],
+                     transcript=[{"dir": "S", "line": "220 mail.physics.example.edu ESMTP Postfix", "t": 0.0}])
+    summary = "Accepts relaying: the server took mail for an outside recipient."  # the verdict in other words
+    run = make_run(server, verdict="accepts_relay", report=report("accepts_relay", hosts=[accepting], summary=summary))
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    assert summary not in page  # the verdict is said once, in one sentence
+    order = ['class="verdict-banner', 'id="what-to-do"', "data-fix-step", 'id="checks-heading"', 'id="evidence"',
+             '<details class="vectors"', '<details class="transcript"']
+    assert [page.index(marker) for marker in order] == sorted(page.index(marker) for marker in order)
+    causes = re.findall(r'<li class="cause">(.*?)</li>', page, re.S)
+    assert len(causes) == 1  # one entry for the cause, naming its four vectors, not one per vector
+    assert causes[0].count("check_sender_access") == 1
+    assert all(f'id="why-{v}"' in causes[0] for v in sender_vectors)
+    assert "(accepted)" not in page and "(relay denied)" in page
 
 
 def test_server_strings_are_escaped_and_no_page_carries_inline_script(member, open_relay_run):
@@ -248,6 +286,19 @@ def test_since_last_run_lists_what_changed(member, server, open_relay_run):
     assert "now <strong>Accepts relay</strong> (was Open relay)" in page
 
 
+def test_a_long_list_of_changes_since_last_run_is_folded_so_what_to_do_stays_near_the_top(member, server):
+    ids = ["plain", "null-sender", "spoof-domain", "spoof-host", "spoof-iplit", "percent-host"]
+    make_run(server, verdict="accepts_relay",
+             report=report("accepts_relay", hosts=[host(vectors=[vector(v, "accepted") for v in ids])]))
+    fixed = make_run(server, verdict="secure",
+                     report=report("secure", hosts=[host(vectors=[vector(v, "rejected") for v in ids])]))
+
+    page = client_for(member).get(fixed.get_absolute_url()).content.decode()
+
+    assert '<details class="changes" id="changes"><summary>6 results changed or still a problem</summary>' in page
+    assert page.index('<details class="changes"') < page.index('id="what-to-do"')
+
+
 def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
     inside = report("open_relay")
     inside["probe"].update(source_address="10.20.0.5", inside_internal_networks=True)
@@ -279,10 +330,11 @@ def test_a_run_awaiting_canary_deliveries_shows_its_verdict_and_keeps_updating(m
 
     page = client_for(member).get(waiting.get_absolute_url()).content.decode()
 
-    assert "<h2>Accepts relay</h2>" in page
+    assert '<h2 id="verdict-heading">Accepts relay</h2>' in page
     assert "plain: now accepted (was rejected)" in page
     assert 'data-live="true"' in page and 'http-equiv="refresh"' in page
-    assert "Waiting for canary deliveries" in page
+    assert "Waiting for canary deliveries" in page and "Not proven yet" in page
+    assert "within the wait" not in page  # the engine's "no canary message arrived" is not shown while waiting
     assert f'action="{reverse("relaytests:run-retest", args=[waiting.pk])}"' in page
 
 
@@ -302,7 +354,7 @@ def test_the_live_fragment_is_the_changing_part_of_the_page_only(member, server)
 
     fragment = client_for(member).get(reverse("relaytests:run-live", args=[run.pk])).content.decode()
 
-    assert fragment.lstrip().startswith('<div class="run-body" data-live="true">')
+    assert fragment.lstrip().startswith('<div class="run-body" data-live="true" data-version="queued:">')
     assert "<html" not in fragment
     assert "Waiting for a worker" in fragment
 
@@ -439,12 +491,93 @@ def test_a_domain_run_names_the_registered_servers_behind_each_mx_host(member, d
     assert "not registered" in page
 
 
-def test_dns_checks_have_a_section_of_their_own(member, server):
+def test_dns_tls_and_hygiene_checks_are_one_compact_table(member, server):
     checks = [check("starttls", "warn"), check("ptr", "warn", "No reverse DNS"), check("dnsbl", "fail", "Listed")]
     run = make_run(server, verdict="secure", report=report(hosts=[host(checks=checks)]))
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
-    hygiene, internet = page.split("As the rest of the Internet sees it")
-    assert "starttls" in hygiene and "No reverse DNS" not in hygiene
-    assert "No reverse DNS" in internet and "Listed" in internet and "starttls" not in internet
+    table = page.split('id="checks-heading"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr class="check-(\w+)"><td>[^<]*</td><td>([\w-]+)</td>', table)
+    assert rows == [("warn", "starttls"), ("warn", "ptr"), ("fail", "dnsbl")]
+    assert "No reverse DNS" in table and "Listed" in table
+
+
+# ---- the live status (issue 10) ----
+
+
+def test_the_live_status_is_small_and_answers_304_while_nothing_changed(member, server, settings):
+    settings.RELAYTEST_CANARY_WAIT = 900
+    probed = timezone.now()
+    run = make_run(server, status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=probed,
+                   report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]))
+    client = client_for(member)
+    url = reverse("relaytests:run-status", args=[run.pk])
+
+    first = client.get(url)
+    unchanged = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    TestRun.objects.filter(pk=run.pk).update(verdict="open_relay")
+    changed = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert first.status_code == 200 and unchanged.status_code == 304 and changed.status_code == 200
+    state = first.json()
+    assert (state["state"], state["version"], state["live"]) == ("awaiting_delivery", "awaiting_delivery:accepts_relay", True)
+    assert state["waiting_until"] == (probed + timedelta(seconds=900)).isoformat()
+    assert changed.json()["version"] == "awaiting_delivery:open_relay"
+
+
+def test_an_outsider_gets_no_status_of_another_departments_run(outsider, other_department, server):
+    run = make_run(server)
+    assert client_for(outsider).get(reverse("relaytests:run-status", args=[run.pk])).status_code == 404
+
+
+def test_a_probe_without_a_recorded_address_is_not_written_as_an_address(member, server):
+    data = report("inconclusive")
+    data["probe"]["source_address"] = ""
+    run = make_run(server, verdict="inconclusive", report=data)
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    assert "not recorded as" not in page
+    assert "Probe: address not recorded, greeting as <code>relaytest.invalid</code>." in page
+
+
+def test_every_time_on_the_report_and_the_dashboard_names_its_zone(member, server, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    run = make_run(server, verdict="secure", report=report("secure"))
+    TestRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(days=3))
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+    dashboard = client_for(member).get(reverse("relaytests:home")).content.decode()
+
+    assert re.search(r"<time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d CES?T</time> \(3\xa0days ago\)", page)
+    assert re.search(r"\d\d:\d\d CES?T</time>, 3\xa0days ago", dashboard)
+
+
+# ---- error pages (issue 10) ----
+
+
+def test_a_missing_page_is_a_styled_404_with_the_navigation(member, settings):
+    settings.PORTAL_HELP_CONTACT = "hostmaster@example.edu"
+    response = client_for(member).get("/no-such-page/")
+
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in page and 'id="site-nav"' in page and "portal.css" in page
+    assert "hostmaster@example.edu" in page
+
+
+def test_a_server_error_is_a_styled_500_page(member, server, monkeypatch):
+    run = make_run(server)
+    client = Client(raise_request_exception=False)
+    client.force_login(member)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runs, "_run_context", broken)
+    response = client.get(run.get_absolute_url())
+
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "<h1>Something went wrong</h1>" in page and 'id="site-nav"' in page
