@@ -39,7 +39,7 @@ class Membership(models.Model):
 
 
 class Verdict(models.TextChoices):
-    """Worst first, as DESIGN.md orders them."""
+    """Worst first (docs/architecture.md, Verdicts)."""
 
     OPEN_RELAY = "open_relay", "Open relay"
     ACCEPTS_RELAY = "accepts_relay", "Accepts relay"

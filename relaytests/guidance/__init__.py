@@ -237,7 +237,7 @@ def _server_target(server: Any, kind: str) -> str:
 
 
 def _parent_domain(hostname: str) -> str:
-    """mx.dept.example.edu -> dept.example.edu, as DESIGN.md says the probe guesses the mail domain."""
+    """mx.dept.example.edu -> dept.example.edu, as the probe guesses the mail domain."""
     labels = hostname.split(".")
     return ".".join(labels[1:]) if len(labels) > 2 else hostname
 

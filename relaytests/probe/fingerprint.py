@@ -2,8 +2,8 @@
 
 Banners can be changed by the admin (one public how-to makes Postfix claim to be Microsoft),
 so the result is "likely": the banner decides when it names the software, EHLO keywords and
-greeting phrases are the fallback. Patterns follow nmap's `match smtp` lines and
-shared/reference/remediation.md section 0.
+greeting phrases are the fallback. Patterns follow nmap's `match smtp` lines (nmap-service-probes)
+and the default banners of each MTA.
 """
 
 from __future__ import annotations

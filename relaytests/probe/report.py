@@ -1,6 +1,6 @@
 """The report: the one schema shared by the engine, the CLI, the database and the pages.
 
-The keys listed in DESIGN.md ("relaytest/1") must exist and keep their meaning;
+The keys listed in docs/report-schema.md ("relaytest/1") must exist and keep their meaning;
 everything else here is an addition that older readers may ignore.
 """
 
@@ -136,7 +136,7 @@ class Report:
         return self.checks + [c for host in self.hosts for c in host.checks]
 
     def exit_code(self) -> int:
-        """Monitoring-plugin exit code, as DESIGN.md's CLI contract says."""
+        """Monitoring-plugin exit code, as docs/report-schema.md says."""
         if self.verdict in ("open_relay", "accepts_relay"):
             return EXIT_RELAY
         if self.verdict == "inconclusive":

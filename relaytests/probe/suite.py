@@ -436,7 +436,7 @@ class HostProbe:
             await self._send_test_message(session, result)
 
     async def _send_test_message(self, session: SmtpSession, result: VectorResult) -> None:
-        """Only ever to the vector's canary address: the safety rule of DESIGN.md."""
+        """Only ever to the vector's canary address: the probe never mails a third party."""
         address = f"{result.token}@{self.config.canary_domain}"
         reply = await session.data(message.test_message(
             address, self.run_id, result.id, self.config.portal_name, self.config.portal_url, self.config.contact))

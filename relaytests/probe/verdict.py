@@ -1,4 +1,4 @@
-"""Outcomes with reasons, and verdicts (DESIGN.md; relay-vectors.md sections 5.1 to 5.3).
+"""Outcomes with reasons, and verdicts (docs/architecture.md, Verdicts).
 
 The verdict reads the reason, not the reply class: Postfix's default answers relay attempts
 with "454 4.7.1 Relay access denied", a 4xx that is a refusal, while a 5xx for a blocklisted
@@ -96,7 +96,7 @@ def is_refusal(result: VectorResult, extra_refusals: tuple[str, ...]) -> bool:
 
 
 def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[str, ...]]) -> tuple[str, str]:
-    """(verdict, reason) of one host from its vector results (relay-vectors.md 5.3)."""
+    """(verdict, reason) of one host from its vector results (docs/architecture.md, Verdicts)."""
     relay_attempts = [r for r in results if r.evidence != "control"]
     delivered = [r.id for r in relay_attempts if r.delivered]
     if delivered:
@@ -141,7 +141,7 @@ def _ids(ids: list[str], most: int = 6) -> str:
     return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
-# Findings that do not change the verdict but that an admin must see (relay-vectors.md 5.3):
+# Findings that do not change the verdict but that an admin must see:
 # (check id, which vector results it is about, what to tell the admin).
 RELAY_WARNINGS: tuple[tuple[str, Callable[[VectorResult], bool], str], ...] = (
     ("relay-refused-temporarily",

@@ -78,7 +78,7 @@ def _ends_here(address: Address, names: Names) -> bool:
     return not address.route and (address.domain is None or names.is_self(address.domain))
 
 
-# The address tricks of relay-vectors.md §3.2, each as "this address uses the trick against me".
+# The address tricks of the catalogue (docs/vectors.md), each as "this address uses the trick against me".
 TRICKS: dict[str, Callable[[Address, Names], bool]] = {
     "percent": lambda a, n: (
         not a.route and not a.quoted and "%" in a.local_part

@@ -1,6 +1,6 @@
 """`python manage.py relaytest` as an operator runs it: a subprocess against fake servers.
 
-The report JSON must keep DESIGN.md's "relaytest/1" contract (every listed key at every level,
+The report JSON must keep the "relaytest/1" contract of docs/report-schema.md (every listed key at every level,
 with its type), and the exit codes must be the monitoring-plugin ones: 0 secure, 1 warnings
 only, 2 relay, 3 inconclusive or could not test.
 """
@@ -21,7 +21,7 @@ from tests.dnsserver import ZoneServer
 PROJECT = Path(__file__).resolve().parents[2]
 NULLABLE_STR, NUMBER = (str, type(None)), (int, float)
 
-# DESIGN.md, "Report JSON": the keys that must exist, with the type of each value.
+# docs/report-schema.md: the keys that must exist, with the type of each value.
 REPORT = {"schema": str, "target": str, "started_at": str, "finished_at": str, "duration_s": NUMBER,
           "verdict": str, "summary": str, "probe": dict, "hosts": list}
 PROBE = {"source_address": NULLABLE_STR, "helo": str, "inside_internal_networks": bool, "canary_domain": str}

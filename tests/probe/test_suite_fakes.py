@@ -1,4 +1,4 @@
-"""The engine against fake servers: verdicts, outcomes and reasons as DESIGN.md and relay-vectors.md §5 say.
+"""The engine against fake servers: verdicts, outcomes and reasons as docs/architecture.md (Verdicts) says.
 
 No DATA is sent in this issue and no canary receiver runs, so ``delivered`` is null everywhere and
 accepted outside recipients make ``accepts_relay`` at most.
@@ -22,7 +22,7 @@ POSTFIX_GREETING = "220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"
 RUN_ID, SECRET = "fakesrun01", "test"  # as tests/probe/conftest.py configures the suite
 MEMORY_BOUND = 32 * 1024 * 1024  # bytes: generous; an unbounded reader would pass it within a second
 
-# The vectors each one-trick server lets through (relay-vectors.md §3.2, with target_host
+# The vectors each one-trick server lets through (docs/vectors.md, with target_host
 # mx.dept.example.edu, target_domain dept.example.edu and the literal [127.0.0.1]).
 ACCEPTED_BY_TRICK = {
     "percent": {"percent-host", "percent-domain", "percent-iplit"},

@@ -1,4 +1,4 @@
-"""Reply classification and host verdicts, from replies real servers send (relay-vectors.md 5.1)."""
+"""Reply classification and host verdicts, from replies real servers send."""
 
 import pytest
 

@@ -1,7 +1,7 @@
 """`python manage.py relaytest TARGET`: the relay test suite from a shell, with monitoring-plugin exit codes.
 
 This is the operator's tool on their own machine: it does not apply the portal's scope rules.
-Exit codes (DESIGN.md): 0 secure, 1 warnings only, 2 relay, 3 inconclusive or could not test.
+Exit codes (docs/report-schema.md): 0 secure, 1 warnings only, 2 relay, 3 inconclusive or could not test.
 """
 
 from __future__ import annotations
