@@ -57,9 +57,14 @@ def engine_report(behaviour: str) -> dict:
 
 
 def delivered_everything(accepting: dict) -> dict:
-    """The accepting report after every test message it took arrived at the canary: an open relay."""
+    """The accepting report as if the server had taken a test message for every accepted recipient and
+    each had arrived at the canary: an open relay (a delivery proves only a message the host took)."""
     report = Report.from_dict(accepting)
-    tokens = [v.token for host in report.hosts for v in host.vectors if v.outcome == "accepted" and v.token]
+    taken = [v for host in report.hosts for v in host.vectors if v.outcome == "accepted" and v.token]
+    for vector in taken:
+        vector.data_code, vector.data_reply = 250, "250 2.0.0 Ok: queued"
+        vector.sent_at = "2026-11-27T10:00:30+00:00"
+    tokens = [vector.token for vector in taken]
     chain = ["from mx.dept.example.edu (mx.dept.example.edu [127.0.0.1]) by canary with ESMTP"]
     arrivals = {
         token: {"received_at": "2026-11-27T10:00:31+00:00", "peer_address": "127.0.0.1",
