@@ -109,7 +109,7 @@ def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[st
     ]
     if blocked_control:
         r = blocked_control[0]
-        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {r.reply[:120]})"
+        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {excerpt(r.reply)})"
     unsettled = [r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))]
     if unsettled:
         return "inconclusive", _unsettled_reason(unsettled)
@@ -132,8 +132,15 @@ def _unsettled_reason(unsettled: list[VectorResult]) -> str:
         by_reason.setdefault(r.reason, []).append(r.id)
     parts = [f"{reason} ({_ids(ids)})" for reason, ids in by_reason.items()]
     first = unsettled[0]
-    example = f"; e.g. {first.id}: {first.reply[:120]}" if first.reply else ""
+    example = f"; e.g. {first.id}: {excerpt(first.reply)}" if first.reply else ""
     return "not every core vector was refused: " + "; ".join(parts) + example
+
+
+def excerpt(reply: str, most: int = 160) -> str:
+    """A reply shortened at a space, never inside a word or an address (a cut URL reads as a broken link)."""
+    if len(reply) <= most:
+        return reply
+    return reply[:most].rsplit(" ", 1)[0] + " …"
 
 
 def _ids(ids: list[str], most: int = 6) -> str:

@@ -3,6 +3,7 @@
 import pytest
 
 from relaytests.probe.report import VectorResult
+from relaytests.probe import verdict
 from relaytests.probe.verdict import classify, host_verdict, relay_warnings
 
 
@@ -115,3 +116,15 @@ def test_a_temporary_relay_refusal_counts_as_refusal_with_a_warning():
     results = [vector("plain", "deferred", "relay_denied")]
     assert host_verdict(results, {})[0] == "secure"
     assert [c.status for c in relay_warnings(results)] == ["warn"]
+
+
+def test_a_greylisting_reason_is_shortened_at_a_space_never_inside_its_url():
+    url = "http://postgrey.schweikert.ch/help/dept.example.edu.html"
+    reply = ("450 4.2.0 <r-abcdefghij-0123abcd-plain-0123456789@canary.example.net>: Recipient address "
+             "rejected: Greylisted for 300 seconds, please come back later; see " + url)
+    greylisted = VectorResult("plain", "probe", "<a@b>", "<c@d>", "deferred", "greylisted", 450, reply)
+    verdict_, reason = host_verdict([greylisted], {})
+    assert verdict_ == "inconclusive"
+    assert "http" not in reason or url in reason  # a link whole or not at all
+    assert reason.endswith(" …")
+    assert verdict.excerpt("550 short") == "550 short"
