@@ -1,6 +1,7 @@
 """Runs the vector catalogue and the hygiene checks against every host of a target.
 
-Hosts run concurrently, one connection at a time per host. Vectors share a connection with RSET
+Hosts run concurrently, one connection at a time per address and port, and no more than
+``max_hosts_in_flight`` hosts at once in the process (see pacing.py). Vectors share a connection with RSET
 between them, and the probe reconnects before a server's error limits bite: Postfix slows every
 reply after 10 errors and drops the client at 20, Exim drops a session after 10 non-mail
 commands, Sendmail and Exchange tarpit. A fresh connection costs one round trip; a tarpit costs
@@ -8,6 +9,12 @@ seconds per reply, so the connection budget is small and learnt from the server'
 A server that delays every reply from the first command on gains nothing from a new connection:
 the probe keeps its connection, runs the core vectors first, and starts no vector that would end
 past the host's time budget (``host_budget``); the rest is listed as not run.
+
+A reply's delay is the server's: from the last byte sent to the first byte back, less the lag of our
+own event loop (session.py), so a busy probe does not take fast servers for tarpits. And reconnecting
+must pay for itself: when a connection's greeting and EHLO take longer than a slow reply, the probe
+keeps the survey connection for the vectors and packs vectors onto each connection up to the
+server's error budget instead of ``max_vectors_per_connection``.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ipaddress
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, verdict
+from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
 from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
@@ -49,8 +57,10 @@ class SuiteConfig:
     resolver: str | None = None
     dnsbl_zones: tuple[str, ...] | None = None  # None: dnschecks' default list
     local_user: str = "relaytest"
+    # Hosts tested at once by every run in this process together (RELAYTEST_MAX_HOSTS_IN_FLIGHT).
+    max_hosts_in_flight: int = 64
     # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
-    max_vectors_per_connection: int = 5
+    max_vectors_per_connection: int = 5  # while connecting is fast; a slow greeting lifts it
     max_errors_per_connection: int = 8
     slow_reply_seconds: float = 1.0  # a reply this slow means a tarpit began (Postfix sleeps 1 s per error)
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
@@ -110,9 +120,11 @@ async def run_suite(
     )
     started = time.monotonic()
     deadline = started + config.run_deadline
-    probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress) for host in hosts]
+    share = pacing.loop_share(config.max_hosts_in_flight)
+    probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress, share) for host in hosts]
     domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
-    *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
+    async with pacing.watching_lag(share):
+        *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
     report.hosts = list(hosts_done)
     _finish(report, probes, config, started)
     return report
@@ -198,8 +210,10 @@ class HostProbe:
     """All the connections to one host, one at a time."""
 
     def __init__(self, host: HostTarget, vectors, config: SuiteConfig, run_id: str,
-                 run_started: float, deadline: float, progress: Progress | None):
+                 run_started: float, deadline: float, progress: Progress | None, share: pacing.LoopShare):
         self.host = host
+        self.share = share
+        self.run_started = run_started
         self.vectors: tuple[Vector, ...] = in_run_order(vectors)
         self.config = config
         self.run_id = run_id
@@ -220,11 +234,11 @@ class HostProbe:
         self.started = time.monotonic()
 
     async def run(self) -> HostReport:
-        self.started = time.monotonic()
-        await _notify(self.progress, ProgressEvent("host_started", self.report))
         dns_task = None
         try:
-            async with asyncio.timeout_at(self._loop_deadline()):
+            async with (asyncio.timeout_at(self._loop_deadline()),
+                        pacing.host_slot(self.share, self.host.address, self.host.port)):
+                await self._begin()
                 await self._survey()
                 dns_task = asyncio.ensure_future(self._dns_checks())
                 await self._run_vectors()
@@ -239,6 +253,12 @@ class HostProbe:
         self._conclude()
         await _notify(self.progress, ProgressEvent("host_done", self.report))
         return self.report
+
+    async def _begin(self) -> None:
+        """The host's clock (its time budget, its transcript) starts when its turn under the cap comes."""
+        self.started = time.monotonic()
+        self.transcript.started, self.transcript.offset = self.started, self.started - self.run_started
+        await _notify(self.progress, ProgressEvent("host_started", self.report))
 
     def _loop_deadline(self) -> float:
         loop = asyncio.get_running_loop()
@@ -261,8 +281,9 @@ class HostProbe:
         except BaseException:
             await session.close()
             raise
-        if session.slows_every_reply and session.is_open and not session.tls:
-            self._session, self._session_vectors = session, 0  # a tarpit: its greeting is not paid twice
+        keep = session.slows_every_reply or self._connecting_is_slow()
+        if keep and session.is_open and not session.tls:
+            self._session, self._session_vectors = session, 0  # its greeting is not paid twice
         else:
             await session.close()
 
@@ -415,9 +436,20 @@ class HostProbe:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
         self._learn_from_slowdown(session)
-        if (_tarpit_began(session) or self._session_vectors >= self.config.max_vectors_per_connection
+        if (_tarpit_began(session) or self._session_vectors >= self._vectors_per_connection()
                 or session.errors >= self.error_budget):
             await self._drop_session()
+
+    def _vectors_per_connection(self) -> int | float:
+        """Few vectors per connection spread the errors thin; a slow greeting makes that too dear.
+
+        Then only the server's error budget (learnt from its slowdowns and hang-ups) ends a connection.
+        """
+        return math.inf if self._connecting_is_slow() else self.config.max_vectors_per_connection
+
+    def _connecting_is_slow(self) -> bool:
+        """Did greeting and EHLO on the slowest connection so far take as long as a slow reply?"""
+        return max(s.connect_seconds for s in self._sessions) >= self.config.slow_reply_seconds
 
     def _learn_from_slowdown(self, session: SmtpSession) -> None:
         """A server that began to tarpit after N errors will do it again: from now on, stay below N.
