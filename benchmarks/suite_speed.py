@@ -1,6 +1,6 @@
 """How fast the whole vector catalogue runs against loopback fake servers, and what it costs them.
 
-    python benchmarks/suite_speed.py [--rounds N] [--crowd N] [--greeting SECONDS]
+    python benchmarks/suite_speed.py [--rounds N] [--crowd N] [--hog SECONDS] [--greeting SECONDS]
 
 For fake servers (tests/fakes, in this process) it prints the wall time of a run, the time per
 vector, the connections opened and the round trips made (HostReport's connections and
@@ -13,7 +13,8 @@ a closed one whose greeting comes ``--greeting`` seconds late (what a new connec
 Then a crowd: ``--crowd`` closed servers (none ever slows down) tested in one run, under the
 engine's cap on hosts in flight. It prints the hosts treated as tarpits (more connections than a
 lone closed server needs, or vectors left out for a host budget), the most connections one
-server had open at once, and the connections per host.
+server had open at once, and the connections per host. ``--hog`` adds CPU load of our own: the
+event loop is blocked that many seconds once a second while the crowd runs.
 
 Every DNS lookup (the PTR checks) goes to an empty DNS server on loopback, as in the tests.
 Not a test: numbers to compare between changes to the engine's connection policy.
@@ -33,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from relaytests.probe.suite import SuiteConfig, run_suite  # noqa: E402
-from relaytests.probe.targets import HostTarget  # noqa: E402
-from tests.conftest import EMPTY_DNS  # noqa: E402  (it also points dnspython's defaults at loopback)
-from tests.fakes import BEHAVIOURS, FakeSMTPServer  # noqa: E402
+from relaytests.probe.suite import SuiteConfig, run_suite
+from relaytests.probe.targets import HostTarget
+from tests.conftest import EMPTY_DNS  # (it also points dnspython's defaults at loopback)
+from tests.fakes import BEHAVIOURS, FakeSMTPServer
 
 SERVERS = ("closed", "open", "tarpit-after-errors", "drop-after-errors", "open+data", "slow-greeting")
 CONFIG = SuiteConfig(
@@ -81,26 +82,35 @@ def median_of(runs: list[dict]) -> dict:
     return {**numbers, "verdict": runs[0]["verdict"]}
 
 
-async def crowd_run(size: int, lone_connections: int) -> None:
+async def hog_the_loop(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        time.sleep(seconds)  # noqa: ASYNC251 - CPU work that blocks the loop, as a busy worker's would
+
+
+async def crowd_run(size: int, lone_connections: int, hog: float) -> None:
     """`size` closed servers in one run: false tarpits, connections at once per server, per host."""
     with ExitStack() as stack:
         servers = [stack.enter_context(FakeSMTPServer("closed")) for _ in range(size)]
         hosts = [HostTarget("127.0.0.1", server.port) for server in servers]
+        hogging = asyncio.ensure_future(hog_the_loop(hog)) if hog else None
         started = time.perf_counter()
         report = await run_suite("127.0.0.1", hosts, CONFIG)
         wall = time.perf_counter() - started
+        if hogging:
+            hogging.cancel()
         at_once = max(server.seen.max_concurrent for server in servers)
     tarpitted = [h for h in report.hosts if h.connections > lone_connections
                  or any(c.id == "vectors-not-run" for c in h.checks)]
     per_host = Counter(h.connections for h in report.hosts)
-    print(f"\ncrowd of {size} closed servers: wall {wall:.1f} s, "
+    print(f"\ncrowd of {size} closed servers, loop blocked {hog:g} s a second: wall {wall:.1f} s, "
           f"verdicts {dict(Counter(h.verdict for h in report.hosts))}")
     print(f"  hosts treated as tarpits: {len(tarpitted)} (a lone closed server needs {lone_connections} connections)")
     print(f"  most connections open at once to one server: {at_once}")
     print(f"  connections per host (connections: hosts): {dict(sorted(per_host.items()))}")
 
 
-async def main(rounds: int, crowd: int, greeting_delay: float) -> None:
+async def main(rounds: int, crowd: int, hog: float, greeting_delay: float) -> None:
     print(f"{'server':<20} {'verdict':<14} {'vectors':>7} {'wall s':>8} {'ms/vector':>10} "
           f"{'connections':>11} {'round trips':>11} {'limits hit':>10}   (median of {rounds})")
     rows = {}
@@ -111,13 +121,14 @@ async def main(rounds: int, crowd: int, greeting_delay: float) -> None:
               f"{row['per_vector_ms']:>10.2f} {row['connections']:>11.0f} {row['round_trips']:>11.0f} "
               f"{row['penalties']:>10.0f}")
     if crowd:
-        await crowd_run(crowd, int(rows["closed"]["connections"]))
+        await crowd_run(crowd, int(rows["closed"]["connections"]), hog)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs per server (default 3)")
     parser.add_argument("--crowd", type=int, default=200, help="closed servers tested at once (default 200; 0: none)")
+    parser.add_argument("--hog", type=float, default=0.0, help="seconds the loop is blocked each second (default 0)")
     parser.add_argument("--greeting", type=float, default=8.0, help="the slow server's greeting delay (default 8 s)")
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.crowd, args.greeting))
+    asyncio.run(main(args.rounds, args.crowd, args.hog, args.greeting))

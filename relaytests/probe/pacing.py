@@ -70,29 +70,29 @@ class LagMonitor:
 
 
 @dataclass
-class LoopShare:
-    """The state one event loop's runs share."""
-
-    hosts_in_flight: asyncio.Semaphore
-    lag: LagMonitor = field(default_factory=LagMonitor)
-    addresses: dict[tuple[str, int], AddressLock] = field(default_factory=dict)
-
-
-@dataclass
 class AddressLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # holding or waiting: the lock is forgotten when none is left
 
 
+@dataclass
+class LoopShare:
+    """The state one event loop's runs share."""
+
+    caps: dict[int, asyncio.Semaphore] = field(default_factory=dict)  # by size: the process has one setting
+    lag: LagMonitor = field(default_factory=LagMonitor)
+    addresses: dict[tuple[str, int], AddressLock] = field(default_factory=dict)
+
+    def hosts_in_flight(self, cap: int) -> asyncio.Semaphore:
+        return self.caps.setdefault(cap, asyncio.Semaphore(max(1, cap)))
+
+
 _shares: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopShare] = weakref.WeakKeyDictionary()
 
 
-def loop_share(max_hosts_in_flight: int) -> LoopShare:
-    """This loop's share; the first run in a loop sets its cap (a process has one setting)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _shares:
-        _shares[loop] = LoopShare(asyncio.Semaphore(max(1, max_hosts_in_flight)))
-    return _shares[loop]
+def loop_share() -> LoopShare:
+    """The running loop's share, made by its first run."""
+    return _shares.setdefault(asyncio.get_running_loop(), LoopShare())
 
 
 def lag_monitor() -> LagMonitor:
@@ -111,13 +111,13 @@ async def watching_lag(share: LoopShare) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def host_slot(share: LoopShare, address: str, port: int) -> AsyncIterator[None]:
+async def host_slot(share: LoopShare, address: str, port: int, cap: int) -> AsyncIterator[None]:
     """Wait for the address to be free (another run may be testing it), then for a slot under the cap."""
     key = (address, port)
     entry = share.addresses.setdefault(key, AddressLock())
     entry.users += 1
     try:
-        async with entry.lock, share.hosts_in_flight:
+        async with entry.lock, share.hosts_in_flight(cap):
             yield
     finally:
         entry.users -= 1

@@ -120,7 +120,7 @@ async def run_suite(
     )
     started = time.monotonic()
     deadline = started + config.run_deadline
-    share = pacing.loop_share(config.max_hosts_in_flight)
+    share = pacing.loop_share()
     probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress, share) for host in hosts]
     domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
     async with pacing.watching_lag(share):
@@ -237,7 +237,8 @@ class HostProbe:
         dns_task = None
         try:
             async with (asyncio.timeout_at(self._loop_deadline()),
-                        pacing.host_slot(self.share, self.host.address, self.host.port)):
+                        pacing.host_slot(self.share, self.host.address, self.host.port,
+                                         self.config.max_hosts_in_flight)):
                 await self._begin()
                 await self._survey()
                 dns_task = asyncio.ensure_future(self._dns_checks())
