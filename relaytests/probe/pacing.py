@@ -3,7 +3,7 @@ address and port, and a watch on the loop's own lag.
 
 A worker process may run several suites in one event loop; the cap holds for all of them together,
 so a portal that queues many targets cannot open hundreds of connections at once. The state lives
-per event loop (asyncio's primitives belong to the loop they first wait in).
+per event loop (asyncio's primitives belong to the loop they first wait in), the cap per setting.
 
 The lag monitor is why a busy probe does not see tarpits everywhere: a reply is read when the loop
 gets round to it, so under CPU load a fast server's reply looks late. The monitor sleeps in short

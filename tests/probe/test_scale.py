@@ -87,6 +87,6 @@ async def test_a_slow_greeting_is_paid_on_fewer_connections(fake_smtp, probe):
     report = await probe(server, slow_reply_seconds=0.25)
     host = report.hosts[0]
     assert host.verdict == "secure"
-    assert host.connections <= fast - 3
+    assert host.connections <= fast // 2  # each connection carries vectors up to the error budget
     assert server.seen.most_errors_on_one_connection <= suite_config().max_errors_per_connection
     assert not any(conn.dropped for conn in server.seen.connections)
