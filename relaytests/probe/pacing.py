@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 TICK = 0.05  # seconds between the lag monitor's wake-ups
 KEPT_TICKS = 4096  # about three minutes of lag history
-LOADED = 0.1  # seconds of lag: the loop is busy enough that one slow reply proves nothing
+LOADED = 0.1  # seconds of lag that, when they are also a quarter of a reply's time, make it doubtful
 
 
 class LagMonitor:
@@ -67,6 +67,11 @@ class LagMonitor:
                 break
             await asyncio.sleep(0)
         return max((late for woke, late in self._ticks if moment - TICK <= woke <= moment + 2 * TICK), default=0.0)
+
+
+def under_load(lag: float, delay: float) -> bool:
+    """Was our loop's lag a large enough part of a reply's delay that one slow reply proves nothing?"""
+    return lag >= max(LOADED, delay / 4)
 
 
 @dataclass

@@ -352,7 +352,7 @@ class SmtpSession:
         if delay < self.slow_reply_seconds:
             return delay, False
         lag = await pacing.lag_monitor().lag_around(answered)
-        return max(0.0, delay - lag), lag >= pacing.LOADED
+        return max(0.0, delay - lag), pacing.under_load(lag, delay)
 
     def _count_reply(self, seconds: float, under_load: bool) -> None:
         """A slow reply means a tarpit began (it counts our errors); a single one under load is noise."""

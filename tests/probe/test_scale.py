@@ -6,6 +6,8 @@ import asyncio
 import time
 from contextlib import ExitStack
 
+from relaytests.probe import pacing
+from relaytests.probe.session import SmtpSession, Transcript
 from relaytests.probe.suite import ProgressEvent, run_suite
 from relaytests.probe.targets import HostTarget
 from tests.fakes import FakeSMTPServer
@@ -90,3 +92,20 @@ async def test_a_slow_greeting_is_paid_on_fewer_connections(fake_smtp, probe):
     assert host.connections <= fast // 2  # each connection carries vectors up to the error budget
     assert server.seen.most_errors_on_one_connection <= suite_config().max_errors_per_connection
     assert not any(conn.dropped for conn in server.seen.connections)
+
+
+def test_one_slow_reply_under_load_is_noise_until_a_second_one_confirms_it():
+    session = SmtpSession("127.0.0.1", 25, Transcript(), command_timeout=1, connect_timeout=1)
+    session._count_reply(1.5, under_load=True)
+    session._count_reply(0.01, under_load=False)
+    assert not session.slowed_down  # a slow reply while our loop lagged, then a fast one: noise
+    session.errors = 3
+    session._count_reply(1.5, under_load=True)
+    session.errors = 4
+    session._count_reply(1.5, under_load=True)
+    assert session.errors_before_slowdown == 3  # the tarpit began at the first of the two
+
+
+def test_a_lag_that_is_a_small_part_of_a_slow_reply_leaves_it_slow():
+    assert pacing.under_load(0.5, 1.5)
+    assert not pacing.under_load(0.15, 1.2)  # a tarpit's 1.2 s reply on a loop 0.15 s late
