@@ -26,6 +26,7 @@ from aiosmtplib import errors
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.typing import SMTPStatus
 
+from relaytests.probe import pacing
 from relaytests.probe.report import TranscriptLine
 from relaytests.probe.sanitise import safe_text
 
@@ -38,7 +39,27 @@ REPLY_LINE = re.compile(rb"[2-5][0-9][0-9](?:[ -]|\r?\n)")
 
 
 class StrictReplyProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, refusing what is not a reply before aiosmtplib reads it leniently."""
+    """aiosmtplib's protocol, refusing what is not a reply before aiosmtplib reads it leniently.
+
+    It also times the server: from the last byte we wrote (or the connection, for the greeting) to
+    the first byte of the answer, so that what we measure is the server's delay, not our own.
+    """
+
+    sent_at = 0.0
+    answered_at: float | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.sent_at, self.answered_at = time.monotonic(), None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.sent_at, self.answered_at = time.monotonic(), None
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered_at is None:
+            self.answered_at = time.monotonic()
+        super().data_received(data)
 
     def _read_response_from_buffer(self):
         _check_reply_lines(self._buffer)
@@ -114,12 +135,14 @@ class Transcript:
         self.connections += 1
         return self.connections
 
-    def add(self, direction: str, line: str, conn: int) -> None:
+    def add(self, direction: str, line: str, conn: int, *, sanitised: bool = False) -> None:
+        """One line; `sanitised` when it already passed ``safe_text`` (a reply: it is cleaned once)."""
         if len(self.lines) >= MAX_TRANSCRIPT_LINES:
             self.dropped += 1
             return
         t = round(self.offset + time.monotonic() - self.started, 3)
-        self.lines.append(TranscriptLine(direction, safe_text(line, MAX_KEPT_LINE), t, conn))
+        kept = line[:MAX_KEPT_LINE] if sanitised else safe_text(line, MAX_KEPT_LINE)
+        self.lines.append(TranscriptLine(direction, kept, t, conn))
 
     def finish(self) -> list[TranscriptLine]:
         if self.dropped:
@@ -164,8 +187,11 @@ class SmtpSession:
         self.errors = 0  # 4xx/5xx replies on this connection (servers count these)
         self.slow_reply_seconds = slow_reply_seconds
         self.errors_before_slowdown: int | None = None
+        self._errors_before_noise: int | None = None  # one slow reply while our loop lagged: maybe ours
         self.fast_replies = 0  # replies quicker than slow_reply_seconds
-        self.slowest_reply = 0.0  # seconds
+        self.slowest_reply = 0.0  # seconds, of the server's delays (see _server_delay)
+        self.last_reply_seconds = 0.0
+        self.connect_seconds = 0.0  # what this connection cost before its first command: greeting and EHLO
         self.extensions: dict[str, str] = {}
         self.greeting: Reply | None = None
         self.hello_reply: Reply | None = None
@@ -191,6 +217,7 @@ class SmtpSession:
         await self.close()
 
     async def open(self) -> Reply:
+        started = time.monotonic()
         try:
             response = await self._smtp.connect()
         except errors.SMTPConnectResponseError as exc:
@@ -208,6 +235,7 @@ class SmtpSession:
         except errors.SMTPException as exc:
             raise self._broken(exc) from None
         self.greeting = self._record_reply(response.code, response.message)
+        self.connect_seconds, _ = await self._server_delay(self._smtp.protocol, started)
         sockname = self._smtp.get_transport_info("sockname")
         self.local_address = sockname[0] if sockname else None
         return self.greeting
@@ -216,8 +244,10 @@ class SmtpSession:
         """EHLO, and HELO when the server does not speak ESMTP."""
         self.helo_name = name
         reply = await self._hello("EHLO", name)
+        self.connect_seconds += self.last_reply_seconds
         if reply.code >= 500:
             reply = await self._hello("HELO", name)
+            self.connect_seconds += self.last_reply_seconds
         if reply.is_positive:
             self.hello_reply = reply
         return reply
@@ -302,17 +332,41 @@ class SmtpSession:
         return self._smtp.is_connected
 
     async def _timed(self, awaitable):
-        started = time.monotonic()
+        protocol, started = self._smtp.protocol, time.monotonic()
         try:
-            return await awaitable
-        finally:
-            self.round_trips += 1
-            elapsed = time.monotonic() - started
-            self.slowest_reply = max(self.slowest_reply, elapsed)
-            if elapsed < self.slow_reply_seconds:
-                self.fast_replies += 1
-            elif self.errors_before_slowdown is None:
-                self.errors_before_slowdown = self.errors  # a tarpit: it counts our errors
+            result = await awaitable
+        except BaseException:
+            self._count_reply(time.monotonic() - started, under_load=False)  # no reply in time is slow
+            raise
+        self._count_reply(*await self._server_delay(protocol, started))
+        return result
+
+    async def _server_delay(self, protocol: StrictReplyProtocol | None, started: float) -> tuple[float, bool]:
+        """The server's delay before its reply, less our loop's lag when it came; and whether we lagged.
+
+        A delay under the slow mark needs no correction (lag only ever adds to it).
+        """
+        sent = protocol.sent_at if protocol else started
+        answered = protocol.answered_at if protocol and protocol.answered_at else time.monotonic()
+        delay = max(0.0, answered - sent)
+        if delay < self.slow_reply_seconds:
+            return delay, False
+        lag = await pacing.lag_monitor().lag_around(answered)
+        return max(0.0, delay - lag), pacing.under_load(lag, delay)
+
+    def _count_reply(self, seconds: float, under_load: bool) -> None:
+        """A slow reply means a tarpit began (it counts our errors); a single one under load is noise."""
+        self.round_trips += 1
+        self.last_reply_seconds = seconds
+        self.slowest_reply = max(self.slowest_reply, seconds)
+        if seconds < self.slow_reply_seconds:
+            self.fast_replies += 1
+            self._errors_before_noise = None
+        elif under_load and self._errors_before_noise is None and not self.slowed_down:
+            self._errors_before_noise = self.errors  # the next reply decides
+        elif self.errors_before_slowdown is None:
+            noise = self._errors_before_noise
+            self.errors_before_slowdown = self.errors if noise is None else noise
 
     @property
     def slowed_down(self) -> bool:
@@ -333,7 +387,7 @@ class SmtpSession:
         text = "\n".join(safe_text(line, MAX_KEPT_REPLY) for line in message.split("\n"))
         reply = Reply(code, text[:MAX_KEPT_REPLY])
         for line in reply.wire_lines():
-            self.transcript.add("S", line, self.conn)
+            self.transcript.add("S", line, self.conn, sanitised=True)
         return reply
 
     def _failure(self, reason: str, detail: str) -> SessionFailure:

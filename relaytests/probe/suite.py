@@ -1,6 +1,7 @@
 """Runs the vector catalogue and the hygiene checks against every host of a target.
 
-Hosts run concurrently, one connection at a time per host. Vectors share a connection with RSET
+Hosts run concurrently, one connection at a time per address and port, and no more than
+``max_hosts_in_flight`` hosts at once in the process (see pacing.py). Vectors share a connection with RSET
 between them, and the probe reconnects before a server's error limits bite: Postfix slows every
 reply after 10 errors and drops the client at 20, Exim drops a session after 10 non-mail
 commands, Sendmail and Exchange tarpit. A fresh connection costs one round trip; a tarpit costs
@@ -8,6 +9,12 @@ seconds per reply, so the connection budget is small and learnt from the server'
 A server that delays every reply from the first command on gains nothing from a new connection:
 the probe keeps its connection, runs the core vectors first, and starts no vector that would end
 past the host's time budget (``host_budget``); the rest is listed as not run.
+
+A reply's delay is the server's: from the last byte sent to the first byte back, less the lag of our
+own event loop (session.py), so a busy probe does not take fast servers for tarpits. And reconnecting
+must pay for itself: when a connection's greeting and EHLO take longer than a slow reply, the probe
+keeps the survey connection for the vectors and packs vectors onto each connection up to the
+server's error budget instead of ``max_vectors_per_connection``.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ipaddress
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, verdict
+from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
 from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
@@ -49,8 +57,10 @@ class SuiteConfig:
     resolver: str | None = None
     dnsbl_zones: tuple[str, ...] | None = None  # None: dnschecks' default list
     local_user: str = "relaytest"
+    # Hosts tested at once by every run in this process together (RELAYTEST_MAX_HOSTS_IN_FLIGHT).
+    max_hosts_in_flight: int = 64
     # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
-    max_vectors_per_connection: int = 5
+    max_vectors_per_connection: int = 5  # while connecting is fast; a slow greeting lifts it
     max_errors_per_connection: int = 8
     slow_reply_seconds: float = 1.0  # a reply this slow means a tarpit began (Postfix sleeps 1 s per error)
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
@@ -110,9 +120,11 @@ async def run_suite(
     )
     started = time.monotonic()
     deadline = started + config.run_deadline
-    probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress) for host in hosts]
+    share = pacing.loop_share()
+    probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress, share) for host in hosts]
     domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
-    *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
+    async with pacing.watching_lag(share):
+        *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
     report.hosts = list(hosts_done)
     _finish(report, probes, config, started)
     return report
@@ -230,8 +242,10 @@ class HostProbe:
     """All the connections to one host, one at a time."""
 
     def __init__(self, host: HostTarget, vectors, config: SuiteConfig, run_id: str,
-                 run_started: float, deadline: float, progress: Progress | None):
+                 run_started: float, deadline: float, progress: Progress | None, share: pacing.LoopShare):
         self.host = host
+        self.share = share
+        self.run_started = run_started
         self.vectors: tuple[Vector, ...] = in_run_order(vectors)
         self.config = config
         self.run_id = run_id
@@ -253,11 +267,12 @@ class HostProbe:
         self.started = time.monotonic()
 
     async def run(self) -> HostReport:
-        self.started = time.monotonic()
-        await _notify(self.progress, ProgressEvent("host_started", self.report))
         dns_task = None
         try:
-            async with asyncio.timeout_at(self._loop_deadline()):
+            async with (asyncio.timeout_at(self._loop_deadline()),
+                        pacing.host_slot(self.share, self.host.address, self.host.port,
+                                         self.config.max_hosts_in_flight)):
+                await self._begin()
                 await self._survey()
                 dns_task = asyncio.ensure_future(self._dns_checks())
                 await self._run_vectors()
@@ -272,6 +287,12 @@ class HostProbe:
         self._conclude()
         await _notify(self.progress, ProgressEvent("host_done", self.report))
         return self.report
+
+    async def _begin(self) -> None:
+        """The host's clock (its time budget, its transcript) starts when its turn under the cap comes."""
+        self.started = time.monotonic()
+        self.transcript.started, self.transcript.offset = self.started, self.started - self.run_started
+        await _notify(self.progress, ProgressEvent("host_started", self.report))
 
     def _loop_deadline(self) -> float:
         loop = asyncio.get_running_loop()
@@ -294,8 +315,9 @@ class HostProbe:
         except BaseException:
             await session.close()
             raise
-        if session.slows_every_reply and session.is_open and not session.tls:
-            self._session, self._session_vectors = session, 0  # a tarpit: its greeting is not paid twice
+        keep = session.slows_every_reply or self._connecting_is_slow()
+        if keep and session.is_open and not session.tls:
+            self._session, self._session_vectors = session, 0  # its greeting is not paid twice
         else:
             await session.close()
 
@@ -399,10 +421,10 @@ class HostProbe:
             outcome="failed", reason="", evidence=vector.evidence, tier=vector.tier, token=words.canary_user,
         )
         try:
-            if vector.needs_own_session:
+            if vector.session or (vector.helo and not self._connecting_is_slow()):
                 await self._run_in_own_session(vector, helo, result)
             else:
-                session = await self._shared_session()
+                session = await self._shared_session(helo)
                 await self._envelope(session, result)
                 await self._maybe_retire(session)
         except SessionFailure as exc:
@@ -413,7 +435,7 @@ class HostProbe:
         return result
 
     async def _run_in_own_session(self, vector: Vector, helo: str, result: VectorResult) -> None:
-        """Session variants (their own HELO, TLS, AUTH or XCLIENT) get a connection of their own."""
+        """Session variants (TLS, AUTH, XCLIENT; their own HELO while connecting is fast) get a connection each."""
         await self._drop_session()  # one connection per host at a time
         session = await self._open_ready(helo, tls=self.needs_tls or vector.session == "tls")
         try:
@@ -448,9 +470,20 @@ class HostProbe:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
         self._learn_from_slowdown(session)
-        if (_tarpit_began(session) or self._session_vectors >= self.config.max_vectors_per_connection
+        if (_tarpit_began(session) or self._session_vectors >= self._vectors_per_connection()
                 or session.errors >= self.error_budget):
             await self._drop_session()
+
+    def _vectors_per_connection(self) -> int | float:
+        """Few vectors per connection spread the errors thin; a slow greeting makes that too dear.
+
+        Then only the server's error budget (learnt from its slowdowns and hang-ups) ends a connection.
+        """
+        return math.inf if self._connecting_is_slow() else self.config.max_vectors_per_connection
+
+    def _connecting_is_slow(self) -> bool:
+        """Did greeting and EHLO on the slowest connection so far take as long as a slow reply?"""
+        return max(s.connect_seconds for s in self._sessions) >= self.config.slow_reply_seconds
 
     def _learn_from_slowdown(self, session: SmtpSession) -> None:
         """A server that began to tarpit after N errors will do it again: from now on, stay below N.
@@ -465,16 +498,22 @@ class HostProbe:
         if failure.reason == "dropped" and self._session and self._session.errors:
             self.error_budget = max(1, min(self.error_budget, self._session.errors - 1))
 
-    async def _shared_session(self) -> SmtpSession:
+    async def _shared_session(self, helo: str) -> SmtpSession:
+        """The connection the vectors share, reset with RSET, or with a new EHLO for a vector's own HELO.
+
+        A HELO variant gets a connection of its own unless connecting is slow: EHLO again resets the
+        session as RSET does (RFC 5321, 4.1.4), and costs one round trip instead of a greeting.
+        """
         if self._session is not None and self._session.is_open:
-            if not self._session_vectors:
+            same_helo = self._session.helo_name == helo
+            if not self._session_vectors and same_helo:
                 return self._session  # the survey's connection, handed over untouched
-            reply = await self._session.command("RSET")
+            reply = await (self._session.command("RSET") if same_helo else self._session.hello(helo))
             self._learn_from_slowdown(self._session)
             if reply.is_positive and not _tarpit_began(self._session):
                 return self._session
-            await self._drop_session()  # a refused or tarpitted RSET: the next vector gets a fresh start
-        self._session = await self._open_ready(self.config.probe_helo)
+            await self._drop_session()  # a refused or tarpitted reset: the next vector gets a fresh start
+        self._session = await self._open_ready(helo)
         self._session_vectors = 0
         return self._session
 

@@ -25,10 +25,6 @@ class Vector:
     requires: tuple[str, ...] = ()
     refusals: tuple[str, ...] = ()
 
-    @property
-    def needs_own_session(self) -> bool:
-        return bool(self.helo or self.session)
-
 
 @dataclass(frozen=True)
 class Placeholders:

@@ -6,7 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
-from relaytests.probe.message import test_message
+from relaytests.probe.message import compose, test_message
 
 TOKEN_ADDRESS = "r-abcdefghij-plain-0123456789@canary.test"
 SENT_AT = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -68,3 +68,14 @@ def test_settings_cannot_inject_headers():
     assert message["Bcc"] is None
     assert message["From"].addresses[0].display_name == "Portal Bcc: victim@elsewhere.example"
     assert "Contact: a b" in message.get_content().splitlines()
+
+
+def test_the_template_gives_what_the_email_package_builds():
+    """One template per run: each vector's message equals the email package's, byte for byte."""
+    date = "Fri, 27 Nov 2026 10:00:00 +0000"
+    for changes in ({}, {"vector_id": "quoted-at-iplit"}, {"portal_name": "Université de Test"},
+                    {"token_address": "r-zyxwvutsrq-bang-9876543210@other.canary.example"}):
+        arguments = {**ARGUMENTS, **changes}
+        built = compose(**arguments, date=date)
+        assert test_message(**arguments, sent_at=SENT_AT) == built
+        assert parsed(built)["X-Relaytest-Vector"] == arguments["vector_id"]
