@@ -178,6 +178,8 @@ RELAYTEST_COMMAND_TIMEOUT = env.number("RELAYTEST_COMMAND_TIMEOUT", 60.0)
 RELAYTEST_RUN_DEADLINE = env.number("RELAYTEST_RUN_DEADLINE", 900.0)
 # Seconds one host may take once it delays every reply (a tarpit): the vectors left are not run.
 RELAYTEST_HOST_BUDGET = env.number("RELAYTEST_HOST_BUDGET", 240.0)
+# Hosts one worker process tests at once, across all its runs (one event loop each).
+RELAYTEST_MAX_HOSTS_IN_FLIGHT = env.integer("RELAYTEST_MAX_HOSTS_IN_FLIGHT", 64)
 RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
 # Scope of the portal: which targets may be registered (names by suffix, addresses by network).
 RELAYTEST_SCOPE_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_DOMAINS")]

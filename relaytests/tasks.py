@@ -159,6 +159,7 @@ def suite_config(run: TestRun) -> SuiteConfig:
         command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
         run_deadline=settings.RELAYTEST_RUN_DEADLINE,
         host_budget=settings.RELAYTEST_HOST_BUDGET,
+        max_hosts_in_flight=settings.RELAYTEST_MAX_HOSTS_IN_FLIGHT,
         local_domain=_mail_domain(server),
         internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
         run_id=run.probe_run_id,

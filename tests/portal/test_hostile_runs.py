@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 
 from relaytests.models import TestRun
+from relaytests import tasks
 from relaytests.tasks import run_suite
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for
@@ -54,3 +55,17 @@ def test_the_host_budget_setting_reaches_the_engine(department, settings):
     [host] = run.report["hosts"]
     assert host["duration_s"] <= 9
     assert "host's time budget of 9 s" in host["reason"]
+
+
+def test_the_cap_on_hosts_in_flight_reaches_the_engine(department, settings, monkeypatch):
+    settings.RELAYTEST_MAX_HOSTS_IN_FLIGHT = 3
+    configs = []
+
+    async def record_config(target, hosts, config, progress=None, **kwargs):
+        configs.append(config)
+        raise RuntimeError("enough: the config is what this test reads")
+
+    monkeypatch.setattr(tasks, "probe_suite", record_config)
+    run = queued_run(loopback_server(department, port=2525, mail_domain=LOCAL_DOMAIN))
+    run_suite.apply((run.pk,))
+    assert [config.max_hosts_in_flight for config in configs] == [3]
