@@ -96,6 +96,10 @@ ZONE = "\n".join([
     '_dmarc.twodmarc.example.edu. TXT "v=DMARC1; p=none"',
     "other.edu. A 192.0.2.60",
     '_dmarc.other.edu. TXT "not a dmarc record"',
+    # A record at a public suffix is nobody's policy: receivers stop at the organisational domain.
+    '_dmarc.ac.uk. TXT "v=DMARC1; p=reject"',
+    '_dmarc.example.ac.uk. TXT "v=DMARC1; p=reject; sp=none"',
+    "mx.dept.other.ac.uk. A 192.0.2.70",
 ])
 
 
@@ -571,6 +575,19 @@ DMARC_CASES = [
         "twodmarc.example.edu", "dmarc", "fail",
         "_dmarc.twodmarc.example.edu has 2 DMARC records: RFC 7489 makes receivers ignore them all; keep one.",
         id="two_dmarc_records_fail",
+    ),
+    pytest.param(
+        "mx.dept.example.ac.uk", "dmarc", "info",
+        "The DMARC policy of mx.dept.example.ac.uk (from the record of example.ac.uk) is p=none: receivers only "
+        "report mail that forges it and deliver it as usual; move to quarantine or reject once the reports show "
+        "that all of its own mail passes.",
+        id="the_organisational_domain_comes_from_the_public_suffix_list",
+    ),
+    pytest.param(
+        "mx.dept.other.ac.uk", "dmarc", "warn",
+        "mx.dept.other.ac.uk publishes no DMARC record (at _dmarc.mx.dept.other.ac.uk): receivers get no policy "
+        'for mail that forges it; publish one such as "v=DMARC1; p=quarantine; rua=mailto:...".',
+        id="a_record_at_a_public_suffix_is_nobodys_policy",
     ),
     pytest.param(
         "quiet.edu", "dmarc", "error",

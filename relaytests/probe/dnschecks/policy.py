@@ -6,12 +6,16 @@ import asyncio
 import ipaddress
 import re
 
+from publicsuffixlist import PublicSuffixList
+
 from relaytests.probe.dnschecks.client import Answer, DnsClient, txt_text
 from relaytests.probe.dnschecks.findings import combine, finding
 from relaytests.probe.report import Check
 
 # ---- SPF (RFC 7208) ------------------------------------------------------------------------
 
+# The list ships inside the package: no download at run time.
+_PUBLIC_SUFFIXES = PublicSuffixList()
 _SPF_VERSION = re.compile(r"v=spf1(\s|$)", re.IGNORECASE)
 _DOMAIN_SPEC = r"[!-.0-~]+"  # visible characters but "/": macros such as %{d} are allowed
 _DUAL_CIDR = r"(/\d{1,2})?(//\d{1,3})?"
@@ -130,10 +134,8 @@ DMARC_FINDINGS = {
 
 
 async def dmarc_check(domain: str, client: DnsClient) -> Check:
-    """The domain's DMARC record, or its parent's: a policy published higher up covers subdomains.
-
-    Walking up to the last two labels stands in for the organisational domain of RFC 7489
-    (which needs the Public Suffix List); it is exact for names under a two-label domain.
+    """The domain's DMARC record, else its organisational domain's (RFC 7489, section 6.6.3): the
+    registered domain under its public suffix, from the Public Suffix List (example.ac.uk, not ac.uk).
     """
     owners = _dmarc_owners(domain)
     answers = await asyncio.gather(*(client.lookup(f"_dmarc.{owner}", "TXT") for owner in owners))
@@ -143,8 +145,8 @@ async def dmarc_check(domain: str, client: DnsClient) -> Check:
 
 
 def _dmarc_owners(domain: str) -> list[str]:
-    labels = domain.split(".")
-    return [".".join(labels[i:]) for i in range(max(len(labels) - 1, 1))]
+    organisational = _PUBLIC_SUFFIXES.privatesuffix(domain)
+    return [domain] if organisational in (None, domain) else [domain, organisational]
 
 
 def _dmarc_findings(
