@@ -11,8 +11,11 @@ import ipaddress
 from datetime import UTC, datetime
 
 from cryptography import x509
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
 
 from relaytests.probe import dnschecks, fingerprint, outdated
+from relaytests.probe.dnschecks.client import is_ip_address
 from relaytests.probe.report import Check, HostReport
 from relaytests.probe.sanitise import safe_text
 from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
@@ -114,7 +117,7 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
         "issuer": safe_text(cert.issuer.rfc4514_string(), MAX_CERTIFICATE_FIELD),
         "not_after": expires.isoformat(),
         "names": names,
-        "name_matches": bool(target_host) and any(_name_matches(n, target_host) for n in names),
+        "name_matches": bool(target_host) and certificate_names_host(cert, target_host),
     }
     problems = []
     if expires < datetime.now(UTC):
@@ -133,17 +136,21 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 def _certificate_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName)
+        names = san.get_values_for_type(x509.DNSName) + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     return [safe_text(name, MAX_CERTIFICATE_FIELD).lower() for name in names[:MAX_CERTIFICATE_NAMES]]
 
 
-def _name_matches(pattern: str, host: str) -> bool:
-    """RFC 6125: a wildcard stands for exactly one left-most label."""
-    if pattern.startswith("*."):
-        return host.count(".") >= 2 and host.split(".", 1)[1] == pattern[2:]
-    return pattern == host
+def certificate_names_host(cert: x509.Certificate, host: str) -> bool:
+    """Whether a client checking the certificate would accept it for `host` (RFC 6125, by service_identity):
+    a DNS or IP subjectAltName must match; wildcards stand for one left-most label; the CN is not read."""
+    verify = verify_certificate_ip_address if is_ip_address(host) else verify_certificate_hostname
+    try:
+        verify(cert, host)
+    except (VerificationError, CertificateError):  # no match, or no subjectAltName at all
+        return False
+    return True
 
 
 async def session_setup(session: SmtpSession, kind: str) -> None:
