@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 import aiosmtplib.smtp
 from aiosmtplib import errors
+from aiosmtplib.esmtp import parse_esmtp_extensions
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.typing import SMTPStatus
 
@@ -406,10 +407,7 @@ class SmtpSession:
 
 
 def _parse_extensions(reply: Reply) -> dict[str, str]:
-    """EHLO keywords (upper case) and their parameters; the first line is the greeting."""
-    extensions = {}
-    for line in reply.lines[1:]:
-        keyword, _, params = line.strip().partition(" ")
-        if keyword:
-            extensions[keyword.upper()] = params
-    return extensions
+    """EHLO keywords (upper case) and their parameters, read by aiosmtplib from the sanitised reply
+    (it also understands the old "AUTH=LOGIN" advertisement)."""
+    extensions, _ = parse_esmtp_extensions(reply.text)
+    return {keyword.upper(): params for keyword, params in extensions.items()}
