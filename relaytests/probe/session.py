@@ -33,7 +33,7 @@ MAX_KEPT_LINE = 512  # characters of one transcript line we keep
 MAX_KEPT_REPLY = 2048  # characters of one reply we keep in a vector result
 MAX_TRANSCRIPT_LINES = 4000  # per host; the rest is summarised in one line
 MAX_FAILURE_DETAIL = 300  # characters of a failure's description (it may quote the server)
-# Characters kept of a greeting that is no SMTP reply (an SSH or HTTP server, Redis): enough to
+# Characters kept of a greeting that is no SMTP reply (an SSH or IMAP server): enough to
 # recognise the service, too few to echo what it tells about itself to whoever registered the port.
 MAX_FOREIGN_GREETING = 40
 # One line of a reply: a code from 200 to 599, then a space, a hyphen (more lines follow) or the end.
@@ -101,7 +101,7 @@ class Reply:
 
 
 class SessionFailure(Exception):
-    """The conversation broke: reason is one of timeout, dropped, garbage, unreachable, tls_failed."""
+    """The conversation broke: reason is one of timeout, dropped, garbage, not_smtp, unreachable, tls_failed."""
 
     def __init__(self, reason: str, detail: str, reply: Reply | None = None, greeting: str = ""):
         detail = safe_text(detail, MAX_FAILURE_DETAIL)  # it quotes the server and the TLS library
