@@ -101,7 +101,7 @@ class Reply:
 
 
 class SessionFailure(Exception):
-    """The conversation broke: reason is one of timeout, dropped, garbage, not_smtp, unreachable, tls_failed."""
+    """The conversation broke: reason is timeout, dropped, garbage, not_smtp, unreachable or tls_failed."""
 
     def __init__(self, reason: str, detail: str, reply: Reply | None = None, greeting: str = ""):
         detail = safe_text(detail, MAX_FAILURE_DETAIL)  # it quotes the server and the TLS library

@@ -111,7 +111,7 @@ GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
 HOSTILE_TEXT = b"evil\x00\x1b]0;owned\x07\x1b[2J\xff\xfe\xed\xa0\x80 text"
 ADMINISTRATIVE_PROHIBITION = "550 Administrative prohibition"
 SSH_GREETING = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 and the rest of its identification\r\n"
-IMAP_GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE STARTTLS] Dovecot ready.\r\n"
+IMAP_GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE] Dovecot ready.\r\n"
 FILLER_CHUNK = 64 * 1024
 CANARY_RECIPIENT = re.compile(r"\br-[a-z0-9-]+@[a-z0-9.-]+", re.IGNORECASE)
 
