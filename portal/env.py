@@ -65,3 +65,11 @@ def networks(name: str, default: str = "") -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {item!r} is not an IP network") from None
     return result
+
+
+def integers(name: str, default: str = "") -> list[int]:
+    """A list of whole numbers, each checked now so a typo fails at start-up."""
+    try:
+        return [int(item) for item in words(name, default)]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must list whole numbers, not {os.environ.get(name)!r}") from None

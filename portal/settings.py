@@ -184,6 +184,12 @@ RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
 # Scope of the portal: which targets may be registered (names by suffix, addresses by network).
 RELAYTEST_SCOPE_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_DOMAINS")]
 RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")
+# Names under these domains may resolve outside SCOPE_NETWORKS (mail hosted elsewhere on purpose).
+RELAYTEST_SCOPE_NAMES_ANYWHERE = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_NAMES_ANYWHERE")]
+# A target with more addresses is refused at registration (each address is one host probed at once).
+RELAYTEST_MAX_ADDRESSES = env.integer("RELAYTEST_MAX_ADDRESSES", 16)
+# The ports a target may name: SMTP, submissions, submission and the common alternative.
+RELAYTEST_ALLOWED_PORTS = env.integers("RELAYTEST_ALLOWED_PORTS", "25 465 587 2525")
 # Loopback, private and link-local addresses are refused unless this is set or SCOPE_NETWORKS holds them.
 RELAYTEST_ALLOW_PRIVATE = env.boolean("RELAYTEST_ALLOW_PRIVATE", False)
 RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)

@@ -75,11 +75,12 @@ class RegisterServerForm(forms.Form):
         return cleaned
 
     def _refuse_duplicate(self, target: str, kind: str, port: int) -> None:
+        """Say that it is taken, never by whom: a department's servers are its own business."""
         if MailServer.objects.filter(target=target, port=port, kind=kind).exists():
             shown = target if port == 25 else f"{target}:{port}"
             raise forms.ValidationError(
-                f"{shown} is already registered. If it is your department's and you cannot see it, "
-                "ask central IT."
+                f"{shown} is registered already. If it is your department's server, {central_it()} "
+                "can move it to your department."
             )
 
     def save(self, user) -> MailServer:
@@ -112,8 +113,13 @@ def refuse_pasted_forms(text: str) -> None:
 
 def whom_to_ask() -> str:
     """What to do about a target outside the scope: the people who can widen it."""
-    contact = settings.PORTAL_HELP_CONTACT
-    who = f"central IT ({contact})" if contact else "central IT"
     return (
-        f"If it is your department's server and should be tested, ask {who} to add it to the portal's scope."
+        f"If it is your department's server and should be tested, ask {central_it()} to add it to the "
+        "portal's scope."
     )
+
+
+def central_it() -> str:
+    """Who runs the portal, with how to reach them when the operator said."""
+    contact = settings.PORTAL_HELP_CONTACT
+    return f"central IT ({contact})" if contact else "central IT"

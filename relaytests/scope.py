@@ -1,10 +1,15 @@
 """Which targets this portal may test, decided once at registration.
 
-A name is in scope when it ends in one of ``RELAYTEST_SCOPE_DOMAINS``; an address when it lies in
-``RELAYTEST_SCOPE_NETWORKS``, or belongs to an in-scope name. Loopback, private and link-local
-addresses need ``RELAYTEST_ALLOW_PRIVATE`` or an explicit scope network; addresses that are no
-host at all (multicast, unspecified, reserved) are never tested. The target is resolved once here,
-and the addresses accepted are the ones every run connects to (no second lookup).
+A name is in scope when it ends in one of ``RELAYTEST_SCOPE_DOMAINS`` and, when it is an alias
+(CNAME), so does its canonical name. An address is in scope when it lies in
+``RELAYTEST_SCOPE_NETWORKS``, or belongs to an in-scope name; once scope networks are set, a name's
+addresses must lie in them too, unless the name is under one of ``RELAYTEST_SCOPE_NAMES_ANYWHERE``
+(mail hosted elsewhere on purpose). Loopback, private and link-local addresses need
+``RELAYTEST_ALLOW_PRIVATE`` or an explicit scope network; addresses that are no host at all
+(multicast, unspecified, reserved), and IPv6 addresses that carry such an IPv4 address or a
+private one inside them, are never tested. A target names one of ``RELAYTEST_ALLOWED_PORTS`` and
+has at most ``RELAYTEST_MAX_ADDRESSES`` addresses. The target is resolved once here, and the
+addresses accepted are the ones every run connects to (no second lookup).
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ NEVER_KINDS = (
     ("is_multicast", "a multicast address"),
     ("is_reserved", "a reserved address"),
 )
+
+
+# IPv6 addresses that carry an IPv4 address (RFC 4291, 3056, 4380, 6052): the traffic ends at that
+# IPv4 address, so one that may never be tested must not come in through them. (how, its IPv4 addresses)
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: no ipaddress property
+EMBEDDINGS = (
+    ("an IPv4-mapped address (::ffff:0:0/96)", lambda ip: [ip.ipv4_mapped] if ip.ipv4_mapped else []),
+    ("a 6to4 address (2002::/16)", lambda ip: [ip.sixtofour] if ip.sixtofour else []),
+    ("a Teredo address (2001::/32)", lambda ip: list(ip.teredo or ())),  # its server's and its client's
+    ("a NAT64 address (64:ff9b::/96)",
+     lambda ip: [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)] if ip in NAT64_PREFIX else []),
+)  # fmt: skip
 
 
 class OutOfScope(ValueError):
@@ -64,6 +81,9 @@ def check(target: str, kind: str, port: int) -> ScopedTarget:
             "Nothing is in this portal's scope yet: central IT must set RELAYTEST_SCOPE_DOMAINS "
             "or RELAYTEST_SCOPE_NETWORKS."
         )
+    if port not in settings.RELAYTEST_ALLOWED_PORTS:
+        ports = ", ".join(map(str, settings.RELAYTEST_ALLOWED_PORTS))
+        raise OutOfScope(f"Port {port} is not one this portal tests ({ports}).")
     if kind != "ip" and not in_scope_domain(target) and not settings.RELAYTEST_SCOPE_NETWORKS:
         raise OutOfScope(f"{target} is not under {_scope_domains_text()}, the domains this portal may test.")
     resolved = async_to_sync(targets.resolve_target)(
@@ -71,21 +91,41 @@ def check(target: str, kind: str, port: int) -> ScopedTarget:
     )
     if resolved.error or not resolved.hosts:
         raise TargetError(resolved.error or f"{target} has no address to test")
+    addresses = list(dict.fromkeys(host.address for host in resolved.hosts))
+    refuse_too_many(target, addresses)
     for host in resolved.hosts:
-        refuse_out_of_scope(host.address, None if kind == "ip" else host.name or target)
+        if kind == "ip":
+            refuse_out_of_scope(host.address, None)
+        else:
+            refuse_out_of_scope(host.address, host.name or target, host.alias_of)
     return ScopedTarget(
         target=target,
         kind=kind,
         port=port,
-        addresses=list(dict.fromkeys(host.address for host in resolved.hosts)),
+        addresses=addresses,
         host_names=sorted({host.name for host in resolved.hosts if host.name}),
     )
 
 
-def refuse_out_of_scope(address: str, name: str | None) -> None:
-    """Raise OutOfScope unless the address may be tested (as the address of `name`, when given)."""
+def refuse_too_many(target: str, addresses: list[str]) -> None:
+    """Every address is probed at the same time: a target with more than the limit is refused whole,
+    rather than tested in part (which part would be a guess, and a partial verdict a false comfort)."""
+    limit = settings.RELAYTEST_MAX_ADDRESSES
+    if len(addresses) > limit:
+        raise TargetError(
+            f"{target} has {len(addresses)} addresses; this portal tests at most {limit} per server. "
+            "Register its mail hosts or addresses one by one, or ask central IT to raise the limit."
+        )
+
+
+def refuse_out_of_scope(address: str, name: str | None, alias_of: str | None = None) -> None:
+    """Raise OutOfScope unless the address may be tested (as the address of `name`, when given).
+
+    `alias_of` is the canonical name when `name` is an alias (CNAME): it must be in scope as well.
+    """
     ip = ipaddress.ip_address(address)
     label = f"{name} ({address})" if name else address
+    refuse_hidden_address(ip, label)
     for kind, words in NEVER_KINDS:
         if getattr(ip, kind):
             raise OutOfScope(f"{label} is {words}, which is never tested.")
@@ -96,11 +136,35 @@ def refuse_out_of_scope(address: str, name: str | None) -> None:
             raise OutOfScope(f"{label} is {words}; this portal does not test those unless configured to.")
     if not (name and in_scope_domain(name)):
         raise OutOfScope(f"{label} is outside this portal's scope ({_scope_text()}).")
+    if alias_of and not in_scope_domain(alias_of):
+        domains = _scope_domains_text()
+        raise OutOfScope(f"{name} is an alias (CNAME) of {alias_of}, which is not under {domains}.")
+    if settings.RELAYTEST_SCOPE_NETWORKS and not _under(name, settings.RELAYTEST_SCOPE_NAMES_ANYWHERE):
+        raise OutOfScope(
+            f"{label} is outside the scope networks ({', '.join(settings.RELAYTEST_SCOPE_NETWORKS)}), "
+            "where the addresses of names in scope must lie."
+        )
+
+
+def refuse_hidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, label: str) -> None:
+    """An IPv6 address carrying an IPv4 address that is no public host is refused, whatever the settings."""
+    if ip.version != 6:
+        return
+    for how, carried in EMBEDDINGS:
+        for inner in carried(ip):
+            words = next((w for kind, w in NEVER_KINDS + PRIVATE_KINDS if getattr(inner, kind)), None)
+            if words:
+                why = f"{label} is {how} embedding {inner}, {words}"
+                raise OutOfScope(f"{why}; such addresses are never tested.")
 
 
 def in_scope_domain(name: str) -> bool:
+    return _under(name, settings.RELAYTEST_SCOPE_DOMAINS)
+
+
+def _under(name: str, domains: list[str]) -> bool:
     name = name.rstrip(".").lower()
-    return any(name == suffix or name.endswith("." + suffix) for suffix in settings.RELAYTEST_SCOPE_DOMAINS)
+    return any(name == suffix or name.endswith("." + suffix) for suffix in domains)
 
 
 def _in_scope_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -35,8 +35,19 @@ MAX_KEPT_LINE = 512  # characters of one transcript line we keep
 MAX_KEPT_REPLY = 2048  # characters of one reply we keep in a vector result
 MAX_TRANSCRIPT_LINES = 4000  # per host; the rest is summarised in one line
 MAX_FAILURE_DETAIL = 300  # characters of a failure's description (it may quote the server)
+# Characters kept of a greeting that is no SMTP reply (an SSH or IMAP server): enough to
+# recognise the service, too few to echo what it tells about itself to whoever registered the port.
+MAX_FOREIGN_GREETING = 40
 # One line of a reply: a code from 200 to 599, then a space, a hyphen (more lines follow) or the end.
 REPLY_LINE = re.compile(rb"[2-5][0-9][0-9](?:[ -]|\r?\n)")
+
+
+class NotAReplyLine(errors.SMTPResponseException):
+    """A line that is no SMTP reply line; `line` is its raw bytes (at most aiosmtplib's 8 KiB)."""
+
+    def __init__(self, line: bytes):
+        super().__init__(SMTPStatus.invalid_response, f"not an SMTP reply line: {line!r}")
+        self.line = line
 
 
 class StrictReplyProtocol(SMTPProtocol):
@@ -79,7 +90,7 @@ def _check_reply_lines(buffer: bytearray) -> None:
         line = bytes(buffer[start : end + 1])
         start = end + 1
         if not REPLY_LINE.match(line):
-            raise errors.SMTPResponseException(SMTPStatus.invalid_response, f"not an SMTP reply line: {line!r}")
+            raise NotAReplyLine(line)
         if code is not None and line[:3] != code:
             raise errors.SMTPResponseException(
                 SMTPStatus.invalid_response, f"one reply with two codes: {code.decode()}, then {line!r}")
@@ -112,14 +123,20 @@ class Reply:
 
 
 class SessionFailure(Exception):
-    """The conversation broke: reason is one of timeout, dropped, garbage, unreachable, tls_failed."""
+    """The conversation broke: reason is timeout, dropped, garbage, not_smtp, unreachable or tls_failed."""
 
-    def __init__(self, reason: str, detail: str, reply: Reply | None = None):
+    def __init__(self, reason: str, detail: str, reply: Reply | None = None, greeting: str = ""):
         detail = safe_text(detail, MAX_FAILURE_DETAIL)  # it quotes the server and the TLS library
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.reply = reply  # the server's last words, when it said any (421 at connect ...)
+        self.greeting = greeting  # the first words of a greeting that is no SMTP reply
+
+    @property
+    def banner(self) -> str:
+        """What the server said on connecting, as far as a report keeps it ("" when nothing)."""
+        return self.reply.first_line if self.reply else self.greeting
 
 
 @dataclass
@@ -225,6 +242,8 @@ class SmtpSession:
             reply = self._record_reply(exc.code, exc.message)
             self._smtp.close()
             raise SessionFailure("refused_greeting", f"the server greeted with {reply.first_line}", reply) from None
+        except NotAReplyLine as exc:
+            raise self._not_smtp(exc.line) from None
         except errors.SMTPConnectTimeoutError:
             raise self._failure("timeout", "no connection or no greeting within the time limit") from None
         except OverflowError:  # asyncio's own complaint about a port above 65535
@@ -394,6 +413,14 @@ class SmtpSession:
     def _failure(self, reason: str, detail: str) -> SessionFailure:
         self._smtp.close()
         return SessionFailure(reason, detail)
+
+    def _not_smtp(self, line: bytes) -> SessionFailure:
+        """Another service on the port: keep its first words only, in the transcript and the failure."""
+        first_words = safe_text(line.strip(), MAX_FOREIGN_GREETING)
+        self.transcript.add("S", first_words, self.conn)
+        self._smtp.close()
+        detail = f"not an SMTP server: it greeted with {first_words!r}"
+        return SessionFailure("not_smtp", detail, greeting=first_words)
 
     def _broken(self, exc: errors.SMTPException) -> SessionFailure:
         """Translate aiosmtplib's exceptions into our failure reasons."""

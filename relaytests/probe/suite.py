@@ -549,7 +549,7 @@ class HostProbe:
 
     def _unreachable(self, failure: SessionFailure) -> None:
         self.report.reason = f"could not test: {failure.detail}"
-        self.report.banner = self.report.banner or (failure.reply.first_line if failure.reply else "")
+        self.report.banner = self.report.banner or failure.banner
 
     def _out_of_time(self) -> None:
         tested = {result.id for result in self.report.vectors}

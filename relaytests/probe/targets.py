@@ -38,6 +38,7 @@ class HostTarget:
     port: int
     name: str | None = None  # the host name it came from: the MX name or the name typed
     mail_domain: str | None = None  # the mail domain, when the target was one
+    alias_of: str | None = None  # the canonical name, when `name` is an alias (CNAME) of another
 
 
 @dataclass
@@ -139,7 +140,8 @@ async def resolve_target(
 
 async def _resolve_host_name(name: str, port: int, client: DnsClient) -> ResolvedTarget:
     found = await client.addresses(name)
-    hosts = [HostTarget(address, port, name=name) for address in found.addresses]
+    alias_of = found.canonical_name if found.canonical_name != name else None
+    hosts = [HostTarget(address, port, name=name, alias_of=alias_of) for address in found.addresses]
     checks = []
     if hosts and found.failure:  # one family answered, the other did not: say what is left out
         detail = (f"Could not look up every address of {name} ({found.failure}), "
@@ -152,7 +154,10 @@ async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> Res
     """RFC 5321 section 5.1: the MX hosts by preference, else the domain's own addresses."""
     mail = await find_mail_hosts(domain, client)
     check = mx_check(mail)
-    hosts = [HostTarget(address, port, name=name, mail_domain=domain)
+    aliases = {host.name: host.alias_of for host in mail.mx}
+    if mail.implicit and mail.implicit.canonical_name != domain:
+        aliases[domain] = mail.implicit.canonical_name
+    hosts = [HostTarget(address, port, name=name, mail_domain=domain, alias_of=aliases.get(name))
              for name, address in mail.receiving_hosts()]
     error = None if hosts else _nothing_to_test(check)
     return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=error)

@@ -110,6 +110,8 @@ GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
 # invalid UTF-8 and the UTF-8 encoding of a lone surrogate.
 HOSTILE_TEXT = b"evil\x00\x1b]0;owned\x07\x1b[2J\xff\xfe\xed\xa0\x80 text"
 ADMINISTRATIVE_PROHIBITION = "550 Administrative prohibition"
+SSH_GREETING = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 and the rest of its identification\r\n"
+IMAP_GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE] Dovecot ready.\r\n"
 FILLER_CHUNK = 64 * 1024
 CANARY_RECIPIENT = re.compile(r"\br-[a-z0-9-]+@[a-z0-9.-]+", re.IGNORECASE)
 
@@ -210,6 +212,9 @@ BEHAVIOURS: dict[str, Behaviour] = {
             ("STARTTLS", b"454 4.7.0 TLS not available: " + HOSTILE_TEXT + b"\r\n"),
         ),
     ),
+    # Services that are no SMTP server at all, on a port someone registered: their first words only.
+    "ssh": Behaviour("an SSH server", raw_replies=(("greeting", SSH_GREETING),)),
+    "imap": Behaviour("an IMAP server", raw_replies=(("greeting", IMAP_GREETING),)),
     "hostile-certificate": Behaviour("closed, STARTTLS with hostile names in the certificate",
                                      starttls=True, certificate="hostile-names"),
     "malformed-certificate": Behaviour("closed, STARTTLS with a certificate cryptography refuses",

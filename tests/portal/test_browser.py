@@ -44,6 +44,12 @@ def loopback_in_scope(settings):
     settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
     settings.RELAYTEST_SCOPE_DOMAINS = []
     settings.RELAYTEST_CANARY_WAIT = int(CANARY_WAIT)  # what the page says; the worker gets it below
+    return settings
+
+
+def allow_port(settings, port: int) -> None:
+    """The fake servers listen on a random high port, which the portal's default ports do not include."""
+    settings.RELAYTEST_ALLOWED_PORTS = [*settings.RELAYTEST_ALLOWED_PORTS, port]
 
 
 @pytest.mark.broker
@@ -54,6 +60,7 @@ def test_sign_in_register_test_watch_retest_and_see_the_history(
     with publishing_to(REDIS_URL), celery_worker(RELAYTEST_CANARY_WAIT=CANARY_WAIT) as worker:
         with FakeSMTPServer(SLOW_OPEN) as open_server:
             port = open_server.port
+            allow_port(loopback_in_scope, port)
             sign_in(page, live_server.url, member.get_username())
             register(page, f"127.0.0.1:{port}")
             expect(page.get_by_role("heading", level=1)).to_have_text(f"127.0.0.1:{port}")

@@ -88,15 +88,25 @@ def test_a_refused_target_says_why(department, data, message):
     assert not MailServer.objects.exists()
 
 
-def test_a_server_registered_already_is_refused_as_a_duplicate(department):
+def test_a_server_registered_already_is_refused_naming_no_department(department, settings):
     make_server(make_department("Chemistry"), target="127.0.0.5", kind="ip", addresses=["127.0.0.5"])
+    settings.PORTAL_HELP_CONTACT = "hostmaster@example.edu"
 
     form = form_for(department, target="127.0.0.5")
 
     assert not form.is_valid()
-    assert form.errors["target"] == [
-        "127.0.0.5 is already registered. If it is your department's and you cannot see it, ask central IT."
-    ]
+    assert form.errors["target"][0] == (
+        "127.0.0.5 is registered already. If it is your department's server, central IT "
+        "(hostmaster@example.edu) can move it to your department."
+    )
+    assert "Chemistry" not in str(form.errors)
+
+
+def test_a_port_that_is_not_a_mail_port_is_refused_with_the_ports_allowed(department):
+    form = form_for(department, target="mail.physics.example.edu:6379")
+
+    assert not form.is_valid()
+    assert form.errors["target"][0].startswith("Port 6379 is not one this portal tests (25, 465, 587, 2525).")
 
 
 def test_the_same_address_on_another_port_is_another_server(department):

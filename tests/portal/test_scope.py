@@ -1,5 +1,7 @@
 """The scope check: parse once, resolve once (against the test DNS server), keep only what may be tested."""
 
+import re
+
 import pytest
 
 from relaytests import scope
@@ -16,7 +18,17 @@ backup.provider.example.com. A 145.0.2.80
 chemistry.example.edu. MX 10 mx.chemistry.example.edu.
 mx.chemistry.example.edu. A 130.59.20.25
 mail.example.com. A 130.59.30.25
-"""
+elsewhere.physics.example.edu. A 8.8.8.8
+elsewhere.chemistry.example.edu. A 8.8.4.4
+alias.physics.example.edu. CNAME mx.provider.example.com.
+mx.provider.example.com. A 130.59.50.25
+aliased.example.edu. MX 10 mx.aliased.example.edu.
+mx.aliased.example.edu. CNAME mx.provider.example.com.
+sixtofour.physics.example.edu. AAAA 2002:a00:1::25
+teredo.physics.example.edu. AAAA 2001:0:4136:e378:8000:63bf:f5ff:fffe
+nat64.physics.example.edu. AAAA 64:ff9b::a00:1
+mapped.physics.example.edu. AAAA ::ffff:a00:1
+""" + "".join(f"many.physics.example.edu. A 130.59.40.{n}\n" for n in range(1, 6))
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +133,75 @@ def test_a_portal_without_any_scope_refuses_everything_and_says_what_to_set(dns,
     settings.RELAYTEST_SCOPE_DOMAINS = []
     with pytest.raises(scope.OutOfScope, match="RELAYTEST_SCOPE_DOMAINS"):
         scope.check("mail.physics.example.edu", "host", 25)
+
+
+# ---- names that lead elsewhere, addresses that hide others, and the limits ----
+
+
+def test_a_name_in_scope_resolving_outside_the_scope_networks_is_refused(dns, settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
+    with pytest.raises(scope.OutOfScope, match=r"\(8.8.8.8\) is outside the scope networks \(130.59.0.0/16\)"):
+        scope.check("elsewhere.physics.example.edu", "host", 25)
+
+
+def test_names_allowed_anywhere_may_resolve_outside_the_scope_networks(dns, settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
+    settings.RELAYTEST_SCOPE_NAMES_ANYWHERE = ["physics.example.edu"]
+
+    assert scope.check("elsewhere.physics.example.edu", "host", 25).addresses == ["8.8.8.8"]
+    with pytest.raises(scope.OutOfScope, match=r"\(8.8.4.4\) is outside the scope networks"):
+        scope.check("elsewhere.chemistry.example.edu", "host", 25)  # not under physics
+
+
+@pytest.mark.parametrize(
+    "target, kind, alias",
+    [
+        ("alias.physics.example.edu", "host", "alias.physics.example.edu"),
+        ("aliased.example.edu", "domain", "mx.aliased.example.edu"),
+    ],
+)
+def test_a_name_that_is_an_alias_of_a_name_outside_the_scope_domains_is_refused(dns, target, kind, alias):
+    why = f"{alias} is an alias (CNAME) of mx.provider.example.com, which is not under example.edu"
+    with pytest.raises(scope.OutOfScope, match=re.escape(why)):
+        scope.check(target, kind, 25)
+
+
+@pytest.mark.parametrize(
+    "name, address, how",
+    [
+        ("sixtofour", "2002:a00:1::25", "a 6to4 address (2002::/16) embedding 10.0.0.1"),
+        ("teredo", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "a Teredo address (2001::/32) embedding 10.0.0.1"),
+        ("nat64", "64:ff9b::a00:1", "a NAT64 address (64:ff9b::/96) embedding 10.0.0.1"),
+        ("mapped", "::ffff:10.0.0.1", "an IPv4-mapped address (::ffff:0:0/96) embedding 10.0.0.1"),
+    ],
+)
+def test_an_ipv6_address_hiding_a_private_ipv4_address_is_refused_saying_how(dns, settings, name, address, how):
+    settings.RELAYTEST_ALLOW_PRIVATE = True  # even then: an address in disguise is never tested
+    target = f"{name}.physics.example.edu"
+    why = f"{target} ({address}) is {how}, a private address"
+    with pytest.raises(scope.OutOfScope, match=re.escape(why)):
+        scope.check(target, "host", 25)
+
+
+def test_a_target_with_more_addresses_than_allowed_is_refused_not_cut_short(dns, settings):
+    settings.RELAYTEST_MAX_ADDRESSES = 4
+    with pytest.raises(TargetError, match="has 5 addresses; this portal tests at most 4 "):
+        scope.check("many.physics.example.edu", "host", 25)
+
+    settings.RELAYTEST_MAX_ADDRESSES = 5
+    assert len(scope.check("many.physics.example.edu", "host", 25).addresses) == 5
+
+
+def test_a_port_that_is_not_a_mail_port_is_refused_before_any_lookup(dns, settings):
+    settings.RELAYTEST_RESOLVER = "127.0.0.1:9"  # nothing answers there: a lookup would fail differently
+    why = "Port 6379 is not one this portal tests (25, 465, 587, 2525)"
+    with pytest.raises(scope.OutOfScope, match=re.escape(why)):
+        scope.check("mail.physics.example.edu", "host", 6379)
+
+
+def test_the_mail_ports_are_allowed_by_default_and_others_by_setting(dns, settings):
+    for port in (25, 465, 587, 2525):
+        assert scope.check("mail.physics.example.edu", "host", port).port == port
+
+    settings.RELAYTEST_ALLOWED_PORTS = [6379]
+    assert scope.check("mail.physics.example.edu", "host", 6379).port == 6379

@@ -234,3 +234,28 @@ def test_the_cli_takes_the_host_budget(fake_smtp):
     assert (report["verdict"], code) == ("inconclusive", 3)
     assert host["duration_s"] <= 9
     assert any(c["id"] == "vectors-not-run" for c in host["checks"])
+
+
+# ---- services that are no SMTP server ----
+
+NOT_SMTP_KEPT = 40  # printable characters of a foreign greeting a report may hold
+
+
+@pytest.mark.parametrize("behaviour, first_words", [
+    ("ssh", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 a"),
+    ("imap", "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN"),
+])  # fmt: skip
+async def test_a_service_that_is_not_smtp_ends_the_host_without_echoing_its_greeting(
+    fake_smtp, probe, behaviour, first_words
+):
+    report = await probe(fake_smtp(behaviour))
+    host = only_host(report)
+
+    assert (host.verdict, host.vectors) == ("inconclusive", [])
+    assert host.reason == f"could not test: not an SMTP server: it greeted with {first_words!r}"
+    assert len(first_words) == NOT_SMTP_KEPT
+    assert host.banner == first_words
+    said = [line.line for line in host.transcript if line.dir == "S"]
+    assert said == [first_words]
+    assert "rest of its identification" not in json.dumps(report.to_dict())
+    assert "Dovecot" not in json.dumps(report.to_dict())
