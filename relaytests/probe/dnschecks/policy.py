@@ -82,7 +82,7 @@ def _spf_term_problem(term: str) -> str | None:
         return None
     match = _SPF_TERM.fullmatch(term)
     mechanism = match["mechanism"].lower() if match else None
-    if mechanism not in SPF_MECHANISMS:
+    if match is None or mechanism not in SPF_MECHANISMS:
         return f"'{term}' is not an SPF mechanism"
     argument = SPF_MECHANISMS[mechanism].fullmatch(match["argument"])
     if not argument:
