@@ -152,7 +152,7 @@ def _dmarc_owners(domain: str) -> list[str]:
 def _dmarc_findings(
     domain: str, owners: list[str], answers: list[Answer], data: dict
 ) -> list[tuple[str, dict]]:
-    for owner, answer in zip(owners, answers):
+    for owner, answer in zip(owners, answers, strict=True):
         if answer.failure:
             return [("lookup_failed", {"failure": answer.failure})]
         records = [text for text in map(txt_text, answer.records) if _DMARC_VERSION.match(text)]
