@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres bench clean
+.PHONY: run test test-postgres lint bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(VENV)/.installed
 # The Django-side tests again on PostgreSQL, as CI does.
 test-postgres: $(VENV)/.installed
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest tests/portal $(PYTEST_ARGS)
+
+# What CI enforces besides the tests: ruff's rules on the whole tree, mypy on the engine (pyproject.toml).
+lint: $(VENV)/.installed
+	$(PY) -m ruff check
+	$(PY) -m mypy
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite_speed.py

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from tests.dnsserver import ZoneServer  # noqa: E402
+from tests.dnsserver import ZoneServer
 
 EMPTY_DNS = ZoneServer("").__enter__()  # no lookup leaves loopback; the worker inherits the setting
 os.environ["RELAYTEST_RESOLVER"] = EMPTY_DNS.address

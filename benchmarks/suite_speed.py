@@ -85,7 +85,7 @@ def median_of(runs: list[dict]) -> dict:
 async def hog_the_loop(seconds: float) -> None:
     while True:
         await asyncio.sleep(1.0)
-        time.sleep(seconds)  # noqa: ASYNC251 - CPU work that blocks the loop, as a busy worker's would
+        time.sleep(seconds)  # CPU work that blocks the loop, as a busy worker's would
 
 
 async def crowd_run(size: int, lone_connections: int, hog: float) -> None:

@@ -117,7 +117,7 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
         "issuer": safe_text(cert.issuer.rfc4514_string(), MAX_CERTIFICATE_FIELD),
         "not_after": expires.isoformat(),
         "names": names,
-        "name_matches": bool(target_host) and certificate_names_host(cert, target_host),
+        "name_matches": bool(target_host and certificate_names_host(cert, target_host)),
     }
     problems = []
     if expires < datetime.now(UTC):
@@ -136,7 +136,8 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 def _certificate_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName) + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        names: list[str | bytes] = [*san.get_values_for_type(x509.DNSName),
+                                    *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
     except x509.ExtensionNotFound:
         names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     return [safe_text(name, MAX_CERTIFICATE_FIELD).lower() for name in names[:MAX_CERTIFICATE_NAMES]]

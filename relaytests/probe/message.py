@@ -95,7 +95,8 @@ def compose(token_address: str, run_id: str, vector_id: str, portal_name: str, p
     return message.as_bytes()
 
 
-test_message.__test__ = False  # a message factory, not a pytest test
+# A message factory, not a pytest test; mypy does not model attributes set on a function.
+test_message.__test__ = False  # type: ignore[attr-defined]
 
 
 def _one_line(text: str) -> str:

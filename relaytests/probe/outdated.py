@@ -57,7 +57,7 @@ def _hidden(software: Software, banner: str, family: dict[str, Any]) -> Check:
 
 
 def _compared(software: Software, seen: tuple[int, ...], family: dict[str, Any]) -> Check:
-    row = next((r for r in family.get("release", []) if seen < version_key(r["below"])), None)
+    row = next((r for r in family.get("release", []) if seen < _below(r)), None)
     named = f"The banner shows {family['name']} {software.version}"
     if row is None:
         detail = f"{named}; the current release is {family['current']}."
@@ -68,6 +68,14 @@ def _compared(software: Software, seen: tuple[int, ...], family: dict[str, Any])
         detail = f"{detail} {table()['distribution_note']}"
     data = _data(software, family) | {"finding": row["finding"], "source": row["source"]}
     return Check(CHECK_ID, row["status"], _with_note(detail, family), data)
+
+
+def _below(row: dict[str, Any]) -> tuple[int, ...]:
+    """The first version a release row no longer applies to (every row's `below` holds one)."""
+    key = version_key(row["below"])
+    if key is None:
+        raise ValueError(f"software.toml: below = {row['below']!r} holds no version number")
+    return key
 
 
 def _with_note(detail: str, family: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
+from typing import cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -214,25 +215,31 @@ class _BoundedSession(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         self.peer_address = peer[0] if isinstance(peer, tuple) else str(peer or "")
-        self._connection = transport  # type: ignore[assignment]
+        self._connection = cast(asyncio.Transport, transport)  # a stream server's transport
         self._on_arrival(self)  # the receiver starts it, holds it or hangs up
+
+    @property
+    def _held_connection(self) -> asyncio.Transport:
+        """The connection `connection_made` handed over: the receiver only acts on a session after that."""
+        assert self._connection is not None, "no connection yet"
+        return self._connection
 
     def start(self) -> None:
         """Greet: the conversation has its slot."""
         self._cancel_timer()
         self.started = True
-        self._connection.resume_reading()
-        super().connection_made(self._connection)
+        self._held_connection.resume_reading()
+        super().connection_made(self._held_connection)
         self._timer = self.loop.call_later(self._session_seconds, self.hang_up, SESSION_EXPIRED)
 
     def hold(self, seconds: float) -> None:
         """No greeting (and nothing read) until `start`; hung up on when no slot frees within `seconds`."""
-        self._connection.pause_reading()
+        self._held_connection.pause_reading()
         self._timer = self.loop.call_later(seconds, self.hang_up, TOO_MANY_FROM_PEER)
 
     def hang_up(self, reply: bytes) -> None:
-        self._connection.write(reply)
-        self._connection.close()
+        self._held_connection.write(reply)
+        self._held_connection.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         self._cancel_timer()

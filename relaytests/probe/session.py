@@ -80,7 +80,8 @@ class StrictReplyProtocol(SMTPProtocol):
 
 # aiosmtplib builds its protocol from this name in SMTP._create_connection and offers no factory to
 # pass; the strict reader accepts every reply RFC 5321 allows, so no other client loses anything.
-aiosmtplib.smtp.SMTPProtocol = StrictReplyProtocol
+# mypy refuses assigning to a class name; replacing it is the point.
+aiosmtplib.smtp.SMTPProtocol = StrictReplyProtocol  # type: ignore[misc]
 
 
 def _check_reply_lines(buffer: bytearray) -> None:
@@ -250,7 +251,8 @@ class SmtpSession:
             raise self._failure("unreachable", f"port {self.port} does not exist (1-65535)") from None
         except (errors.SMTPConnectError, OSError) as exc:
             cause = exc.__cause__ or exc
-            why = os.strerror(cause.errno) if getattr(cause, "errno", None) else str(cause)
+            number = getattr(cause, "errno", None)
+            why = os.strerror(number) if number else str(cause)
             raise self._failure("unreachable", f"could not connect to port {self.port}: {why}") from None
         except errors.SMTPException as exc:
             raise self._broken(exc) from None
@@ -361,11 +363,13 @@ class SmtpSession:
         self._count_reply(*await self._server_delay(protocol, started))
         return result
 
-    async def _server_delay(self, protocol: StrictReplyProtocol | None, started: float) -> tuple[float, bool]:
+    async def _server_delay(self, protocol: SMTPProtocol | None, started: float) -> tuple[float, bool]:
         """The server's delay before its reply, less our loop's lag when it came; and whether we lagged.
 
         A delay under the slow mark needs no correction (lag only ever adds to it).
         """
+        if not isinstance(protocol, StrictReplyProtocol):  # it always is once connected (see above)
+            protocol = None
         sent = protocol.sent_at if protocol else started
         answered = protocol.answered_at if protocol and protocol.answered_at else time.monotonic()
         delay = max(0.0, answered - sent)

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
-from relaytests.probe.report import HostReport, ProbeInfo, Report, VectorResult, worst_verdict
-from relaytests.probe.session import SessionFailure, SmtpSession, Transcript
+from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
+from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
 
@@ -124,13 +124,13 @@ async def run_suite(
     probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress, share) for host in hosts]
     domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
     async with pacing.watching_lag(share):
-        *hosts_done, report.checks = await asyncio.gather(*(probe.run() for probe in probes), domain_checks)
-    report.hosts = list(hosts_done)
+        report.hosts, report.checks = await asyncio.gather(
+            asyncio.gather(*(probe.run() for probe in probes)), domain_checks)
     _finish(report, probes, config, started)
     return report
 
 
-async def _nothing() -> list:
+async def _nothing() -> list[Check]:
     return []
 
 
@@ -303,14 +303,14 @@ class HostProbe:
     async def _survey(self) -> None:
         session = self._new_session()
         try:
-            await session.open()
+            greeting = await session.open()
             hello = await session.hello(self.config.probe_helo)
             if not hello.is_positive:
                 raise SessionFailure("helo_refused", f"the server refused our HELO: {hello.first_line}")
-            self.report.banner = session.greeting.first_line
+            self.report.banner = greeting.first_line
             self.extensions = dict(session.extensions)
-            self.report.software = fingerprint.identify(session.greeting.text, hello.text)
-            self._learn_names(session)
+            self.report.software = fingerprint.identify(greeting.text, hello.text)
+            self._learn_names(greeting, hello)
             self.report.checks += await hygiene.survey_checks(session, self.report, self.target_host)
         except BaseException:
             await session.close()
@@ -321,10 +321,9 @@ class HostProbe:
         else:
             await session.close()
 
-    def _learn_names(self, session: SmtpSession) -> None:
+    def _learn_names(self, greeting: Reply, hello: Reply) -> None:
         """{target_host} and {target_domain}: the typed name first, else what the server announces."""
-        announced = fingerprint.announced_name(session.greeting.text) or fingerprint.announced_name(
-            session.hello_reply.text)
+        announced = fingerprint.announced_name(greeting.text) or fingerprint.announced_name(hello.text)
         self.target_host = self.target_host or announced
         if not self.target_domain and self.target_host:
             labels = self.target_host.split(".")
@@ -490,8 +489,9 @@ class HostProbe:
 
         Below, not at: a tarpit delays every reply after the Nth error, QUIT's included.
         """
-        if _tarpit_began(session):
-            self.error_budget = max(1, min(self.error_budget, session.errors_before_slowdown - 1))
+        began_after = session.errors_before_slowdown
+        if began_after is not None and _tarpit_began(session):
+            self.error_budget = max(1, min(self.error_budget, began_after - 1))
 
     def _learn_from_drop(self, failure: SessionFailure) -> None:
         """A server that hung up after N errors will do it again: stay below N from now on."""

@@ -104,7 +104,7 @@ class ProgressWriter(threading.Thread):
             while not self.stopping.is_set():
                 assert runs.save_progress(self.run_id, self.report)
                 self.writes += 1
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:  # reported by the test
             self.errors.append(error)
         finally:
             connection.close()

@@ -16,6 +16,5 @@ def test_sqlite_waits_for_the_write_lock_in_wal_mode():
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 10_000
     assert connection.transaction_mode == "IMMEDIATE"
-    with transaction.atomic():  # BEGIN IMMEDIATE is accepted by this SQLite
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+    with transaction.atomic(), connection.cursor() as cursor:  # BEGIN IMMEDIATE is accepted by this SQLite
+        cursor.execute("SELECT 1")

@@ -10,8 +10,8 @@ import dataclasses
 
 import pytest
 
-from relaytests.models import TestRun
 from relaytests import tasks
+from relaytests.models import TestRun
 from relaytests.tasks import run_suite
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for

@@ -20,7 +20,16 @@ from relaytests.models import MailServer, TestRun
 from relaytests.views import runs
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
-from tests.portal.factories import check, host, make_department, make_run, make_server, make_user, report, vector
+from tests.portal.factories import (
+    check,
+    host,
+    make_department,
+    make_run,
+    make_server,
+    make_user,
+    report,
+    vector,
+)
 
 pytestmark = pytest.mark.django_db
 Status = TestRun.Status

@@ -187,7 +187,7 @@ def test_without_dns_the_checks_say_so_instead_of_passing(fake_smtp):
     silent.bind(("127.0.0.1", 0))  # takes queries, never answers
     with silent:
         result = relaytest("--domain", "dept.example.edu", "--json", "--timeout", "5",
-                           "--resolver", "%s:%d" % silent.getsockname())
+                           "--resolver", "{}:{}".format(*silent.getsockname()))
     report = json.loads(result.stdout)
     assert result.returncode == 3
     assert report["hosts"] == []

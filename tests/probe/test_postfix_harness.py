@@ -92,10 +92,12 @@ async def test_the_open_instance_relays_the_canary_message_to_the_receiver():
 
 def test_the_open_instance_lets_nothing_but_the_canary_leave():
     unused_receiver = (RECEIVER_ADDRESS, 9)
-    with postfix_instance("open", canary_domain=CANARY_DOMAIN, canary_relay=unused_receiver) as instance:
-        with connect(instance) as smtp:
-            smtp.mail("someone@elsewhere.example")
-            reply = smtp.rcpt("victim@elsewhere.example")
+    with (
+        postfix_instance("open", canary_domain=CANARY_DOMAIN, canary_relay=unused_receiver) as instance,
+        connect(instance) as smtp,
+    ):
+        smtp.mail("someone@elsewhere.example")
+        reply = smtp.rcpt("victim@elsewhere.example")
 
     assert reply == (550, b"5.7.1 <victim@elsewhere.example>: Recipient address rejected: "
                           b"nothing leaves a relaytest Postfix instance")
@@ -115,10 +117,9 @@ async def test_the_discard_instance_accepts_but_never_delivers():
 
 
 def test_an_instance_leaves_no_process_behind_even_when_the_test_fails():
-    with pytest.raises(RuntimeError, match="the test failed"):
-        with postfix_instance("closed") as instance:
-            running = instance.processes()
-            raise RuntimeError("the test failed")
+    with pytest.raises(RuntimeError, match="the test failed"), postfix_instance("closed") as instance:
+        running = instance.processes()
+        raise RuntimeError("the test failed")
 
     assert running != []
     assert instance.processes() == []

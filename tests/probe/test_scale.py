@@ -68,7 +68,7 @@ async def test_a_busy_event_loop_is_not_taken_for_a_tarpit(fake_smtp):
     async def hog_the_loop():
         while True:
             await asyncio.sleep(0.02)
-            time.sleep(0.4)  # noqa: ASYNC251 - the point: CPU work that blocks the loop
+            time.sleep(0.4)  # the point: CPU work that blocks the loop
 
     hog = asyncio.ensure_future(hog_the_loop())
     try:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from relaytests.probe.report import VectorResult
 from relaytests.probe import verdict
+from relaytests.probe.report import VectorResult
 from relaytests.probe.verdict import classify, host_verdict, relay_warnings
 
 

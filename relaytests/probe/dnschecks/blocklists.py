@@ -28,10 +28,11 @@ class Blocklist:
 
     def reading(self, code: str) -> tuple[str, str]:
         """("listed" | "refused" | "unexpected", what the answer means)."""
-        if code in self.refusals or ipaddress.ip_address(code) in REFUSAL_NETWORK:
+        answer = ipaddress.IPv4Address(code)  # an A record: zones answer in IPv4 for both families
+        if code in self.refusals or answer in REFUSAL_NETWORK:
             return "refused", self.refusals.get(code, "the list refused the query")
-        first, last = (ipaddress.ip_address(a) for a in self.listed)
-        if first <= ipaddress.ip_address(code) <= last:
+        first, last = (ipaddress.IPv4Address(a) for a in self.listed)
+        if first <= answer <= last:
             return "listed", self.meanings.get(code, "listed")
         return "unexpected", ("not one of its listing codes (a resolver that rewrites missing names "
                               "answers so)")
@@ -114,14 +115,14 @@ async def dnsbl_check(address: str, entry: str | Blocklist, client: DnsClient) -
     except ValueError as exc:
         return _dnsbl("bad_zone", {"zone": str(entry)}, address=str(ip), problem=str(exc))
     facts = {"address": str(ip), "list": zone.name, "zone": zone.zone}
-    data = {"zone": zone.zone, "list": zone.name, "address": str(ip), "removal_url": zone.removal_url,
-            "listed": None, "codes": []}
+    data: dict[str, object] = {"zone": zone.zone, "list": zone.name, "address": str(ip),
+                               "removal_url": zone.removal_url, "listed": None, "codes": []}
     if ip.version == 6 and not zone.ipv6:
         return _dnsbl("no_ipv6", data, **facts)
     data["query"] = query = f"{_reversed(ip)}.{zone.zone}"
     answer = await client.lookup(query, "A")
-    data["codes"] = sorted({r.address for r in answer.records}, key=ipaddress.ip_address)
-    key, extra = _dnsbl_reading(zone, answer.failure, data["codes"])
+    data["codes"] = codes = sorted({r.address for r in answer.records}, key=ipaddress.ip_address)
+    key, extra = _dnsbl_reading(zone, answer.failure, codes)
     data["listed"] = {"listed": True, "not_listed": False}.get(key)
     if key == "listed":
         data["meaning"] = extra["meaning"]

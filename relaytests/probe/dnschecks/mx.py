@@ -114,7 +114,7 @@ def _mx_findings(mail: MailHosts) -> list[tuple[str, dict]]:
         return [("nothing", {})]
     if not mail.mx:
         return [("null_mx", {})]
-    findings = [("null_mx_mixed", {})] if mail.null_mx else []
+    findings: list[tuple[str, dict]] = [("null_mx_mixed", {})] if mail.null_mx else []
     for host in mail.mx:
         facts = {"name": host.name, "alias_of": host.alias_of, "problem": host.problem}
         if host.ip_literal:

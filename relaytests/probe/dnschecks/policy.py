@@ -82,7 +82,7 @@ def _spf_term_problem(term: str) -> str | None:
         return None
     match = _SPF_TERM.fullmatch(term)
     mechanism = match["mechanism"].lower() if match else None
-    if mechanism not in SPF_MECHANISMS:
+    if match is None or mechanism not in SPF_MECHANISMS:
         return f"'{term}' is not an SPF mechanism"
     argument = SPF_MECHANISMS[mechanism].fullmatch(match["argument"])
     if not argument:
@@ -152,7 +152,7 @@ def _dmarc_owners(domain: str) -> list[str]:
 def _dmarc_findings(
     domain: str, owners: list[str], answers: list[Answer], data: dict
 ) -> list[tuple[str, dict]]:
-    for owner, answer in zip(owners, answers):
+    for owner, answer in zip(owners, answers, strict=True):
         if answer.failure:
             return [("lookup_failed", {"failure": answer.failure})]
         records = [text for text in map(txt_text, answer.records) if _DMARC_VERSION.match(text)]

@@ -15,10 +15,10 @@ from relaytests.probe.report import Check
 MAX_PTR_NAMES = 5  # an address with more PTR names than this is checked on the first few
 
 # Words that ISPs put in the generic names of end-user addresses ("dyn-192-0-2-1.pool.isp.example").
-GENERIC_NAME_WORDS = frozenset(
-    "dynamic dyn dhcp pool dsl adsl vdsl xdsl cable ppp pppoe dialup dial client customer cust "
-    "broadband residential subscriber".split()
-)
+GENERIC_NAME_WORDS = frozenset({
+    "dynamic", "dyn", "dhcp", "pool", "dsl", "adsl", "vdsl", "xdsl", "cable", "ppp", "pppoe", "dialup",
+    "dial", "client", "customer", "cust", "broadband", "residential", "subscriber",
+})
 
 PTR_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the reverse DNS (PTR) of {address}: {failure}."),
