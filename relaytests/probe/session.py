@@ -212,8 +212,6 @@ class SmtpSession:
         self.last_reply_seconds = 0.0
         self.connect_seconds = 0.0  # what this connection cost before its first command: greeting and EHLO
         self.extensions: dict[str, str] = {}
-        self.greeting: Reply | None = None
-        self.hello_reply: Reply | None = None
         self.helo_name = ""
         self.tls = False
         self.local_address: str | None = None  # the probe's own address on this connection
@@ -256,11 +254,11 @@ class SmtpSession:
             raise self._failure("unreachable", f"could not connect to port {self.port}: {why}") from None
         except errors.SMTPException as exc:
             raise self._broken(exc) from None
-        self.greeting = self._record_reply(response.code, response.message)
+        greeting = self._record_reply(response.code, response.message)
         self.connect_seconds, _ = await self._server_delay(self._smtp.protocol, started)
         sockname = self._smtp.get_transport_info("sockname")
         self.local_address = sockname[0] if sockname else None
-        return self.greeting
+        return greeting
 
     async def hello(self, name: str) -> Reply:
         """EHLO, and HELO when the server does not speak ESMTP."""
@@ -270,8 +268,6 @@ class SmtpSession:
         if reply.code >= 500:
             reply = await self._hello("HELO", name)
             self.connect_seconds += self.last_reply_seconds
-        if reply.is_positive:
-            self.hello_reply = reply
         return reply
 
     async def _hello(self, verb: str, name: str) -> Reply:
