@@ -159,6 +159,8 @@ class TestRun(models.Model):
     settled_later = models.BooleanField(default=False)
     # Its open_relay came only from canaries that arrived after the run was final (set with the report).
     upgraded_late = models.BooleanField(default=False)
+    # Its report was trimmed to its summary after RELAYTEST_EVIDENCE_DAYS (`evidence.trim_old_evidence`).
+    evidence_trimmed = models.BooleanField(default=False)
 
     objects = TestRunQuerySet.as_manager()
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import deliveries, runs
+from relaytests import deliveries, evidence, runs
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -270,3 +270,11 @@ def reap_stale_runs() -> int:
         log.warning("run %s waited for deliveries past its finaliser (lost); finalising it now", run_id)
         finalise_run(run_id)
     return reaped
+
+
+@shared_task(ignore_result=True)
+def trim_old_evidence() -> int:
+    """Periodic (beat, daily): trim the reports of runs older than RELAYTEST_EVIDENCE_DAYS to their summary."""
+    trimmed = evidence.trim_old_evidence(settings.RELAYTEST_EVIDENCE_DAYS)
+    log.info("trimmed the evidence of %d run(s)", trimmed)
+    return trimmed

@@ -81,5 +81,10 @@ class Migration(migrations.Migration):
             name="upgraded_late",
             field=models.BooleanField(default=False),
         ),
+        migrations.AddField(
+            model_name="testrun",
+            name="evidence_trimmed",
+            field=models.BooleanField(default=False),
+        ),
         migrations.RunPython(fill_state, migrations.RunPython.noop),
     ]
