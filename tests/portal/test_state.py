@@ -3,11 +3,14 @@ of queries, and the history a page at a time."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -232,3 +235,17 @@ def test_the_history_shows_25_runs_a_page_newest_first(server, member):
     assert listed(first) == [run.pk for run in reversed(made)][:25]
     assert listed(second) == [run.pk for run in reversed(made)][25:]
     assert "Page 1 of 2" in first and 'href="?page=2" rel="next"' in first
+
+
+# ---- seeding a database for the benchmark ----
+
+
+def test_seedportal_adds_servers_and_runs_with_each_servers_state_from_its_newest_run():
+    call_command("seedportal", servers=3, runs=7, member="bench", stdout=StringIO())
+
+    assert (MailServer.objects.count(), TestRun.objects.count()) == (3, 7)
+    for server in MailServer.objects.all():
+        newest = server.runs.order_by("-pk").first()
+        assert (server.latest_run, server.latest_verdict) == (newest, newest.verdict)
+        assert server.certificate_expires_at is not None
+    assert 10_000 < len(json.dumps(TestRun.objects.first().report)) < 16_000  # about an engine report's size
