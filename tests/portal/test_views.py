@@ -447,6 +447,7 @@ def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(dep
     server_page = client.get(reverse("admin:relaytests_mailserver_change", args=[server.pk])).content.decode()
     assert 'name="department"' in server_page
     assert 'name="target"' not in server_page and 'name="addresses"' not in server_page
+    assert 'name="latest_run"' not in server_page and 'name="latest_verdict"' not in server_page  # the state
     assert client.get(reverse("admin:relaytests_mailserver_add")).status_code == 403
     assert "&quot;verdict&quot;: &quot;open_relay&quot;" in run_page
     assert 'name="report"' not in run_page and 'name="status"' not in run_page
