@@ -46,14 +46,18 @@ def server(request, pk: int):
     """The server's state (its columns), the run in progress, and its history a page at a time, newest
     started first: no report is read."""
     server = access.get_server_for_user(request.user, pk)
-    runs = server.runs.defer("report", "addresses")
-    history = Paginator(runs.select_related("started_by"), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    server_runs = server.runs.defer("report", "addresses")
+    history = Paginator(server_runs.select_related("started_by"), RUNS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     context = {
         "server": server,
         "runs": history.object_list,
         "page": history,
-        "latest": runs.filter(pk=server.latest_run_id).first(),  # the verdict now: the newest started run's
-        "active_run": runs.filter(status__in=ACTIVE_STATUSES).first(),
+        "latest": server_runs.filter(
+            pk=server.latest_run_id
+        ).first(),  # the verdict now: the newest started run's
+        "active_run": server_runs.filter(status__in=ACTIVE_STATUSES).first(),
         "changes": server.verdict_changes.select_related("run").defer("run__report", "run__addresses")[:20],
     }
     return render(request, "relaytests/server.html", context)
