@@ -19,3 +19,11 @@ def schedule_reaper(sender: Celery, **kwargs) -> None:
     every = settings.RELAYTEST_REAP_EVERY
     reaper = sender.signature("relaytests.tasks.reap_stale_runs", options={"expires": every})
     sender.add_periodic_task(every, reaper, name="reap stale runs")
+
+
+@app.on_after_configure.connect
+def schedule_evidence_trimming(sender: Celery, **kwargs) -> None:
+    """Beat sends the trimming of old evidence once a day."""
+    day = 24 * 3600
+    trimming = sender.signature("relaytests.tasks.trim_old_evidence", options={"expires": day})
+    sender.add_periodic_task(day, trimming, name="trim old evidence")

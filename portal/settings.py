@@ -197,6 +197,8 @@ RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
 RELAYTEST_RESOLVER = env.string("RELAYTEST_RESOLVER") or None
 # DNS blocklist zones each public address is looked up in; empty: the engine's default list.
 RELAYTEST_DNSBL_ZONES = env.words("RELAYTEST_DNSBL_ZONES")
+# A run's whole report (transcripts) is kept this many days, then trimmed to its summary (daily, on beat).
+RELAYTEST_EVIDENCE_DAYS = env.integer("RELAYTEST_EVIDENCE_DAYS", 180)
 
 # ---- The organisation running the portal: shown on every page and in the guidance ----
 PORTAL_ORG_NAME = env.string("PORTAL_ORG_NAME", "Example University")

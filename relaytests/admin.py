@@ -24,6 +24,10 @@ class DepartmentAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
 
+# How the server stands, written with its runs' verdicts (`TestRun.record_state`): never edited here.
+STATE_FIELDS = ["latest_run", "latest_verdict", "last_tested_at", "blocklisted", "certificate_expires_at"]
+
+
 @admin.register(MailServer)
 class MailServerAdmin(admin.ModelAdmin):
     """Servers are registered through the portal's form, which runs the scope check (staff may pick any
@@ -33,7 +37,7 @@ class MailServerAdmin(admin.ModelAdmin):
     list_display = ["target", "port", "kind", "department", "created_at"]
     list_filter = ["kind", "department"]
     search_fields = ["target", "mail_domain", "department__name"]
-    readonly_fields = ["target", "kind", "port", "addresses", "created_by", "created_at"]
+    readonly_fields = ["target", "kind", "port", "addresses", "created_by", "created_at", *STATE_FIELDS]
 
     def has_add_permission(self, request) -> bool:
         return False

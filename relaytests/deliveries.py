@@ -127,7 +127,9 @@ def _settle(run: TestRun) -> None:
     old_verdict = run.verdict
     run.report = report.to_dict()
     run.verdict = report.verdict
-    run.save(update_fields=["report", "verdict"])
+    run.upgraded_late = upgraded_by_late_delivery(run.report)
+    run.save(update_fields=["report", "verdict", "upgraded_late"])
+    run.record_state()
     if run.status in OVER:
         run.record_verdict_change(was=old_verdict)
 
@@ -139,5 +141,6 @@ def _finalise(run: TestRun, report: Report) -> bool:
     )
     if won:
         run.refresh_from_db()
+        run.record_state()
         run.record_verdict_change()
     return bool(won)

@@ -5,7 +5,7 @@ A run's report is the engine's ``Report.to_dict()``, stored unchanged (relaytest
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -68,6 +68,16 @@ class MailServer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # How the server stands now, copied from its latest run (the newest started run with a verdict) in
+    # the transaction that gives that run its verdict, so lists never read a report (`record_state`).
+    latest_run = models.ForeignKey(
+        "TestRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    latest_verdict = models.CharField(max_length=20, choices=Verdict.choices, blank=True, db_index=True)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    blocklisted = models.BooleanField(default=False, db_index=True)
+    certificate_expires_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["target", "port"]
         constraints = [models.UniqueConstraint(fields=["target", "port", "kind"], name="one_server_per_target")]
@@ -77,6 +87,23 @@ class MailServer(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("relaytests:server", args=[self.pk])
+
+
+def state_from_report(report: dict) -> dict:
+    """The server columns a run's report sets: whether it is blocklisted, when its certificate expires."""
+    sections = [report, *report.get("hosts", [])]
+    checks = [check for section in sections for check in section.get("checks", [])]
+    expiries = [
+        datetime.fromisoformat(check["data"]["not_after"])
+        for check in checks
+        if check.get("id") == "starttls" and isinstance(check.get("data"), dict) and check["data"].get("not_after")
+    ]
+    return {
+        "blocklisted": any(
+            check.get("id", "").startswith("dnsbl") and check.get("status") == "fail" for check in checks
+        ),
+        "certificate_expires_at": min(expiries, default=None),
+    }
 
 
 ACTIVE_STATUSES = ("queued", "running")
@@ -130,6 +157,10 @@ class TestRun(models.Model):
     site_url = models.CharField(max_length=255, blank=True)
     # The verdict settled after a newer run of the server had its own: history shows it in its place.
     settled_later = models.BooleanField(default=False)
+    # Its open_relay came only from canaries that arrived after the run was final (set with the report).
+    upgraded_late = models.BooleanField(default=False)
+    # Its report was trimmed to its summary after RELAYTEST_EVIDENCE_DAYS (`evidence.trim_old_evidence`).
+    evidence_trimmed = models.BooleanField(default=False)
 
     objects = TestRunQuerySet.as_manager()
 
@@ -172,6 +203,24 @@ class TestRun(models.Model):
     def previous_run(self) -> TestRun | None:
         """The run started before this one that has a verdict (final or so far): "since last run"."""
         return TestRun.objects.with_verdict().filter(server_id=self.server_id, pk__lt=self.pk).first()
+
+    def record_state(self) -> bool:
+        """Make this run the server's latest unless a newer started run has a verdict; whether it did.
+
+        Called in the transaction that gives the run its verdict (finished, settled, late-upgraded), with
+        `self.report` the report just stored.
+        """
+        if self.status not in VERDICT_STATUSES or not self.verdict:
+            return False
+        if TestRun.objects.with_verdict().filter(server_id=self.server_id, pk__gt=self.pk).exists():
+            return False
+        MailServer.objects.filter(pk=self.server_id).update(
+            latest_run=self,
+            latest_verdict=self.verdict,
+            last_tested_at=self.created_at,
+            **state_from_report(self.report),
+        )
+        return True
 
     def record_verdict_change(self, was: str | None = None) -> VerdictChange | None:
         """Write the move this run's verdict makes in the server's history, which follows the order

@@ -145,8 +145,11 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
         won = TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
             status=status, report=report, verdict=report["verdict"], finished_at=timezone.now()
         )
-        if won and status == Status.DONE:
-            TestRun.objects.get(pk=run_id).record_verdict_change()
+        if won:
+            run = TestRun.objects.get(pk=run_id)
+            run.record_state()
+            if status == Status.DONE:
+                run.record_verdict_change()
     return status if won else None
 
 

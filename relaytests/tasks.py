@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -14,9 +15,9 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import deliveries, runs
+from relaytests import deliveries, evidence, runs
 from relaytests.models import MailServer, TestRun
-from relaytests.probe.report import SCHEMA, Report
+from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
 from relaytests.probe.suite import run_suite as probe_suite
 from relaytests.probe.targets import HostTarget
@@ -39,6 +40,8 @@ ADDRESS_BUSY = (
     "Another test kept this server's address and port busy for too long; nothing was tested. "
     "Try again later."
 )
+# A run's progress is written at most this often (seconds): the live page polls about as often.
+PROGRESS_EVERY = 1.0
 
 
 def enqueue_run(run: TestRun) -> bool:
@@ -182,30 +185,57 @@ def _mail_domain(server: MailServer) -> str | None:
 class ProgressRecorder:
     """Runs the engine for one run and writes its progress to the run as it happens.
 
-    The report so far lives here and is written whole on every event, in order, through one
-    database thread (`sync_to_async`), so the event loop never waits on the database and an older
-    snapshot never overwrites a newer one. A heartbeat tells the reaper this worker is alive even
-    while a slow server keeps every vector waiting.
+    Events only note which host changed; a writer task turns the hosts into a snapshot and writes it
+    at most every PROGRESS_EVERY seconds (the latest snapshot wins, the last one is always written),
+    through one database thread (`sync_to_async`), so the event loop never waits on the database, an
+    older snapshot never overwrites a newer one, and a run of many events is not many rewrites of
+    its report. A heartbeat tells the reaper this worker is alive even while a slow server keeps
+    every vector waiting.
     """
 
     def __init__(self, run: TestRun):
         self.run_id = run.pk
         self.server = run.server
         self.addresses = list(run.addresses)
-        self.hosts: dict[tuple[str, int], dict] = {}
+        # Each host's report as the engine keeps it (its own object, still changing), and its state.
+        self.hosts: dict[tuple[str, int], tuple[HostReport, str]] = {}
+        self._changed = False
         self._save = sync_to_async(runs.save_progress)
         self._touch = sync_to_async(runs.touch)
 
     async def probe(self, config: SuiteConfig) -> Report:
         heartbeat = asyncio.create_task(self._beat())
         try:
-            return await probe_suite(
-                self.server.target, self._host_targets(), config, progress=self.on_progress,
-                mail_domain=_mail_domain(self.server),
-            )
+            async with self.writing_progress():
+                return await probe_suite(
+                    self.server.target, self._host_targets(), config, progress=self.on_progress,
+                    mail_domain=_mail_domain(self.server),
+                )
         finally:
             heartbeat.cancel()
             await sync_to_async(connections.close_all)()  # the database thread's own connection
+
+    @contextlib.asynccontextmanager
+    async def writing_progress(self):
+        """Write progress while the body runs, and what is left when it ends."""
+        ended = asyncio.Event()
+        writer = asyncio.create_task(self._write_progress(ended))
+        try:
+            yield
+        finally:
+            ended.set()
+            await writer
+
+    async def _write_progress(self, ended: asyncio.Event) -> None:
+        while True:
+            last_round = ended.is_set()
+            if self._changed:
+                self._changed = False
+                await self._save(self.run_id, self._snapshot())
+            if last_round:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), PROGRESS_EVERY)
 
     def _host_targets(self) -> list[HostTarget]:
         name = self.server.target if self.server.kind == MailServer.Kind.HOST else None
@@ -213,15 +243,15 @@ class ProgressRecorder:
         return [HostTarget(address, self.server.port, name, domain) for address in self.addresses]
 
     async def on_progress(self, event) -> None:
-        host = dataclasses.asdict(event.host)
-        host["state"] = "done" if event.kind == "host_done" else "testing"
-        self.hosts[(host["address"], host["port"])] = host
-        await self._save(self.run_id, self._snapshot())
+        state = "done" if event.kind == "host_done" else "testing"
+        self.hosts[(event.host.address, event.host.port)] = (event.host, state)
+        self._changed = True
 
     def _snapshot(self) -> dict:
-        """The report so far: hosts in the run's address order, each as the engine last reported it."""
+        """The report so far: hosts in the run's address order, each as the engine has it now."""
         order = {address: i for i, address in enumerate(self.addresses)}
-        hosts = sorted(self.hosts.values(), key=lambda h: order.get(h["address"], len(order)))
+        ordered = sorted(self.hosts.values(), key=lambda pair: order.get(pair[0].address, len(order)))
+        hosts = [{**dataclasses.asdict(host), "state": state} for host, state in ordered]
         return {"schema": SCHEMA, "target": self.server.target, "hosts": hosts}
 
     async def _beat(self) -> None:
@@ -241,3 +271,11 @@ def reap_stale_runs() -> int:
         log.warning("run %s waited for deliveries past its finaliser (lost); finalising it now", run_id)
         finalise_run(run_id)
     return reaped
+
+
+@shared_task(ignore_result=True)
+def trim_old_evidence() -> int:
+    """Periodic (beat, daily): trim the reports of runs older than RELAYTEST_EVIDENCE_DAYS to their summary."""
+    trimmed = evidence.trim_old_evidence(settings.RELAYTEST_EVIDENCE_DAYS)
+    log.info("trimmed the evidence of %d run(s)", trimmed)
+    return trimmed

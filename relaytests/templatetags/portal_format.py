@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from relaytests.models import Verdict
+from relaytests.models import TestRun, Verdict
 
 register = template.Library()
 
@@ -57,6 +57,12 @@ def duration(value: timedelta | float | None) -> str:
 @register.filter
 def verdict_label(value: str) -> str:
     return Verdict(value).label if value in Verdict.values else "No verdict yet"
+
+
+@register.filter
+def run_status_label(value: str) -> str:
+    """A run's status in words, from the bare value (lists read the column, not the run)."""
+    return TestRun.Status(value).label if value in TestRun.Status.values else value
 
 
 @register.filter

@@ -1,13 +1,15 @@
-"""Who has which servers, and how they stand: the home page, a department's page, central IT's overview."""
+"""Who has which servers, and how they stand: the home page, a department's page, central IT's overview.
+
+Every list reads the server's state columns (`MailServer.latest_verdict` and the rest, written when a
+run gets its verdict), never a report: filtered, sorted, counted and paginated in the database, in a
+number of queries that does not grow with the number of servers.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
-from functools import cached_property
-
 from django.contrib.auth.decorators import login_required
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.core.paginator import Paginator
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
 from django.shortcuts import render
 
@@ -15,68 +17,62 @@ from relaytests import access
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, Verdict
 from relaytests.probe.report import VERDICT_SEVERITY
 
+SERVERS_PER_PAGE = 50
 # Central IT's overview sorts by this: a blocklisted server is as urgent as an open relay.
 BLOCKLISTED_SEVERITY = VERDICT_SEVERITY["open_relay"]
 UNTESTED_SEVERITY = VERDICT_SEVERITY["inconclusive"]
+SEVERITY = Case(
+    When(blocklisted=True, then=Value(BLOCKLISTED_SEVERITY)),
+    *(When(latest_verdict=verdict, then=Value(severity)) for verdict, severity in VERDICT_SEVERITY.items()),
+    default=Value(UNTESTED_SEVERITY),
+    output_field=IntegerField(),
+)
+# What each count of the overview selects.
+COUNTED = {
+    **{verdict: Q(latest_verdict=verdict) for verdict in Verdict.values},
+    "untested": Q(latest_verdict=""),
+    "blocklisted": Q(blocklisted=True),
+}
 
 
-@dataclass
-class ServerRow:
-    server: MailServer
-    last_run: TestRun | None  # the newest started run that has a verdict (so far): the server's verdict now
-    active_run: TestRun | None
-
-    @property
-    def verdict(self) -> str:
-        return self.last_run.verdict if self.last_run else ""
-
-    @cached_property  # read by the sort, the counts and the page: scan the report once
-    def blocklisted(self) -> bool:
-        return bool(self.last_run) and is_blocklisted(self.last_run.report)
-
-    @property
-    def severity(self) -> int:
-        severity = VERDICT_SEVERITY.get(self.verdict, UNTESTED_SEVERITY)
-        return max(severity, BLOCKLISTED_SEVERITY) if self.blocklisted else severity
-
-
-def is_blocklisted(report: dict) -> bool:
-    """A DNSBL check failed in the report: the target's own checks or any host's."""
-    sections = [report, *report.get("hosts", [])]
-    return any(
-        check.get("id", "").startswith("dnsbl") and check.get("status") == "fail"
-        for section in sections
-        for check in section.get("checks", [])
+def server_rows(servers: QuerySet[MailServer]) -> QuerySet[MailServer]:
+    """The servers with their severity and their run queued or running, if any (`active_run_id`,
+    `active_status`), for the server table."""
+    active = TestRun.objects.filter(server=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+    return servers.annotate(
+        severity=SEVERITY,
+        active_run_id=Subquery(active.values("pk")[:1]),
+        active_status=Subquery(active.values("status")[:1]),
     )
 
 
-def server_rows(servers: QuerySet[MailServer]) -> list[ServerRow]:
-    newest_first = TestRun.objects.filter(server=OuterRef("pk")).order_by("-pk").values("pk")
-    servers = list(
-        servers.annotate(
-            last_run_id=Subquery(newest_first.with_verdict()[:1]),
-            active_run_id=Subquery(newest_first.filter(status__in=ACTIVE_STATUSES)[:1]),
-        )
-    )
-    wanted = {pk for s in servers for pk in (s.last_run_id, s.active_run_id) if pk}
-    loaded = TestRun.objects.in_bulk(wanted)
-    return [ServerRow(s, loaded.get(s.last_run_id), loaded.get(s.active_run_id)) for s in servers]
-
-
-def verdict_counts(rows: list[ServerRow]) -> list[tuple[str, str, int]]:
-    """(css class, words, number of servers) per verdict, worst first, then the untested and blocklisted."""
-    counts = Counter(row.verdict for row in rows)
+def verdict_counts(servers: QuerySet[MailServer]) -> list[tuple[str, str, int]]:
+    """(css class, words, number of servers) per verdict, worst first, then the untested and blocklisted:
+    one COUNT ... GROUP BY over the state columns."""
+    by_verdict = {
+        (row["latest_verdict"], row["blocklisted"]): row["number"]
+        for row in servers.order_by().values("latest_verdict", "blocklisted").annotate(number=Count("pk"))
+    }
+    counts = {verdict: 0 for verdict in [*Verdict.values, "", "blocklisted"]}
+    for (verdict, blocklisted), number in by_verdict.items():
+        counts[verdict] += number
+        counts["blocklisted"] += number if blocklisted else 0
     result = [(value, label, counts[value]) for value, label in Verdict.choices]
     result.append(("untested", "Not tested yet", counts[""]))
-    result.append(("blocklisted", "On a blocklist", sum(row.blocklisted for row in rows)))
+    result.append(("blocklisted", "On a blocklist", counts["blocklisted"]))
     return result
+
+
+def page_of(request, servers: QuerySet[MailServer]):
+    return Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
 
 
 def home(request):
     if not request.user.is_authenticated:
         return render(request, "relaytests/home.html")
     departments = [
-        (department, server_rows(department.servers.all())) for department in request.user.departments.all()
+        (department, server_rows(department.servers.all())[:SERVERS_PER_PAGE])
+        for department in request.user.departments.all()
     ]
     return render(request, "relaytests/dashboard.html", {"departments": departments})
 
@@ -84,8 +80,9 @@ def home(request):
 @login_required
 def department(request, slug: str):
     department = access.get_department_for_user(request.user, slug)
-    rows = server_rows(department.servers.all())
-    return render(request, "relaytests/department.html", {"department": department, "rows": rows})
+    page = page_of(request, server_rows(department.servers.all()))
+    context = {"department": department, "rows": page.object_list, "page": page}
+    return render(request, "relaytests/department.html", context)
 
 
 @login_required
@@ -93,18 +90,16 @@ def overview(request):
     """Central IT's view of every department's servers, the worst first."""
     if not request.user.is_staff:
         raise Http404
-    rows = server_rows(MailServer.objects.select_related("department"))
-    rows.sort(key=lambda row: (-row.severity, row.server.department.name, row.server.target))
-    counts = verdict_counts(rows)
+    servers = MailServer.objects.all()
+    counts = verdict_counts(servers)
     shown = request.GET.get("verdict", "")
-    if shown not in {css for css, _words, _number in counts}:
+    if shown not in COUNTED:
         shown = ""  # an unknown count shows every server
     if shown:
-        rows = [row for row in rows if shown in row_verdicts(row)]
-    context = {"rows": rows, "counts": counts, "filtered": shown}
+        servers = servers.filter(COUNTED[shown])
+    ordered = server_rows(servers.select_related("department")).order_by(
+        "-severity", "department__name", "target"
+    )
+    page = page_of(request, ordered)
+    context = {"rows": page.object_list, "page": page, "counts": counts, "filtered": shown}
     return render(request, "relaytests/overview.html", context)
-
-
-def row_verdicts(row: ServerRow) -> set[str]:
-    """The counts a row is in: its verdict (or untested), and blocklisted."""
-    return {row.verdict or "untested"} | ({"blocklisted"} if row.blocklisted else set())

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from relaytests import access, runs
-from relaytests.deliveries import upgraded_by_late_delivery
 from relaytests.forms import RegisterServerForm
-from relaytests.models import MailServer, TestRun
+from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.tasks import enqueue_run
+
+RUNS_PER_PAGE = 25
 
 
 @login_required
@@ -41,16 +43,22 @@ def _registered_message(server: MailServer, host_names: list[str]) -> str:
 
 @login_required
 def server(request, pk: int):
+    """The server's state (its columns), the run in progress, and its history a page at a time, newest
+    started first: no report is read."""
     server = access.get_server_for_user(request.user, pk)
-    history = list(server.runs.select_related("started_by"))
+    server_runs = server.runs.defer("report", "addresses")
+    history = Paginator(server_runs.select_related("started_by"), RUNS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     context = {
         "server": server,
-        "runs": history,
-        "latest": server.runs.with_verdict().first(),  # the verdict now: the newest started run's
-        "active_run": next((run for run in history if run.is_active), None),
-        "changes": server.verdict_changes.select_related("run")[:20],
-        # Runs whose open_relay came only from canaries that arrived after the run was final.
-        "late_upgrades": {run.pk for run in history if upgraded_by_late_delivery(run.report)},
+        "runs": history.object_list,
+        "page": history,
+        "latest": server_runs.filter(
+            pk=server.latest_run_id
+        ).first(),  # the verdict now: the newest started run's
+        "active_run": server_runs.filter(status__in=ACTIVE_STATUSES).first(),
+        "changes": server.verdict_changes.select_related("run").defer("run__report", "run__addresses")[:20],
     }
     return render(request, "relaytests/server.html", context)
 

@@ -30,10 +30,14 @@ def make_server(department: Department, target: str = "mail.physics.example.edu"
 
 
 def make_run(server: MailServer, **fields) -> TestRun:
-    """A run of the server: finished unless told otherwise."""
+    """A run of the server: finished unless told otherwise. A run with a verdict becomes the server's
+    state as the transaction that gives it the verdict makes it (`TestRun.record_state`)."""
     fields.setdefault("status", TestRun.Status.DONE)
     fields.setdefault("addresses", server.addresses)
-    return TestRun.objects.create(server=server, probe_run_id=new_run_id(), **fields)
+    run = TestRun.objects.create(server=server, probe_run_id=new_run_id(), **fields)
+    run.record_state()
+    server.refresh_from_db()
+    return run
 
 
 def vector(vector_id: str, outcome: str, *, delivered: bool | None = None, reason: str = "") -> dict:

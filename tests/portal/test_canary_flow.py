@@ -133,7 +133,7 @@ def test_a_delivery_during_the_wait_is_already_proof(member, server):
 @pytest.mark.django_db
 def test_the_history_marks_a_run_upgraded_by_a_late_delivery(member, server):
     in_time = make_run(server, verdict="open_relay", report=delivery_report(delivered_vector("plain")))
-    upgraded = make_run(server, verdict="open_relay", report=delivery_report(
+    upgraded = make_run(server, verdict="open_relay", upgraded_late=True, report=delivery_report(
         delivered_vector("plain", late=True), delivered_vector("percent-hack", late=True)))
     VerdictChange.objects.create(server=server, run=upgraded, old_verdict="accepts_relay",
                                  new_verdict="open_relay")
@@ -178,6 +178,8 @@ def test_a_run_waits_is_finalised_then_a_late_delivery_upgrades_it(member, depar
     assert escape(DELIVERY_EXPLANATIONS["open_relay"]) in page
     history = client_for(member).get(server.get_absolute_url()).content.decode()
     assert history.count("upgraded by a late delivery") == 2  # the run's row and its verdict change
+    server.refresh_from_db()
+    assert (server.latest_run, server.latest_verdict) == (run, "open_relay")  # the state follows, same transaction
 
 
 def canary_arrival(token: str, run: TestRun) -> Delivery:

@@ -14,7 +14,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from relaytests import runs
+from relaytests import runs, tasks
 from relaytests.models import TestRun, VerdictChange
 from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
@@ -149,11 +149,12 @@ def test_progress_events_replace_each_hosts_entry_in_address_order(department):
     ipv6, ipv4 = HostReport("::1", 25), HostReport("127.0.0.1", 25)
 
     async def events():
-        await recorder.on_progress(ProgressEvent("host_started", ipv6))
-        await recorder.on_progress(ProgressEvent("host_started", ipv4))
-        ipv4.vectors.append(vector)
-        await recorder.on_progress(ProgressEvent("vector_done", ipv4, vector))
-        await recorder.on_progress(ProgressEvent("host_done", ipv4))
+        async with recorder.writing_progress():
+            await recorder.on_progress(ProgressEvent("host_started", ipv6))
+            await recorder.on_progress(ProgressEvent("host_started", ipv4))
+            ipv4.vectors.append(vector)
+            await recorder.on_progress(ProgressEvent("vector_done", ipv4, vector))
+            await recorder.on_progress(ProgressEvent("host_done", ipv4))
 
     asyncio.run(events())
 
@@ -163,6 +164,30 @@ def test_progress_events_replace_each_hosts_entry_in_address_order(department):
     assert [v["id"] for v in hosts[0]["vectors"]] == ["plain"]
     assert run.report["target"] == server.target
     assert run.heartbeat_at > run.started_at
+
+
+def test_progress_is_written_at_most_once_a_period_and_the_last_snapshot_always(department, monkeypatch):
+    monkeypatch.setattr(tasks, "PROGRESS_EVERY", 60)  # nothing but the first and the last in this test
+    writes = []
+    monkeypatch.setattr(runs, "save_progress", lambda run_id, report: writes.append(report) or True)
+    run = runs.claim(queued_run(loopback_server(department)).pk)
+    recorder = ProgressRecorder(run)
+    busy = HostReport("127.0.0.1", 25)
+
+    async def events():
+        async with recorder.writing_progress():
+            await recorder.on_progress(ProgressEvent("host_started", busy))
+            await asyncio.sleep(0)  # the writer takes the first snapshot at once
+            for number in range(40):
+                busy.vectors.append(VectorResult(f"v{number}", "h", "<a@b>", "<c@d>", "rejected", "relay_denied", 554))
+                await recorder.on_progress(ProgressEvent("vector_done", busy, busy.vectors[-1]))
+            await recorder.on_progress(ProgressEvent("host_done", busy))
+
+    asyncio.run(events())
+
+    assert len(writes) == 2  # 42 events: the first snapshot, then the last (coalesced)
+    [last] = writes[-1]["hosts"]
+    assert (last["state"], len(last["vectors"])) == ("done", 40)
 
 
 def test_the_reaper_task_interrupts_what_a_dead_worker_left(department, settings):
