@@ -30,18 +30,18 @@ EMPTY_DNS = ZoneServer("").__enter__()  # no lookup leaves loopback; the worker 
 os.environ["RELAYTEST_RESOLVER"] = EMPTY_DNS.address
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-from django.urls import reverse  # noqa: E402
+from django.db import connection
+from django.test import Client
+from django.test.utils import setup_test_environment
+from django.urls import reverse
 
-from relaytests.models import Department, Membership, TestRun  # noqa: E402
-from tests.fakes.smtp import FakeSMTPServer  # noqa: E402
-from tests.portal.worker import REDIS_URL, celery_worker, loopback_server, publishing_to  # noqa: E402
+from relaytests.models import Department, Membership, TestRun
+from tests.fakes.smtp import FakeSMTPServer
+from tests.portal.worker import REDIS_URL, celery_worker, loopback_server, publishing_to
 
 POLL = 0.05
 

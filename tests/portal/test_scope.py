@@ -63,7 +63,7 @@ def test_parse_normalises_what_was_typed_and_tells_its_kind(typed, domain, expec
 
 
 def test_an_address_is_not_a_mail_domain():
-    with pytest.raises(TargetError, match="192.0.2.25 is an address, not a mail domain"):
+    with pytest.raises(TargetError, match=re.escape("192.0.2.25 is an address, not a mail domain")):
         scope.parse("192.0.2.25", domain=True)
 
 
@@ -76,12 +76,12 @@ def test_a_host_name_in_an_allowed_domain_is_resolved_once_into_its_addresses(dn
 
 def test_a_name_outside_the_allowed_domains_is_refused_without_a_lookup(dns, settings):
     settings.RELAYTEST_RESOLVER = "127.0.0.1:9"  # nothing answers there: a lookup would fail differently
-    with pytest.raises(scope.OutOfScope, match="mail.example.com is not under example.edu"):
+    with pytest.raises(scope.OutOfScope, match=re.escape("mail.example.com is not under example.edu")):
         scope.check("mail.example.com", "host", 25)
 
 
 def test_a_name_that_does_not_exist_says_so(dns):
-    with pytest.raises(TargetError, match="nosuch.physics.example.edu"):
+    with pytest.raises(TargetError, match=re.escape("nosuch.physics.example.edu")):
         scope.check("nosuch.physics.example.edu", "host", 25)
 
 
@@ -105,7 +105,7 @@ def test_a_mail_domain_gives_the_addresses_of_its_mx_hosts(dns):
 
 
 def test_an_address_needs_a_scope_network(dns, settings):
-    with pytest.raises(scope.OutOfScope, match="130.59.10.25 is outside this portal's scope"):
+    with pytest.raises(scope.OutOfScope, match=re.escape("130.59.10.25 is outside this portal's scope")):
         scope.check("130.59.10.25", "ip", 25)
 
     settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
@@ -114,7 +114,7 @@ def test_an_address_needs_a_scope_network(dns, settings):
 
 def test_loopback_is_refused_unless_a_scope_network_holds_it(dns, settings):
     settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
-    with pytest.raises(scope.OutOfScope, match="127.0.0.5 is a loopback address"):
+    with pytest.raises(scope.OutOfScope, match=re.escape("127.0.0.5 is a loopback address")):
         scope.check("127.0.0.5", "ip", 25)
 
     settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
