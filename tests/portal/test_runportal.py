@@ -245,7 +245,7 @@ class SlowClient:
     """Sends a request's headers a byte a second, as a slowloris attack does."""
 
     def __init__(self, address: tuple[str, int], stop: threading.Event):
-        self.connection = socket.create_connection(address, timeout=10)
+        self.connection = socket.create_connection(address)  # blocking: MSG_DONTWAIT below answers at once
         self.thread = threading.Thread(target=self._trickle, args=(stop,), daemon=True)
         self.thread.start()
 
