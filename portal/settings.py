@@ -76,8 +76,8 @@ SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", PORTAL_PRODUCTION)
 CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", PORTAL_PRODUCTION)
 # Behind a proxy the portal sees the proxy's address and scheme. Trust its headers only when told
 # the portal is reachable through it alone: X-Forwarded-Proto says whether the client used HTTPS, and
-# the right-most X-Forwarded-For address (the one the proxy appended) is the client for the
-# sign-in lockout.
+# the right-most X-Forwarded-For address (the one the proxy set) is the client for the sign-in
+# lockout and the password-reset limit.
 PORTAL_BEHIND_TLS_PROXY = env.boolean("PORTAL_BEHIND_TLS_PROXY", False)
 PORTAL_BEHIND_PROXY = env.boolean("PORTAL_BEHIND_PROXY", PORTAL_BEHIND_TLS_PROXY)
 if PORTAL_BEHIND_TLS_PROXY:
@@ -169,6 +169,7 @@ AXES_COOLOFF_TIME = timedelta(seconds=env.integer("PORTAL_LOGIN_COOLOFF", 3600))
 AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every start (it would break the relaytest command's one-line output)
 if PORTAL_BEHIND_PROXY:
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
     AXES_IPWARE_PROXY_ORDER = "right-most"
