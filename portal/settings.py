@@ -5,15 +5,20 @@ Every default runs on one machine: SQLite, a filesystem Celery broker, one worke
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from portal import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.string("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The data folder holds the secret key and the SQLite database: no one else may look inside.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.getuid():
+    VAR_DIR.chmod(0o700)
 
 
 def _secret_key() -> str:
@@ -23,15 +28,60 @@ def _secret_key() -> str:
         return key
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        _create_secret_key(path)
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{path} is empty: delete it and a new key is generated.")
+    return key
+
+
+def _create_secret_key(path: Path) -> None:
+    """Several processes may start together on a fresh folder (compose, `make run`): each writes a
+    complete key to its own private file, then links it into place, which fails if another was
+    first. The key file thus appears complete and with mode 0600, or not at all; all read the same."""
+    own = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(own, path)
+    except FileExistsError:
+        pass  # another process was first: its key stands
+    finally:
+        own.unlink()
+
+
+def _private_file(path: Path) -> None:
+    """Creates PATH with mode 0600 unless it exists (SQLite gives its -wal and -shm files the same mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 SECRET_KEY = _secret_key()
 DEBUG = env.boolean("DEBUG", False)
 ALLOWED_HOSTS = env.words("ALLOWED_HOSTS", "localhost 127.0.0.1 [::1]")
 CSRF_TRUSTED_ORIGINS = env.words("CSRF_TRUSTED_ORIGINS")
+
+# ---- HTTPS: PORTAL_PRODUCTION=1 turns each on (README, "Behind TLS"); each can still be set alone ----
+PORTAL_PRODUCTION = env.boolean("PORTAL_PRODUCTION", False)
+SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", PORTAL_PRODUCTION)
+SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PORTAL_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("SECURE_HSTS_INCLUDE_SUBDOMAINS", PORTAL_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", PORTAL_PRODUCTION)
+SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", PORTAL_PRODUCTION)
+CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", PORTAL_PRODUCTION)
+# Behind a proxy the portal sees the proxy's address and scheme. Trust its headers only when told
+# the portal is reachable through it alone: X-Forwarded-Proto says whether the client used HTTPS, and
+# the right-most X-Forwarded-For address (the one the proxy set) is the client for the sign-in
+# lockout and the password-reset limit.
+PORTAL_BEHIND_TLS_PROXY = env.boolean("PORTAL_BEHIND_TLS_PROXY", False)
+PORTAL_BEHIND_PROXY = env.boolean("PORTAL_BEHIND_PROXY", PORTAL_BEHIND_TLS_PROXY)
+if PORTAL_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The portal's public address for links in test messages and pages; empty: the address each request
 # reached the portal at (`make run` sets it from PORTAL_LISTEN).
 SITE_URL = env.string("SITE_URL").rstrip("/")
@@ -45,6 +95,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "relaytests",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -57,6 +108,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -85,6 +137,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASES["default"]["NAME"] != ":memory:":
+        _private_file(Path(DATABASES["default"]["NAME"]))
     # SQLite as an embedded database for several processes (web, workers, canary receiver): WAL lets
     # readers go on while one writes, IMMEDIATE takes the write lock when a transaction begins (so two
     # writers queue instead of one failing on lock upgrade), and a writer waits up to the busy timeout
@@ -105,6 +159,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# ---- Sign-in lockout (django-axes): failures counted per user name and, apart, per client address ----
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.integer("PORTAL_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.integer("PORTAL_LOGIN_COOLOFF", 3600))
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every start (it would break the relaytest command's one-line output)
+if PORTAL_BEHIND_PROXY:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+# Password-reset requests: at most this many an hour per client address and per e-mail address.
+PORTAL_PASSWORD_RESETS_PER_HOUR = env.integer("PORTAL_PASSWORD_RESETS_PER_HOUR", 5)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -121,6 +191,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Shared by every process that shares VAR_DIR (web workers, containers on one volume): the password-reset
+# limits count the same requests wherever they land.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "cache"),
+    }
 }
 
 EMAIL_BACKEND = env.string("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,8 +1,17 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+
+from portal.throttle import limit_password_resets
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Before the auth URLs, so this limited view answers the name "password_reset".
+    path(
+        "accounts/password_reset/",
+        limit_password_resets(auth_views.PasswordResetView.as_view()),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("relaytests.urls")),
 ]

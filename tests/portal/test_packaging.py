@@ -69,7 +69,7 @@ def command_of(service: dict) -> str:
 
 
 def test_compose_runs_the_portal_its_database_and_its_broker(compose):
-    assert set(compose["services"]) == PORTAL_SERVICES | {"postgres", "redis"}
+    assert set(compose["services"]) == PORTAL_SERVICES | {"proxy", "postgres", "redis"}
     for name in PORTAL_SERVICES:
         service = compose["services"][name]
         assert service["image"] == "relaytest-portal"
@@ -133,3 +133,52 @@ def test_the_images_collectstatic_step_works_with_what_the_build_has(tmp_path):
 def test_the_image_leaves_local_state_out():
     ignored = (BASE_DIR / ".dockerignore").read_text().split()
     assert {".git", ".venv", "var", "test-artifacts", ".env"} <= set(ignored)
+
+
+def test_clients_reach_gunicorn_only_through_a_buffering_proxy(compose):
+    web, proxy = compose["services"]["web"], compose["services"]["proxy"]
+    assert "ports" not in web  # not published: only the proxy reaches it
+    assert web["environment"]["PORTAL_BEHIND_PROXY"] == "1"
+    assert proxy["image"].startswith("nginx:")
+    assert [port["target"] for port in proxy["ports"]] == [8080]
+    [config] = [
+        volume for volume in proxy["volumes"] if _mount_target(volume) == "/etc/nginx/conf.d/default.conf"
+    ]
+    source = config["source"] if isinstance(config, dict) else config.split(":")[0]
+    assert os.path.samefile(source, BASE_DIR / "deploy" / "nginx.conf")
+
+
+def nginx_directives() -> dict[str, list[str]]:
+    """Each directive of deploy/nginx.conf and its values, in order (comments dropped)."""
+    directives: dict[str, list[str]] = {}
+    text = re.sub(r"#.*", "", (BASE_DIR / "deploy" / "nginx.conf").read_text())
+    for statement in re.split(r"[;{}]", text):
+        if statement.split():
+            name, *values = statement.split()
+            directives.setdefault(name, []).append(" ".join(values))
+    return directives
+
+
+def test_the_proxy_times_slow_clients_out_and_tells_the_portal_who_and_how_they_came():
+    directives = nginx_directives()
+    assert "web:8000" in directives["server"]  # the upstream (the other "server" opens the block)
+    assert directives["listen"] == ["8080"]
+    assert directives["proxy_pass"] == ["http://portal"]
+    assert {"client_header_timeout", "client_body_timeout"} <= set(directives)
+    headers = dict(value.split(None, 1) for value in directives["proxy_set_header"])
+    assert headers["X-Forwarded-For"] == "$remote_addr"  # set, not appended: the client cannot forge it
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+
+
+def test_gunicorn_runs_threaded_workers():
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--print-config", "portal.wsgi"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    settings_ = (line.partition("=") for line in result.stdout.splitlines())
+    config = {name.strip(): value.strip() for name, _, value in settings_}
+    assert config["worker_class"] == "gthread"  # read from gunicorn.conf.py: make run, the image, compose
+    assert int(config["threads"]) > 1

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,11 @@ from relaytests.management.commands.runportal import Command
 
 SERVING_WITHIN = 120.0  # a bound for a broken start, not a speed claim
 STOPPED_WITHIN = 60.0
+SLOW_CLIENTS = 6
+SLOW_REQUEST = (
+    b"GET /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"x" * 120 + b"\r\n\r\n"
+)
+PAGE_WITHIN = 120.0  # a bound for a hung server, not a speed claim: the test asserts the slow ones still wait
 PASSWORD_LINE = re.compile(r"Created the administrator 'admin' with the password: (\S+)")
 
 
@@ -233,3 +239,51 @@ def test_the_children_link_to_where_the_portal_listens_unless_site_url_says(
     monkeypatch.setenv("SITE_URL", site_url)
 
     assert (Command._environment(listen).get("SITE_URL") or None) == children_get
+
+
+class SlowClient:
+    """Sends a request's headers a byte a second, as a slowloris attack does."""
+
+    def __init__(self, address: tuple[str, int], stop: threading.Event):
+        self.connection = socket.create_connection(address)  # blocking: MSG_DONTWAIT below answers at once
+        self.thread = threading.Thread(target=self._trickle, args=(stop,), daemon=True)
+        self.thread.start()
+
+    def _trickle(self, stop: threading.Event) -> None:
+        for byte in SLOW_REQUEST:
+            if stop.wait(1.0):
+                return
+            try:
+                self.connection.send(bytes([byte]))
+            except OSError:
+                return
+
+    def still_connected(self) -> bool:
+        """True while the server has neither answered nor closed the connection."""
+        try:
+            self.connection.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read, and no end of the connection
+        except OSError:
+            pass
+        return False  # an answer, an end or a reset
+
+
+def test_a_page_answers_while_slow_clients_hold_connections(tmp_path, free_port, canary_port):
+    portal = start(tmp_path, free_port, canary_port)
+    stop = threading.Event()
+    slow = [SlowClient(("127.0.0.1", free_port), stop) for _ in range(SLOW_CLIENTS)]
+    try:
+        time.sleep(3)  # each has sent its first bytes: a worker that waits for the rest is now held
+        began = time.monotonic()
+        with urllib.request.urlopen(portal.url + "/accounts/login/", timeout=PAGE_WITHIN) as response:
+            page = response.read()
+        print(f"the page took {time.monotonic() - began:.2f} s beside {SLOW_CLIENTS} slow clients")
+
+        assert b"Sign in" in page
+        assert all(client.still_connected() for client in slow)  # the page did not wait for them to go
+    finally:
+        stop.set()
+        for client in slow:
+            client.connection.close()
+        interrupt(portal)

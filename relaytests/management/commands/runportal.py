@@ -106,8 +106,8 @@ class Command(BaseCommand):
         commands = {
             "Celery worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B",
                               "-Q", "celery,probe", "--concurrency", concurrency, "--loglevel", "INFO"],
-            "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen,
-                           "--workers", "2", "--access-logfile", "-"],
+            # Workers, threads and timeout: gunicorn.conf.py in the working directory.
+            "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen, "--access-logfile", "-"],
         }  # fmt: skip
         if settings.RELAYTEST_CANARY_ENABLED:
             # Test messages need somewhere to arrive: the receiver on RELAYTEST_CANARY_LISTEN.
