@@ -27,6 +27,7 @@ test-postgres: $(VENV)/.installed
 # What CI enforces besides the tests: ruff's rules on the whole tree, mypy on the engine (pyproject.toml).
 lint: $(VENV)/.installed
 	$(PY) -m ruff check
+	$(PY) -m ruff format --check
 	$(PY) -m mypy
 
 bench: $(VENV)/.installed

@@ -57,9 +57,7 @@ def burst(runs: int, concurrency: int) -> dict:
     with contextlib.ExitStack() as stack:
         fakes = [stack.enter_context(FakeSMTPServer("open" if i % 3 == 0 else "closed")) for i in range(runs)]
         servers = [loopback_server(department, port=fake.port) for fake in fakes]
-        stack.enter_context(
-            celery_worker("prefork", concurrency=concurrency, RELAYTEST_CANARY_WAIT="2")
-        )
+        stack.enter_context(celery_worker("prefork", concurrency=concurrency, RELAYTEST_CANARY_WAIT="2"))
         stack.enter_context(publishing_to(REDIS_URL))
         started = time.perf_counter()
         for server in servers:
@@ -84,9 +82,11 @@ def main(runs: int, concurrency: int) -> None:
         result = burst(runs, concurrency)
     finally:
         connection.creation.destroy_test_db(name, verbosity=0)
-    print(f"{connection.vendor}: {runs} runs, worker concurrency {concurrency}: "
-          f"submitted in {result['submitted_s']:.2f} s, all probed after {result['probed_s']:.2f} s, "
-          f"all final after {result['final_s']:.2f} s (canary wait 2 s); statuses {result['statuses']}")
+    print(
+        f"{connection.vendor}: {runs} runs, worker concurrency {concurrency}: "
+        f"submitted in {result['submitted_s']:.2f} s, all probed after {result['probed_s']:.2f} s, "
+        f"all final after {result['final_s']:.2f} s (canary wait 2 s); statuses {result['statuses']}"
+    )
 
 
 if __name__ == "__main__":

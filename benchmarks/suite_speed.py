@@ -100,26 +100,37 @@ async def crowd_run(size: int, lone_connections: int, hog: float) -> None:
         if hogging:
             hogging.cancel()
         at_once = max(server.seen.max_concurrent for server in servers)
-    tarpitted = [h for h in report.hosts if h.connections > lone_connections
-                 or any(c.id == "vectors-not-run" for c in h.checks)]
+    tarpitted = [
+        h
+        for h in report.hosts
+        if h.connections > lone_connections or any(c.id == "vectors-not-run" for c in h.checks)
+    ]
     per_host = Counter(h.connections for h in report.hosts)
-    print(f"\ncrowd of {size} closed servers, loop blocked {hog:g} s a second: wall {wall:.1f} s, "
-          f"verdicts {dict(Counter(h.verdict for h in report.hosts))}")
-    print(f"  hosts treated as tarpits: {len(tarpitted)} (a lone closed server needs {lone_connections} connections)")
+    print(
+        f"\ncrowd of {size} closed servers, loop blocked {hog:g} s a second: wall {wall:.1f} s, "
+        f"verdicts {dict(Counter(h.verdict for h in report.hosts))}"
+    )
+    print(
+        f"  hosts treated as tarpits: {len(tarpitted)} (a lone closed server needs {lone_connections} connections)"
+    )
     print(f"  most connections open at once to one server: {at_once}")
     print(f"  connections per host (connections: hosts): {dict(sorted(per_host.items()))}")
 
 
 async def main(rounds: int, crowd: int, hog: float, greeting_delay: float) -> None:
-    print(f"{'server':<20} {'verdict':<14} {'vectors':>7} {'wall s':>8} {'ms/vector':>10} "
-          f"{'connections':>11} {'round trips':>11} {'limits hit':>10}   (median of {rounds})")
+    print(
+        f"{'server':<20} {'verdict':<14} {'vectors':>7} {'wall s':>8} {'ms/vector':>10} "
+        f"{'connections':>11} {'round trips':>11} {'limits hit':>10}   (median of {rounds})"
+    )
     rows = {}
     for name in SERVERS:
         rows[name] = row = median_of([await one_run(name, greeting_delay) for _ in range(rounds)])
         label = f"{name} {greeting_delay:g}s" if name == "slow-greeting" else name
-        print(f"{label:<20} {row['verdict']:<14} {row['vectors']:>7.0f} {row['wall_s']:>8.3f} "
-              f"{row['per_vector_ms']:>10.2f} {row['connections']:>11.0f} {row['round_trips']:>11.0f} "
-              f"{row['penalties']:>10.0f}")
+        print(
+            f"{label:<20} {row['verdict']:<14} {row['vectors']:>7.0f} {row['wall_s']:>8.3f} "
+            f"{row['per_vector_ms']:>10.2f} {row['connections']:>11.0f} {row['round_trips']:>11.0f} "
+            f"{row['penalties']:>10.0f}"
+        )
     if crowd:
         await crowd_run(crowd, int(rows["closed"]["connections"]), hog)
 
@@ -127,8 +138,14 @@ async def main(rounds: int, crowd: int, hog: float, greeting_delay: float) -> No
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs per server (default 3)")
-    parser.add_argument("--crowd", type=int, default=200, help="closed servers tested at once (default 200; 0: none)")
-    parser.add_argument("--hog", type=float, default=0.0, help="seconds the loop is blocked each second (default 0)")
-    parser.add_argument("--greeting", type=float, default=8.0, help="the slow server's greeting delay (default 8 s)")
+    parser.add_argument(
+        "--crowd", type=int, default=200, help="closed servers tested at once (default 200; 0: none)"
+    )
+    parser.add_argument(
+        "--hog", type=float, default=0.0, help="seconds the loop is blocked each second (default 0)"
+    )
+    parser.add_argument(
+        "--greeting", type=float, default=8.0, help="the slow server's greeting delay (default 8 s)"
+    )
     args = parser.parse_args()
     asyncio.run(main(args.rounds, args.crowd, args.hog, args.greeting))

@@ -229,7 +229,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ROUTES = {"relaytests.tasks.run_suite": {"queue": "probe"}}
 # A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Runs: task limits (a soft limit ends the run interrupted), the heartbeat, and the reaper's limits.

@@ -1,4 +1,4 @@
-""""Since last run": what changed between two reports (relaytest/1 dicts), vector by vector and check by check.
+""" "Since last run": what changed between two reports (relaytest/1 dicts), vector by vector and check by check.
 
 Pure functions of two dicts, so the page, the e-mail and the API say the same thing.
 """
@@ -77,7 +77,9 @@ def _hosts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _vectors(host: dict[str, Any]) -> dict[str, str]:
     """Each vector's outcome; an accepted vector whose canary arrived is "relayed", the stronger fact."""
-    return {v["id"]: "relayed" if v.get("delivered") else v.get("outcome", "") for v in host.get("vectors", [])}
+    return {
+        v["id"]: "relayed" if v.get("delivered") else v.get("outcome", "") for v in host.get("vectors", [])
+    }
 
 
 def _checks(section: dict[str, Any]) -> dict[str, str]:

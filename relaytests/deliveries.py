@@ -40,7 +40,9 @@ def record_message(deliveries: Sequence[Delivery]) -> list[CanaryDelivery]:
     """
     by_run = sorted(deliveries, key=lambda delivery: delivery.run_id)
     with transaction.atomic():
-        return [row for run_id, group in groupby(by_run, key=lambda d: d.run_id) for row in _record(run_id, group)]
+        return [
+            row for run_id, group in groupby(by_run, key=lambda d: d.run_id) for row in _record(run_id, group)
+        ]
 
 
 def _record(run_id: str, deliveries) -> list[CanaryDelivery]:
@@ -52,8 +54,13 @@ def _record(run_id: str, deliveries) -> list[CanaryDelivery]:
     if rows and has_final_report(run):
         _settle(run)
     for row in rows:
-        log.info("canary: %s of run %s arrived from %s%s", row.vector_id, run.pk, row.peer_address,
-                 " (late)" if row.late else "")
+        log.info(
+            "canary: %s of run %s arrived from %s%s",
+            row.vector_id,
+            run.pk,
+            row.peer_address,
+            " (late)" if row.late else "",
+        )
     return rows
 
 
@@ -89,8 +96,12 @@ def has_final_report(run: TestRun) -> bool:
 
 def upgraded_by_late_delivery(report: dict) -> bool:
     """The verdict is open_relay only because of canaries that arrived after the run was final."""
-    deliveries = [v["delivery"] for host in report.get("hosts", []) for v in host.get("vectors", [])
-                  if v.get("delivered") and v.get("delivery")]
+    deliveries = [
+        v["delivery"]
+        for host in report.get("hosts", [])
+        for v in host.get("vectors", [])
+        if v.get("delivered") and v.get("delivery")
+    ]
     only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
     return report.get("verdict") == "open_relay" and only_late
 

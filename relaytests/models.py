@@ -80,7 +80,9 @@ class MailServer(models.Model):
 
     class Meta:
         ordering = ["target", "port"]
-        constraints = [models.UniqueConstraint(fields=["target", "port", "kind"], name="one_server_per_target")]
+        constraints = [
+            models.UniqueConstraint(fields=["target", "port", "kind"], name="one_server_per_target")
+        ]
 
     def __str__(self) -> str:
         return self.target if self.port == 25 else f"{self.target}:{self.port}"
@@ -96,7 +98,9 @@ def state_from_report(report: dict) -> dict:
     expiries = [
         datetime.fromisoformat(check["data"]["not_after"])
         for check in checks
-        if check.get("id") == "starttls" and isinstance(check.get("data"), dict) and check["data"].get("not_after")
+        if check.get("id") == "starttls"
+        and isinstance(check.get("data"), dict)
+        and check["data"].get("not_after")
     ]
     return {
         "blocklisted": any(
@@ -281,7 +285,9 @@ class CanaryDelivery(models.Model):
         ordering = ["received_at", "pk"]
         verbose_name_plural = "canary deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["run", "token", "message_key"], name="one_delivery_per_token_and_message")
+            models.UniqueConstraint(
+                fields=["run", "token", "message_key"], name="one_delivery_per_token_and_message"
+            )
         ]
 
     def __str__(self) -> str:

@@ -87,7 +87,11 @@ def check(target: str, kind: str, port: int) -> ScopedTarget:
     if kind != "ip" and not in_scope_domain(target) and not settings.RELAYTEST_SCOPE_NETWORKS:
         raise OutOfScope(f"{target} is not under {_scope_domains_text()}, the domains this portal may test.")
     resolved = async_to_sync(targets.resolve_target)(
-        target, port=port, domain=kind == "domain", resolver=settings.RELAYTEST_RESOLVER, timeout=RESOLVE_TIMEOUT
+        target,
+        port=port,
+        domain=kind == "domain",
+        resolver=settings.RELAYTEST_RESOLVER,
+        timeout=RESOLVE_TIMEOUT,
     )
     if resolved.error or not resolved.hosts:
         raise TargetError(resolved.error or f"{target} has no address to test")

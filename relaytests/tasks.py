@@ -37,8 +37,7 @@ TIME_LIMIT = (
     "the hosts it reached before that are shown."
 )
 ADDRESS_BUSY = (
-    "Another test kept this server's address and port busy for too long; nothing was tested. "
-    "Try again later."
+    "Another test kept this server's address and port busy for too long; nothing was tested. Try again later."
 )
 # A run's progress is written at most this often (seconds): the live page polls about as often.
 PROGRESS_EVERY = 1.0
@@ -208,7 +207,10 @@ class ProgressRecorder:
         try:
             async with self.writing_progress():
                 return await probe_suite(
-                    self.server.target, self._host_targets(), config, progress=self.on_progress,
+                    self.server.target,
+                    self._host_targets(),
+                    config,
+                    progress=self.on_progress,
                     mail_domain=_mail_domain(self.server),
                 )
         finally:

@@ -97,4 +97,3 @@ class SilentResolver:
 
     def __exit__(self, *exc_info) -> None:
         self.socket.close()
-

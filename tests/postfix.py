@@ -29,8 +29,12 @@ from pathlib import Path
 PROBE_SOURCE = "127.0.0.1"
 TRUSTED_NETWORK = "127.0.0.99/32"  # deliberately excludes PROBE_SOURCE
 RECEIVER_ADDRESS = "127.0.0.9"
-INSTANCE_ADDRESSES = {"closed": "127.0.0.21", "open": "127.0.0.22", "discard": "127.0.0.23",
-                      "closed_default": "127.0.0.24"}
+INSTANCE_ADDRESSES = {
+    "closed": "127.0.0.21",
+    "open": "127.0.0.22",
+    "discard": "127.0.0.23",
+    "closed_default": "127.0.0.24",
+}
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 NOTHING_LEAVES = "error:5.7.1 nothing leaves a relaytest Postfix instance"
@@ -200,13 +204,17 @@ def main_cf(configuration: str, directory: Path, address: str) -> str:
         "maillog_file_prefixes": str(directory),
         **CONFIGURATIONS[configuration],
     }
-    return "".join(f"{name} = {value.format(directory=directory, address=address)}\n"
-                   for name, value in settings.items())
+    return "".join(
+        f"{name} = {value.format(directory=directory, address=address)}\n" for name, value in settings.items()
+    )
 
 
 @contextmanager
 def postfix_instance(
-    configuration: str, *, canary_domain: str | None = None, canary_relay: tuple[str, int] | None = None,
+    configuration: str,
+    *,
+    canary_domain: str | None = None,
+    canary_relay: tuple[str, int] | None = None,
     port: int | None = None,
 ) -> Iterator[PostfixInstance]:
     """A running private instance of one of CONFIGURATIONS, stopped and removed on exit.
@@ -231,8 +239,9 @@ def postfix_instance(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _write_configuration(instance: PostfixInstance, canary_domain: str | None,
-                         canary_relay: tuple[str, int] | None) -> None:
+def _write_configuration(
+    instance: PostfixInstance, canary_domain: str | None, canary_relay: tuple[str, int] | None
+) -> None:
     directory = instance.directory
     for sub in ("conf", "queue", "data"):
         (directory / sub).mkdir()
@@ -247,8 +256,12 @@ def _write_configuration(instance: PostfixInstance, canary_domain: str | None,
 
 
 def _postfix(command: str, instance: PostfixInstance, action: str) -> None:
-    result = subprocess.run([command, "-c", str(instance.config_directory), action],
-                            capture_output=True, text=True, timeout=START_TIMEOUT)
+    result = subprocess.run(
+        [command, "-c", str(instance.config_directory), action],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
     if result.returncode != 0:
         raise PostfixError(
             f"postfix {action} failed for the {instance.configuration} instance (exit {result.returncode}):\n"
@@ -274,8 +287,9 @@ def _stop(command: str, instance: PostfixInstance) -> None:
     """`postfix stop`, then kill by id whatever of this instance still runs."""
     master = _master_pid(instance)
     if master is not None:
-        subprocess.run([command, "-c", str(instance.config_directory), "stop"],
-                       capture_output=True, timeout=STOP_TIMEOUT)
+        subprocess.run(
+            [command, "-c", str(instance.config_directory), "stop"], capture_output=True, timeout=STOP_TIMEOUT
+        )
         _wait_until_gone([master], STOP_TIMEOUT)
     leftovers = instance.processes()
     for pid in leftovers:

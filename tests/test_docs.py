@@ -14,7 +14,9 @@ from relaytests.management.commands import vectordoc
 ROOT = Path(__file__).resolve().parent.parent
 TEXT_SUFFIXES = {".py", ".toml", ".html", ".md", ".txt", ".yml", ".yaml", ".cfg", ".css", ".js", ""}
 # Documents that lived beside the repository while it was first written, and paths out of the tree.
-OUTSIDE = re.compile(r"DESIGN\.md|relay-vectors\.md|remediation\.md|style-examples\.md|\.\./shared|shared/(?:reference|guides)")
+OUTSIDE = re.compile(
+    r"DESIGN\.md|relay-vectors\.md|remediation\.md|style-examples\.md|\.\./shared|shared/(?:reference|guides)"
+)
 # A relative link in Markdown: [text](path) where path is no URL and no anchor.
 MARKDOWN_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s]+)\)")
 
@@ -38,7 +40,8 @@ def test_the_vector_page_is_generated_from_the_catalogue(tmp_path, monkeypatch):
 def test_no_file_points_to_documents_outside_the_repository():
     offenders = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for path in tracked_files() if path.is_file()
+        for path in tracked_files()
+        if path.is_file()
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
         if OUTSIDE.search(line) and path.name != "test_docs.py"
     ]
@@ -48,7 +51,8 @@ def test_no_file_points_to_documents_outside_the_repository():
 def test_every_relative_markdown_link_names_a_file_in_the_tree():
     broken = [
         f"{path.relative_to(ROOT)} -> {target}"
-        for path in tracked_files() if path.suffix == ".md"
+        for path in tracked_files()
+        if path.suffix == ".md"
         for target in MARKDOWN_LINK.findall(path.read_text())
         if not (path.parent / target.split("#")[0]).exists()
     ]

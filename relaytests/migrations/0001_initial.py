@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,111 +14,294 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Department',
+            name="Department",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('contact_email', models.EmailField(blank=True, max_length=254)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                ("contact_email", models.EmailField(blank=True, max_length=254)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='MailServer',
+            name="MailServer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('target', models.CharField(max_length=255)),
-                ('kind', models.CharField(choices=[('host', 'Hostname'), ('ip', 'IP address'), ('domain', 'Mail domain (its MX hosts)')], default='host', max_length=10)),
-                ('port', models.PositiveIntegerField(default=25)),
-                ('mail_domain', models.CharField(blank=True, help_text='The domain this server receives mail for (optional).', max_length=255)),
-                ('addresses', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('department', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='servers', to='relaytests.department')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("target", models.CharField(max_length=255)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("host", "Hostname"),
+                            ("ip", "IP address"),
+                            ("domain", "Mail domain (its MX hosts)"),
+                        ],
+                        default="host",
+                        max_length=10,
+                    ),
+                ),
+                ("port", models.PositiveIntegerField(default=25)),
+                (
+                    "mail_domain",
+                    models.CharField(
+                        blank=True,
+                        help_text="The domain this server receives mail for (optional).",
+                        max_length=255,
+                    ),
+                ),
+                ("addresses", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "department",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="servers",
+                        to="relaytests.department",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['target', 'port'],
+                "ordering": ["target", "port"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('department', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='relaytests.department')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "department",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="relaytests.department",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='department',
-            name='members',
-            field=models.ManyToManyField(blank=True, related_name='departments', through='relaytests.Membership', to=settings.AUTH_USER_MODEL),
+            model_name="department",
+            name="members",
+            field=models.ManyToManyField(
+                blank=True,
+                related_name="departments",
+                through="relaytests.Membership",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.CreateModel(
-            name='TestRun',
+            name="TestRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Waiting for a worker'), ('running', 'Running'), ('awaiting_delivery', 'Waiting for canary deliveries'), ('done', 'Finished'), ('failed', 'Failed'), ('interrupted', 'Interrupted')], default='queued', max_length=20)),
-                ('status_reason', models.TextField(blank=True)),
-                ('verdict', models.CharField(blank=True, choices=[('open_relay', 'Open relay'), ('accepts_relay', 'Accepts relay'), ('inconclusive', 'Inconclusive'), ('secure', 'Secure')], max_length=20)),
-                ('trigger', models.CharField(choices=[('manual', 'Test'), ('retest', 'Re-test'), ('schedule', 'Schedule')], default='manual', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('celery_task_id', models.CharField(blank=True, max_length=255)),
-                ('probe_run_id', models.CharField(max_length=10, unique=True)),
-                ('report', models.JSONField(blank=True, default=dict)),
-                ('addresses', models.JSONField(blank=True, default=list)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='relaytests.mailserver')),
-                ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Waiting for a worker"),
+                            ("running", "Running"),
+                            ("awaiting_delivery", "Waiting for canary deliveries"),
+                            ("done", "Finished"),
+                            ("failed", "Failed"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("status_reason", models.TextField(blank=True)),
+                (
+                    "verdict",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("open_relay", "Open relay"),
+                            ("accepts_relay", "Accepts relay"),
+                            ("inconclusive", "Inconclusive"),
+                            ("secure", "Secure"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("manual", "Test"), ("retest", "Re-test"), ("schedule", "Schedule")],
+                        default="manual",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("celery_task_id", models.CharField(blank=True, max_length=255)),
+                ("probe_run_id", models.CharField(max_length=10, unique=True)),
+                ("report", models.JSONField(blank=True, default=dict)),
+                ("addresses", models.JSONField(blank=True, default=list)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="relaytests.mailserver",
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='CanaryDelivery',
+            name="CanaryDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vector_id', models.CharField(max_length=64)),
-                ('token', models.CharField(max_length=128)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('peer_address', models.CharField(blank=True, max_length=64)),
-                ('received_chain', models.JSONField(blank=True, default=list)),
-                ('late', models.BooleanField(default=False)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='relaytests.testrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("vector_id", models.CharField(max_length=64)),
+                ("token", models.CharField(max_length=128)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("peer_address", models.CharField(blank=True, max_length=64)),
+                ("received_chain", models.JSONField(blank=True, default=list)),
+                ("late", models.BooleanField(default=False)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="relaytests.testrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'canary deliveries',
-                'ordering': ['received_at', 'pk'],
+                "verbose_name_plural": "canary deliveries",
+                "ordering": ["received_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='VerdictChange',
+            name="VerdictChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('old_verdict', models.CharField(blank=True, choices=[('open_relay', 'Open relay'), ('accepts_relay', 'Accepts relay'), ('inconclusive', 'Inconclusive'), ('secure', 'Secure')], max_length=20)),
-                ('new_verdict', models.CharField(choices=[('open_relay', 'Open relay'), ('accepts_relay', 'Accepts relay'), ('inconclusive', 'Inconclusive'), ('secure', 'Secure')], max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verdict_changes', to='relaytests.testrun')),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verdict_changes', to='relaytests.mailserver')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "old_verdict",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("open_relay", "Open relay"),
+                            ("accepts_relay", "Accepts relay"),
+                            ("inconclusive", "Inconclusive"),
+                            ("secure", "Secure"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "new_verdict",
+                    models.CharField(
+                        choices=[
+                            ("open_relay", "Open relay"),
+                            ("accepts_relay", "Accepts relay"),
+                            ("inconclusive", "Inconclusive"),
+                            ("secure", "Secure"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="verdict_changes",
+                        to="relaytests.testrun",
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="verdict_changes",
+                        to="relaytests.mailserver",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.AddConstraint(
-            model_name='mailserver',
-            constraint=models.UniqueConstraint(fields=('target', 'port', 'kind'), name='one_server_per_target'),
+            model_name="mailserver",
+            constraint=models.UniqueConstraint(
+                fields=("target", "port", "kind"), name="one_server_per_target"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('user', 'department'), name='one_membership_per_user'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("user", "department"), name="one_membership_per_user"),
         ),
         migrations.AddConstraint(
-            model_name='testrun',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ('queued', 'running'))), fields=('server',), name='one_active_run_per_server', violation_error_message='This server already has a test queued or running.'),
+            model_name="testrun",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ("queued", "running"))),
+                fields=("server",),
+                name="one_active_run_per_server",
+                violation_error_message="This server already has a test queued or running.",
+            ),
         ),
     ]

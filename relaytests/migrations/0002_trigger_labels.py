@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('relaytests', '0001_initial'),
+        ("relaytests", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='testrun',
-            name='trigger',
-            field=models.CharField(choices=[('manual', 'Test button'), ('retest', 'Re-test button'), ('schedule', 'Schedule')], default='manual', max_length=10),
+            model_name="testrun",
+            name="trigger",
+            field=models.CharField(
+                choices=[("manual", "Test button"), ("retest", "Re-test button"), ("schedule", "Schedule")],
+                default="manual",
+                max_length=10,
+            ),
         ),
     ]

@@ -4,24 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('relaytests', '0002_trigger_labels'),
+        ("relaytests", "0002_trigger_labels"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='verdictchange',
-            options={'ordering': ['-run_id', '-created_at', '-pk']},
+            name="verdictchange",
+            options={"ordering": ["-run_id", "-created_at", "-pk"]},
         ),
         migrations.AddField(
-            model_name='testrun',
-            name='settled_later',
+            model_name="testrun",
+            name="settled_later",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='testrun',
-            name='site_url',
+            model_name="testrun",
+            name="site_url",
             field=models.CharField(blank=True, max_length=255),
         ),
     ]

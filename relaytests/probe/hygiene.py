@@ -34,44 +34,70 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
         _auth_before_tls(session.extensions),
     ]
     if "XCLIENT" in session.extensions:
-        checks.append(Check(
-            "xclient", "fail",
-            "The server offers XCLIENT to the probe: any client can claim to be 127.0.0.1 and inherit its "
-            "rights (Postfix: empty smtpd_authorized_xclient_hosts).",
-        ))
+        checks.append(
+            Check(
+                "xclient",
+                "fail",
+                "The server offers XCLIENT to the probe: any client can claim to be 127.0.0.1 and inherit its "
+                "rights (Postfix: empty smtpd_authorized_xclient_hosts).",
+            )
+        )
     # The checks that cost the server commands. Against a server that delays every reply the
     # relay vectors need the host's time budget more: what is left of these is not asked.
     commands = [
-        ("vrfy", lambda: _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists")),
-        ("expn", lambda: _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list")),
+        (
+            "vrfy",
+            lambda: _disclosure_check(session, "VRFY", "vrfy", "VRFY confirms whether an address exists"),
+        ),
+        (
+            "expn",
+            lambda: _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
+        ),
     ]
     if "STARTTLS" in session.extensions:
         commands.append(("starttls", lambda: _starttls_check(session, target_host)))
     else:
-        checks.append(Check("starttls", "warn",
-                            "STARTTLS is not offered: mail to and from this server crosses the network unencrypted."))
+        checks.append(
+            Check(
+                "starttls",
+                "warn",
+                "STARTTLS is not offered: mail to and from this server crosses the network unencrypted.",
+            )
+        )
     for check_id, check in commands:
-        checks.append(_not_asked_of_a_tarpit(check_id, session) if session.slows_every_reply else await check())
+        checks.append(
+            _not_asked_of_a_tarpit(check_id, session) if session.slows_every_reply else await check()
+        )
     return checks
 
 
 def _not_asked_of_a_tarpit(check_id: str, session: SmtpSession) -> Check:
-    return Check(check_id, "info",
-                 f"Not checked: the server delays every reply (about {session.slowest_reply:.0f} s), so the "
-                 "probe kept its time for the relay vectors.", {"not_run": "tarpit"})
+    return Check(
+        check_id,
+        "info",
+        f"Not checked: the server delays every reply (about {session.slowest_reply:.0f} s), so the "
+        "probe kept its time for the relay vectors.",
+        {"not_run": "tarpit"},
+    )
 
 
 def _software_check(host: HostReport) -> Check:
     found = host.software.family != "unknown"
-    detail = (f"Likely {fingerprint.describe(host.software)} (from the greeting and EHLO reply; banners can lie)."
-              if found else "The software could not be recognised from the greeting or the EHLO reply.")
-    return Check("software", "info", detail, {"family": host.software.family, "version": host.software.version})
+    detail = (
+        f"Likely {fingerprint.describe(host.software)} (from the greeting and EHLO reply; banners can lie)."
+        if found
+        else "The software could not be recognised from the greeting or the EHLO reply."
+    )
+    return Check(
+        "software", "info", detail, {"family": host.software.family, "version": host.software.version}
+    )
 
 
 def _auth_before_tls(extensions: dict[str, str]) -> Check:
     if "AUTH" in extensions:
         return Check(
-            "auth-before-tls", "warn",
+            "auth-before-tls",
+            "warn",
             f"AUTH ({extensions['AUTH']}) is offered before STARTTLS, so passwords can cross the network "
             "in clear text (Postfix: smtpd_tls_auth_only = yes).",
             {"mechanisms": extensions["AUTH"].split()},
@@ -82,9 +108,15 @@ def _auth_before_tls(extensions: dict[str, str]) -> Check:
 async def _disclosure_check(session: SmtpSession, verb: str, check_id: str, what: str) -> Check:
     reply = await session.command(verb, "postmaster")
     if reply.code in DISCLOSING_CODES:
-        return Check(check_id, "warn", f"{what}, which helps spammers harvest addresses: {reply.first_line}",
-                     {"reply": reply.first_line})
-    return Check(check_id, "pass", f"{verb} gives nothing away: {reply.first_line}", {"reply": reply.first_line})
+        return Check(
+            check_id,
+            "warn",
+            f"{what}, which helps spammers harvest addresses: {reply.first_line}",
+            {"reply": reply.first_line},
+        )
+    return Check(
+        check_id, "pass", f"{verb} gives nothing away: {reply.first_line}", {"reply": reply.first_line}
+    )
 
 
 async def _starttls_check(session: SmtpSession, target_host: str | None) -> Check:
@@ -101,15 +133,22 @@ async def _starttls_check(session: SmtpSession, target_host: str | None) -> Chec
 
 def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
     if not info.certificate_der:
-        return Check("starttls", "warn", f"STARTTLS works ({info.version}) but the server sent no certificate.",
-                     {"protocol": info.version})
+        return Check(
+            "starttls",
+            "warn",
+            f"STARTTLS works ({info.version}) but the server sent no certificate.",
+            {"protocol": info.version},
+        )
     try:
         cert = x509.load_der_x509_certificate(info.certificate_der)
         names = _certificate_names(cert)
     except ValueError as exc:  # OpenSSL served it; cryptography's stricter parser refuses it
-        return Check("starttls", "error",
-                     f"STARTTLS works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
-                     {"protocol": info.version})
+        return Check(
+            "starttls",
+            "error",
+            f"STARTTLS works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
+            {"protocol": info.version},
+        )
     expires = cert.not_valid_after_utc
     data = {
         "protocol": info.version,
@@ -123,11 +162,15 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
     if expires < datetime.now(UTC):
         problems.append(f"the certificate expired on {expires:%Y-%m-%d}")
     if target_host and not data["name_matches"]:
-        problems.append(f"the certificate is not for {target_host} (it names {', '.join(names[:4]) or 'nothing'})")
+        problems.append(
+            f"the certificate is not for {target_host} (it names {', '.join(names[:4]) or 'nothing'})"
+        )
     if cert.subject == cert.issuer:
         problems.append("the certificate is self-signed")
-    summary = f"STARTTLS works ({info.version}); certificate for {data['subject']} from {data['issuer']}, " \
-              f"valid until {expires:%Y-%m-%d}"
+    summary = (
+        f"STARTTLS works ({info.version}); certificate for {data['subject']} from {data['issuer']}, "
+        f"valid until {expires:%Y-%m-%d}"
+    )
     if problems:
         return Check("starttls", "warn", f"{summary}; but {'; '.join(problems)}.", data)
     return Check("starttls", "pass", f"{summary}.", data)
@@ -136,8 +179,10 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 def _certificate_names(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names: list[str | bytes] = [*san.get_values_for_type(x509.DNSName),
-                                    *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
+        names: list[str | bytes] = [
+            *san.get_values_for_type(x509.DNSName),
+            *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+        ]
     except x509.ExtensionNotFound:
         names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     return [safe_text(name, MAX_CERTIFICATE_FIELD).lower() for name in names[:MAX_CERTIFICATE_NAMES]]
@@ -174,29 +219,40 @@ async def dns_host_checks(address: str, names: list[str], config) -> list[Check]
     if ipaddress.ip_address(address).is_global:
         zones = config.dnsbl_zones if config.dnsbl_zones is not None else dnschecks.DEFAULT_DNSBL_ZONES
         return await dnschecks.host_checks(address, names, resolver=config.resolver, dnsbl_zones=zones)
-    ptr, = await dnschecks.host_checks(address, names, resolver=config.resolver, dnsbl_zones=())
+    (ptr,) = await dnschecks.host_checks(address, names, resolver=config.resolver, dnsbl_zones=())
     if ptr.status in ("warn", "fail"):  # other sites never judge an address they never see
         ptr = Check(ptr.id, "info", f"{ptr.detail} (It matters only for public addresses.)", ptr.data)
-    not_public = Check("dnsbl", "info", f"Blocklists were not asked about {address}: it is not a public address, "
-                                        "so other sites never see it and no blocklist lists it.")
+    not_public = Check(
+        "dnsbl",
+        "info",
+        f"Blocklists were not asked about {address}: it is not a public address, "
+        "so other sites never see it and no blocklist lists it.",
+    )
     return [ptr, not_public]
 
 
 def not_applicable(vectors: list[str]) -> Check:
-    return Check("vectors-not-applicable", "info",
-                 f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
-                 {"vectors": vectors})
+    return Check(
+        "vectors-not-applicable",
+        "info",
+        f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
+        {"vectors": vectors},
+    )
 
 
 def not_run(vectors: list[str], why: str) -> Check:
-    return Check("vectors-not-run", "info",
-                 f"Not tested, because {why}; the core vectors ran first: {', '.join(vectors)}.",
-                 {"vectors": vectors, "reason": "host_budget"})
+    return Check(
+        "vectors-not-run",
+        "info",
+        f"Not tested, because {why}; the core vectors ran first: {', '.join(vectors)}.",
+        {"vectors": vectors, "reason": "host_budget"},
+    )
 
 
 def vantage_warning(source: str | None) -> Check:
     return Check(
-        "vantage", "warn",
+        "vantage",
+        "warn",
         f"The probe ran from {source}, inside the university's own networks: a server that trusts campus "
         "addresses looks open from here and may be closed from outside (and the reverse). "
         "Run the test from an outside worker for the Internet's view.",

@@ -59,28 +59,44 @@ def test_message(
     The email package builds one template per run and portal settings; each vector only fills it in.
     """
     template = _template(run_id, portal_name, portal_url, contact)
-    filled = (template.replace(ADDRESS_SLOT, token_address)
-              .replace(TOKEN_SLOT, token_address.rpartition("@")[0])
-              .replace(VECTOR_SLOT, vector_id)
-              .replace(DATE_SLOT, f"Date: {format_datetime(sent_at or datetime.now(UTC))}"))
+    filled = (
+        template.replace(ADDRESS_SLOT, token_address)
+        .replace(TOKEN_SLOT, token_address.rpartition("@")[0])
+        .replace(VECTOR_SLOT, vector_id)
+        .replace(DATE_SLOT, f"Date: {format_datetime(sent_at or datetime.now(UTC))}")
+    )
     return filled.encode("utf-8")
 
 
 @functools.lru_cache(maxsize=64)
 def _template(run_id: str, portal_name: str, portal_url: str, contact: str) -> str:
-    return compose(ADDRESS_SLOT, run_id, VECTOR_SLOT, portal_name, portal_url, contact,
-                   DATE_SLOT.removeprefix("Date: ")).decode("utf-8")
+    return compose(
+        ADDRESS_SLOT, run_id, VECTOR_SLOT, portal_name, portal_url, contact, DATE_SLOT.removeprefix("Date: ")
+    ).decode("utf-8")
 
 
-def compose(token_address: str, run_id: str, vector_id: str, portal_name: str, portal_url: str, contact: str,
-            date: str) -> bytes:
+def compose(
+    token_address: str,
+    run_id: str,
+    vector_id: str,
+    portal_name: str,
+    portal_url: str,
+    contact: str,
+    date: str,
+) -> bytes:
     """The message as the email package writes it (the template; and what a test compares with)."""
     words = {
         "token": token_address.rpartition("@")[0],
         "run_id": run_id,
         "vector_id": vector_id,
-        **{name: _one_line(value) for name, value in
-           (("portal_name", portal_name), ("portal_url", portal_url), ("contact", contact))},
+        **{
+            name: _one_line(value)
+            for name, value in (
+                ("portal_name", portal_name),
+                ("portal_url", portal_url),
+                ("contact", contact),
+            )
+        },
     }
     message = EmailMessage(policy=POLICY)
     message["From"] = Address(display_name=words["portal_name"], addr_spec=token_address)

@@ -66,7 +66,9 @@ class LagMonitor:
             if time.monotonic() > give_up:
                 break
             await asyncio.sleep(0)
-        return max((late for woke, late in self._ticks if moment - TICK <= woke <= moment + 2 * TICK), default=0.0)
+        return max(
+            (late for woke, late in self._ticks if moment - TICK <= woke <= moment + 2 * TICK), default=0.0
+        )
 
 
 def under_load(lag: float, delay: float) -> bool:

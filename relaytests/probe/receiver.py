@@ -87,8 +87,12 @@ class Delivery:
 
     def arrival(self, late: bool = False) -> dict:
         """What the report keeps of it (`suite.settle_deliveries` takes a dict of these by token)."""
-        return {"received_at": self.received_at.isoformat(timespec="milliseconds"),
-                "peer_address": self.peer_address, "received_chain": list(self.received_chain), "late": late}
+        return {
+            "received_at": self.received_at.isoformat(timespec="milliseconds"),
+            "peer_address": self.peer_address,
+            "received_chain": list(self.received_chain),
+            "late": late,
+        }
 
 
 OnMessage = Callable[[list[Delivery]], Awaitable[None] | None]
@@ -126,8 +130,9 @@ def message_key(content: bytes) -> str:
 class CanaryHandler:
     """aiosmtpd handler: decides at RCPT, records at DATA."""
 
-    def __init__(self, domain: str, secret: str, on_message: OnMessage,
-                 limits: ReceiverLimits = DEFAULT_LIMITS):
+    def __init__(
+        self, domain: str, secret: str, on_message: OnMessage, limits: ReceiverLimits = DEFAULT_LIMITS
+    ):
         self.domain = domain.strip().rstrip(".").lower()
         self.secret = secret
         self.on_message = on_message
@@ -194,8 +199,15 @@ def _peer(session: Session) -> str:
 class _BoundedSession(SMTP):
     """One SMTP conversation: greeted once the receiver gives it a slot, closed at its time limit."""
 
-    def __init__(self, handler: CanaryHandler, *, limits: ReceiverLimits, hostname: str,
-                 arrived: Callable[[_BoundedSession], None], closed: Callable[[_BoundedSession], None]):
+    def __init__(
+        self,
+        handler: CanaryHandler,
+        *,
+        limits: ReceiverLimits,
+        hostname: str,
+        arrived: Callable[[_BoundedSession], None],
+        closed: Callable[[_BoundedSession], None],
+    ):
         super().__init__(
             handler,
             data_size_limit=limits.max_message_bytes,
@@ -264,8 +276,17 @@ class CanaryReceiver:
     behind `sync_to_async`, as the `canary` command does.
     """
 
-    def __init__(self, domain: str, secret: str, on_message: OnMessage, *, host: str = "127.0.0.1",
-                 port: int = 2525, limits: ReceiverLimits = DEFAULT_LIMITS, hostname: str | None = None):
+    def __init__(
+        self,
+        domain: str,
+        secret: str,
+        on_message: OnMessage,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2525,
+        limits: ReceiverLimits = DEFAULT_LIMITS,
+        hostname: str | None = None,
+    ):
         self.handler = CanaryHandler(domain, secret, on_message, limits)
         self.host, self.port = host, port
         self.limits = limits
@@ -301,8 +322,13 @@ class CanaryReceiver:
         return len(self._sessions)
 
     def _new_session(self) -> asyncio.Protocol:
-        return _BoundedSession(self.handler, limits=self.limits, hostname=self.hostname,
-                               arrived=self._arrived, closed=self._closed)
+        return _BoundedSession(
+            self.handler,
+            limits=self.limits,
+            hostname=self.hostname,
+            arrived=self._arrived,
+            closed=self._closed,
+        )
 
     def _arrived(self, session: _BoundedSession) -> None:
         """Start the conversation, hold it until one of its peer's ends, or hang up (the peer is known now)."""

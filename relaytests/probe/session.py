@@ -94,7 +94,8 @@ def _check_reply_lines(buffer: bytearray) -> None:
             raise NotAReplyLine(line)
         if code is not None and line[:3] != code:
             raise errors.SMTPResponseException(
-                SMTPStatus.invalid_response, f"one reply with two codes: {code.decode()}, then {line!r}")
+                SMTPStatus.invalid_response, f"one reply with two codes: {code.decode()}, then {line!r}"
+            )
         code = line[:3]
         if line[3:4] != b"-":
             return
@@ -166,7 +167,9 @@ class Transcript:
     def finish(self) -> list[TranscriptLine]:
         if self.dropped:
             last = self.lines[-1]
-            self.lines.append(TranscriptLine("C", f"(... {self.dropped} more lines not kept)", last.t, last.conn))
+            self.lines.append(
+                TranscriptLine("C", f"(... {self.dropped} more lines not kept)", last.t, last.conn)
+            )
         return self.lines
 
 
@@ -240,7 +243,9 @@ class SmtpSession:
         except errors.SMTPConnectResponseError as exc:
             reply = self._record_reply(exc.code, exc.message)
             self._smtp.close()
-            raise SessionFailure("refused_greeting", f"the server greeted with {reply.first_line}", reply) from None
+            raise SessionFailure(
+                "refused_greeting", f"the server greeted with {reply.first_line}", reply
+            ) from None
         except NotAReplyLine as exc:
             raise self._not_smtp(exc.line) from None
         except errors.SMTPConnectTimeoutError:

@@ -101,8 +101,12 @@ def _inside(address: str | None, networks: tuple[str, ...]) -> bool:
 
 
 async def run_suite(
-    target: str, hosts: list[HostTarget], config: SuiteConfig, progress: Progress | None = None,
-    *, mail_domain: str | None = None,
+    target: str,
+    hosts: list[HostTarget],
+    config: SuiteConfig,
+    progress: Progress | None = None,
+    *,
+    mail_domain: str | None = None,
 ) -> Report:
     """Test every host of a target; the hosts were resolved (and checked) by the caller.
 
@@ -115,17 +119,21 @@ async def run_suite(
         started_at=_now(),
         run_id=run_id,
         catalogue_version=catalogue_version(),
-        probe=ProbeInfo(source_address=config.source_address, helo=config.probe_helo,
-                        canary_domain=config.canary_domain),
+        probe=ProbeInfo(
+            source_address=config.source_address, helo=config.probe_helo, canary_domain=config.canary_domain
+        ),
     )
     started = time.monotonic()
     deadline = started + config.run_deadline
     share = pacing.loop_share()
     probes = [HostProbe(host, vectors, config, run_id, started, deadline, progress, share) for host in hosts]
-    domain_checks = dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
+    domain_checks = (
+        dnschecks.domain_checks(mail_domain, resolver=config.resolver) if mail_domain else _nothing()
+    )
     async with pacing.watching_lag(share):
         report.hosts, report.checks = await asyncio.gather(
-            asyncio.gather(*(probe.run() for probe in probes)), domain_checks)
+            asyncio.gather(*(probe.run() for probe in probes)), domain_checks
+        )
     _finish(report, probes, config, started)
     return report
 
@@ -154,8 +162,9 @@ async def probe_target(
         report = _untestable(resolved.label, config, resolved.error or "no address to test")
         report.checks = resolved.checks
         return report
-    report = await run_suite(resolved.label, resolved.hosts, config, progress,
-                             mail_domain=resolved.label if domain else None)
+    report = await run_suite(
+        resolved.label, resolved.hosts, config, progress, mail_domain=resolved.label if domain else None
+    )
     # The run looked the MX hosts up again, with SPF and DMARC; keep the resolver's other findings.
     report.checks = [c for c in resolved.checks if c.id != "mx"] + report.checks
     return report
@@ -176,14 +185,18 @@ def settle_deliveries(report: Report, arrived: dict[str, dict]) -> None:
         for result in host.vectors:
             if result.token in arrived and took_message(result):
                 result.delivered = True
-                result.delivery = {**arrived[result.token], "delay_s": _delay(result.sent_at, arrived[result.token])}
+                result.delivery = {
+                    **arrived[result.token],
+                    "delay_s": _delay(result.sent_at, arrived[result.token]),
+                }
         if host.vectors:
             host.verdict, host.reason = verdict.host_verdict(host.vectors, refusals)
             host.checks = [c for c in host.checks if c.id not in verdict.RELAY_WARNING_IDS]
             host.checks += verdict.relay_warnings(host.vectors)
     proven = {v.token for h in report.hosts for v in h.vectors if v.delivered}
-    report.unexpected_deliveries = [_unexpected(report, token, arrival)
-                                    for token, arrival in arrived.items() if token not in proven]
+    report.unexpected_deliveries = [
+        _unexpected(report, token, arrival) for token, arrival in arrived.items() if token not in proven
+    ]
     _conclude(report)
 
 
@@ -195,10 +208,18 @@ def took_message(result: VectorResult) -> bool:
 def _unexpected(report: Report, token: str, arrival: dict) -> dict:
     """An arrival that proves nothing, with the host and vector its token names and why it is no proof."""
     fields = canary.token_fields(token)
-    host = next((h for h in report.hosts if fields and canary.host_tag(h.address, h.port) == fields.host_tag), None)
+    host = next(
+        (h for h in report.hosts if fields and canary.host_tag(h.address, h.port) == fields.host_tag), None
+    )
     result = next((v for v in host.vectors if v.token == token), None) if host else None
-    return {"token": token, "vector_id": fields.vector_id if fields else "", "host": host.address if host else None,
-            "port": host.port if host else None, "why": _no_proof(host, result), **arrival}
+    return {
+        "token": token,
+        "vector_id": fields.vector_id if fields else "",
+        "host": host.address if host else None,
+        "port": host.port if host else None,
+        "why": _no_proof(host, result),
+        **arrival,
+    }
 
 
 def _no_proof(host: HostReport | None, result: VectorResult | None) -> str:
@@ -207,7 +228,9 @@ def _no_proof(host: HostReport | None, result: VectorResult | None) -> str:
     if result is None:
         return "its token names a vector that was not tried on this host"
     if result.outcome != "accepted":
-        return f"the server refused this vector ({result.reply or result.reason}), so no test message was sent"
+        return (
+            f"the server refused this vector ({result.reply or result.reason}), so no test message was sent"
+        )
     if result.data_code is None:
         return "no test message was sent for this vector"
     return f"the server did not take this vector's test message ({result.data_reply})"
@@ -231,8 +254,13 @@ def awaited_tokens(report: Report) -> set[str]:
 
 
 def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
-    report = Report(target=target, started_at=_now(), finished_at=_now(), catalogue_version=catalogue_version(),
-                    probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain))
+    report = Report(
+        target=target,
+        started_at=_now(),
+        finished_at=_now(),
+        catalogue_version=catalogue_version(),
+        probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain),
+    )
     report.summary = verdict.summary("inconclusive", [f"Could not test: {reason}."])
     report.error = reason
     return report
@@ -241,8 +269,17 @@ def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
 class HostProbe:
     """All the connections to one host, one at a time."""
 
-    def __init__(self, host: HostTarget, vectors, config: SuiteConfig, run_id: str,
-                 run_started: float, deadline: float, progress: Progress | None, share: pacing.LoopShare):
+    def __init__(
+        self,
+        host: HostTarget,
+        vectors,
+        config: SuiteConfig,
+        run_id: str,
+        run_started: float,
+        deadline: float,
+        progress: Progress | None,
+        share: pacing.LoopShare,
+    ):
         self.host = host
         self.share = share
         self.run_started = run_started
@@ -269,9 +306,12 @@ class HostProbe:
     async def run(self) -> HostReport:
         dns_task = None
         try:
-            async with (asyncio.timeout_at(self._loop_deadline()),
-                        pacing.host_slot(self.share, self.host.address, self.host.port,
-                                         self.config.max_hosts_in_flight)):
+            async with (
+                asyncio.timeout_at(self._loop_deadline()),
+                pacing.host_slot(
+                    self.share, self.host.address, self.host.port, self.config.max_hosts_in_flight
+                ),
+            ):
                 await self._begin()
                 await self._survey()
                 dns_task = asyncio.ensure_future(self._dns_checks())
@@ -330,8 +370,9 @@ class HostProbe:
             self.target_domain = ".".join(labels[1:]) if len(labels) > 2 else self.target_host
 
     async def _dns_checks(self):
-        return await hygiene.dns_host_checks(self.host.address, [self.target_host] if self.target_host else [],
-                                             self.config)
+        return await hygiene.dns_host_checks(
+            self.host.address, [self.target_host] if self.target_host else [], self.config
+        )
 
     # ---- the vectors ----
 
@@ -364,8 +405,10 @@ class HostProbe:
         return max(s.slowest_reply for s in self._sessions)
 
     def _budget_reason(self) -> str:
-        return (f"the server delays every reply (up to {self._slowest_reply():.1f} s) and the host's time "
-                f"budget of {self.config.host_budget:g} s was spent")
+        return (
+            f"the server delays every reply (up to {self._slowest_reply():.1f} s) and the host's time "
+            f"budget of {self.config.host_budget:g} s was spent"
+        )
 
     def _missing_requirement(self, vector: Vector) -> str | None:
         facts = {
@@ -379,7 +422,12 @@ class HostProbe:
         return next((why for need in vector.requires for present, why in [facts[need]] if not present), None)
 
     def _placeholders(self, vector: Vector) -> Placeholders:
-        secret, domain, run_id, tag = self.config.canary_secret, self.config.canary_domain, self.run_id, self.host_tag
+        secret, domain, run_id, tag = (
+            self.config.canary_secret,
+            self.config.canary_domain,
+            self.run_id,
+            self.host_tag,
+        )
         return Placeholders(
             canary_sender=f"{canary.make_token(secret, canary.SENDER, run_id, tag, vector.id)}@{domain}",
             canary_user=canary.make_token(secret, canary.RECIPIENT, run_id, tag, vector.id),
@@ -416,8 +464,15 @@ class HostProbe:
         words = self._placeholders(vector)
         helo = words.fill(vector.helo or "{probe_helo}")
         result = VectorResult(
-            id=vector.id, helo=helo, mail_from=words.fill(vector.mail_from), rcpt_to=words.fill(vector.rcpt_to),
-            outcome="failed", reason="", evidence=vector.evidence, tier=vector.tier, token=words.canary_user,
+            id=vector.id,
+            helo=helo,
+            mail_from=words.fill(vector.mail_from),
+            rcpt_to=words.fill(vector.rcpt_to),
+            outcome="failed",
+            reason="",
+            evidence=vector.evidence,
+            tier=vector.tier,
+            token=words.canary_user,
         )
         try:
             if vector.session or (vector.helo and not self._connecting_is_slow()):
@@ -446,8 +501,10 @@ class HostProbe:
     async def _envelope(self, session: SmtpSession, result: VectorResult) -> None:
         """MAIL FROM, then RCPT TO if the sender was taken; the reply that decides is kept."""
         result.tls = session.tls
-        for step, verb, argument in (("mail", "MAIL", f"FROM:{result.mail_from}"),
-                                     ("rcpt", "RCPT", f"TO:{result.rcpt_to}")):
+        for step, verb, argument in (
+            ("mail", "MAIL", f"FROM:{result.mail_from}"),
+            ("rcpt", "RCPT", f"TO:{result.rcpt_to}"),
+        ):
             reply = await session.command(verb, argument)
             result.step, result.code, result.reply = step, reply.code, reply.first_line
             result.outcome, result.reason = verdict.classify(reply.code, reply.text, step)
@@ -459,8 +516,16 @@ class HostProbe:
     async def _send_test_message(self, session: SmtpSession, result: VectorResult) -> None:
         """Only ever to the vector's canary address: the probe never mails a third party."""
         address = f"{result.token}@{self.config.canary_domain}"
-        reply = await session.data(message.test_message(
-            address, self.run_id, result.id, self.config.portal_name, self.config.portal_url, self.config.contact))
+        reply = await session.data(
+            message.test_message(
+                address,
+                self.run_id,
+                result.id,
+                self.config.portal_name,
+                self.config.portal_url,
+                self.config.contact,
+            )
+        )
         result.data_code, result.data_reply = reply.code, reply.first_line
         result.sent_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         result.delivered = False  # until the canary receiver says otherwise
@@ -469,8 +534,11 @@ class HostProbe:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
         self._learn_from_slowdown(session)
-        if (_tarpit_began(session) or self._session_vectors >= self._vectors_per_connection()
-                or session.errors >= self.error_budget):
+        if (
+            _tarpit_began(session)
+            or self._session_vectors >= self._vectors_per_connection()
+            or session.errors >= self.error_budget
+        ):
             await self._drop_session()
 
     def _vectors_per_connection(self) -> int | float:
@@ -533,9 +601,13 @@ class HostProbe:
     def _new_session(self) -> SmtpSession:
         self.report.connections += 1
         session = SmtpSession(
-            self.host.address, self.host.port, self.transcript,
-            command_timeout=self.config.command_timeout, connect_timeout=self.config.connect_timeout,
-            source_address=self.config.source_address, slow_reply_seconds=self.config.slow_reply_seconds,
+            self.host.address,
+            self.host.port,
+            self.transcript,
+            command_timeout=self.config.command_timeout,
+            connect_timeout=self.config.connect_timeout,
+            source_address=self.config.source_address,
+            slow_reply_seconds=self.config.slow_reply_seconds,
         )
         self._sessions.append(session)
         return session

@@ -23,10 +23,14 @@ _LETTERS_DIGITS_HYPHENS = re.compile(r"[a-z0-9-]+", re.IGNORECASE)
 # (is this label bad?, why) for every label of a host name, in ASCII (IDNA) form.
 LABEL_RULES = (
     (lambda label: len(label) > 63, "label '{label}' is longer than 63 characters"),
-    (lambda label: label.startswith("-") or label.endswith("-"),
-     "label '{label}' starts or ends with a hyphen"),
-    (lambda label: not _LETTERS_DIGITS_HYPHENS.fullmatch(label),
-     "label '{label}' has characters other than letters, digits and hyphens"),
+    (
+        lambda label: label.startswith("-") or label.endswith("-"),
+        "label '{label}' starts or ends with a hyphen",
+    ),
+    (
+        lambda label: not _LETTERS_DIGITS_HYPHENS.fullmatch(label),
+        "label '{label}' has characters other than letters, digits and hyphens",
+    ),
 )
 
 
@@ -114,7 +118,11 @@ def _ascii_label(text: str, label: str) -> str:
 
 
 async def resolve_target(
-    text: str, *, port: int = SMTP_PORT, domain: bool = False, resolver: str | None = None,
+    text: str,
+    *,
+    port: int = SMTP_PORT,
+    domain: bool = False,
+    resolver: str | None = None,
     timeout: float = 5.0,
 ) -> ResolvedTarget:
     """The hosts behind a target: its A and AAAA addresses, or with domain=True its MX hosts'.
@@ -127,7 +135,9 @@ async def resolve_target(
     except TargetError as exc:
         return ResolvedTarget(label=text.strip(), hosts=[], error=str(exc))
     if host.endswith(".invalid") or host == "invalid":  # RFC 6761 6.4: never exists, so no lookup
-        return ResolvedTarget(label=host, hosts=[], error=f"{host} cannot exist: .invalid is reserved (RFC 6761)")
+        return ResolvedTarget(
+            label=host, hosts=[], error=f"{host} cannot exist: .invalid is reserved (RFC 6761)"
+        )
     client = DnsClient(resolver, timeout)
     if _ip_address(host):
         if domain:
@@ -144,8 +154,10 @@ async def _resolve_host_name(name: str, port: int, client: DnsClient) -> Resolve
     hosts = [HostTarget(address, port, name=name, alias_of=alias_of) for address in found.addresses]
     checks = []
     if hosts and found.failure:  # one family answered, the other did not: say what is left out
-        detail = (f"Could not look up every address of {name} ({found.failure}), "
-                  f"so only {', '.join(found.addresses)} is tested.")
+        detail = (
+            f"Could not look up every address of {name} ({found.failure}), "
+            f"so only {', '.join(found.addresses)} is tested."
+        )
         checks.append(Check("addresses", "error", detail, {"name": name, "addresses": list(found.addresses)}))
     return ResolvedTarget(label=name, hosts=hosts, checks=checks, error=found.problem)
 
@@ -157,8 +169,10 @@ async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> Res
     aliases = {host.name: host.alias_of for host in mail.mx}
     if mail.implicit and mail.implicit.canonical_name != domain:
         aliases[domain] = mail.implicit.canonical_name
-    hosts = [HostTarget(address, port, name=name, mail_domain=domain, alias_of=aliases.get(name))
-             for name, address in mail.receiving_hosts()]
+    hosts = [
+        HostTarget(address, port, name=name, mail_domain=domain, alias_of=aliases.get(name))
+        for name, address in mail.receiving_hosts()
+    ]
     error = None if hosts else _nothing_to_test(check)
     return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=error)
 
@@ -167,4 +181,3 @@ def _nothing_to_test(check: Check) -> str:
     """The MX check's sentence as a reason, without its full stop, like every other `error` here."""
     reason = check.detail.rstrip(".")
     return reason if check.status == "error" else f"{reason}, nothing to test"
-

@@ -23,22 +23,40 @@ TEXT_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("tls_required", r"starttls|tls required|encryption required|must use tls"),
         ("greylisted", r"grey-?list|gray-?list|not yet authori[sz]ed|DOC-1369"),
         ("screening", r"^4\.3\.2 service currently unavailable"),  # postscreen deep protocol tests
-        ("client_blocked", r"blocked using|black-?list|block-?list|spamhaus|spamcop|barracuda|dnsbl|\brbl\b|"
-                           r"\bpbl\b|client host .*(?:blocked|rejected)|5\.3\.2 service currently unavailable"),
+        (
+            "client_blocked",
+            r"blocked using|black-?list|block-?list|spamhaus|spamcop|barracuda|dnsbl|\brbl\b|"
+            r"\bpbl\b|client host .*(?:blocked|rejected)|5\.3\.2 service currently unavailable",
+        ),
         ("protocol_error", r"protocol error|synchroni[sz]ation|bad sequence|pipelining"),
         ("rate_limited", r"too many|rate limit|all server ports are busy|connection limit|try again later"),
-        ("relay_denied", r"relay access denied|relaying denied|relay not permitted|not allowed to relay|"
-                         r"unable to relay|as a relay|allowed rcpthosts?|rcpthosts|relaying (?:is )?not|"
-                         r"no relay|relay.*(?:prohibited|not allowed|denied)"),
-        ("auth_required", r"authenticat(?:ion|e) (?:is )?required|not authenticated|must authenticate|"
-                          r"requires authentication"),
+        (
+            "relay_denied",
+            r"relay access denied|relaying denied|relay not permitted|not allowed to relay|"
+            r"unable to relay|as a relay|allowed rcpthosts?|rcpthosts|relaying (?:is )?not|"
+            r"no relay|relay.*(?:prohibited|not allowed|denied)",
+        ),
+        (
+            "auth_required",
+            r"authenticat(?:ion|e) (?:is )?required|not authenticated|must authenticate|"
+            r"requires authentication",
+        ),
         ("helo_policy", r"\bhelo\b|\behlo\b"),
-        ("sender_policy", r"sender address rejected|domain of sender|sender verify|sender domain|\bspf\b|"
-                          r"dmarc|does not resolve|unverified sender|sender .*(?:rejected|denied|refused)"),
-        ("recipient_unknown", r"user unknown|unknown user|no such (?:user|mailbox|recipient)|"
-                              r"mailbox unavailable|recipient address rejected: user"),
-        ("syntax", r"syntax|invalid address|bad address|malformed|restricted characters|address not allowed|"
-                   r"illegal|not a valid|route-?addr|unbalanced|invalid (?:recipient|sender)|bad recipient"),
+        (
+            "sender_policy",
+            r"sender address rejected|domain of sender|sender verify|sender domain|\bspf\b|"
+            r"dmarc|does not resolve|unverified sender|sender .*(?:rejected|denied|refused)",
+        ),
+        (
+            "recipient_unknown",
+            r"user unknown|unknown user|no such (?:user|mailbox|recipient)|"
+            r"mailbox unavailable|recipient address rejected: user",
+        ),
+        (
+            "syntax",
+            r"syntax|invalid address|bad address|malformed|restricted characters|address not allowed|"
+            r"illegal|not a valid|route-?addr|unbalanced|invalid (?:recipient|sender)|bad recipient",
+        ),
     )
 )
 # Servers echo the address they refuse, and our tokens carry vector ids ("starttls", "helo-self"):
@@ -83,8 +101,10 @@ def _fallback_reason(code: int, text: str, step: str) -> str:
     match = ENHANCED_CODE.match(text.strip())
     subject, detail = (match.group(2), match.group(3)) if match else ("", "")
     return (
-        ENHANCED_REASONS.get((step, subject, detail)) or ENHANCED_REASONS.get((step, subject, None))
-        or FALLBACK_CODE_REASONS.get(code) or CLASS_REASONS.get((step, code // 100))
+        ENHANCED_REASONS.get((step, subject, detail))
+        or ENHANCED_REASONS.get((step, subject, None))
+        or FALLBACK_CODE_REASONS.get(code)
+        or CLASS_REASONS.get((step, code // 100))
         or ("temp_other" if code < 500 else "other")
     )
 
@@ -105,12 +125,16 @@ def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[st
     if accepted:
         return "accepts_relay", _accepted_reason(accepted)
     blocked_control = [
-        r for r in results if r.evidence == "control" and r.outcome != "accepted" and r.reason in NOT_ABOUT_THE_RECIPIENT
+        r
+        for r in results
+        if r.evidence == "control" and r.outcome != "accepted" and r.reason in NOT_ABOUT_THE_RECIPIENT
     ]
     if blocked_control:
         r = blocked_control[0]
         return "inconclusive", f"the server refuses the probe itself ({r.reason}: {excerpt(r.reply)})"
-    unsettled = [r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))]
+    unsettled = [
+        r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))
+    ]
     if unsettled:
         return "inconclusive", _unsettled_reason(unsettled)
     if not any(r.tier == "core" for r in relay_attempts):
@@ -151,18 +175,24 @@ def _ids(ids: list[str], most: int = 6) -> str:
 # Findings that do not change the verdict but that an admin must see:
 # (check id, which vector results it is about, what to tell the admin).
 RELAY_WARNINGS: tuple[tuple[str, Callable[[VectorResult], bool], str], ...] = (
-    ("relay-refused-temporarily",
-     lambda r: r.reason == "relay_denied" and r.outcome == "deferred",
-     "Relaying is refused only with a temporary (4xx) reply, so senders keep retrying; "
-     "refuse it permanently (Postfix: reject_unauth_destination)."),
-    ("routed-addresses-accepted",
-     lambda r: r.outcome == "accepted" and r.evidence == "target-final" and not r.delivered,
-     "The server accepts routed addresses that end at itself (delivered locally or bounced later); "
-     "without a canary delivery this is suspicion, not proof."),
-    ("greylisted-outside-recipient",
-     lambda r: r.reason == "greylisted" and r.evidence == "canary-final",
-     "Greylisting answered for an outside recipient: greylisting usually runs after the relay check, "
-     "so the relay check may have passed. Re-test after the greylisting delay."),
+    (
+        "relay-refused-temporarily",
+        lambda r: r.reason == "relay_denied" and r.outcome == "deferred",
+        "Relaying is refused only with a temporary (4xx) reply, so senders keep retrying; "
+        "refuse it permanently (Postfix: reject_unauth_destination).",
+    ),
+    (
+        "routed-addresses-accepted",
+        lambda r: r.outcome == "accepted" and r.evidence == "target-final" and not r.delivered,
+        "The server accepts routed addresses that end at itself (delivered locally or bounced later); "
+        "without a canary delivery this is suspicion, not proof.",
+    ),
+    (
+        "greylisted-outside-recipient",
+        lambda r: r.reason == "greylisted" and r.evidence == "canary-final",
+        "Greylisting answered for an outside recipient: greylisting usually runs after the relay check, "
+        "so the relay check may have passed. Re-test after the greylisting delay.",
+    ),
 )
 RELAY_WARNING_IDS = tuple(check_id for check_id, _, _ in RELAY_WARNINGS)
 

@@ -81,8 +81,11 @@ def _ends_here(address: Address, names: Names) -> bool:
 # The address tricks of the catalogue (docs/vectors.md), each as "this address uses the trick against me".
 TRICKS: dict[str, Callable[[Address, Names], bool]] = {
     "percent": lambda a, n: (
-        not a.route and not a.quoted and "%" in a.local_part
-        and not any(c in a.local_part for c in "!@") and n.is_self(a.domain)
+        not a.route
+        and not a.quoted
+        and "%" in a.local_part
+        and not any(c in a.local_part for c in "!@")
+        and n.is_self(a.domain)
     ),
     "srcroute": lambda a, n: bool(a.route) and all(n.is_self(host) for host in a.route),
     "bang": lambda a, n: not a.quoted and "!" in a.local_part and _ends_here(a, n),

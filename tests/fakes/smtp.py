@@ -195,7 +195,9 @@ BEHAVIOURS: dict[str, Behaviour] = {
         trick_refusal=ADMINISTRATIVE_PROHIBITION,
     ),
     "tarpit": Behaviour("closed, every reply late", tarpit_after_errors=0, tarpit_seconds=4.0),
-    "reply-2500": Behaviour("2500 to MAIL and RCPT", raw_replies=(("MAIL", b"2500 ok\r\n"), ("RCPT", b"2500 ok\r\n"))),
+    "reply-2500": Behaviour(
+        "2500 to MAIL and RCPT", raw_replies=(("MAIL", b"2500 ok\r\n"), ("RCPT", b"2500 ok\r\n"))
+    ),
     "reply-999": Behaviour("999 to RCPT", raw_replies=(("RCPT", b"999 ok\r\n"),)),
     "reply-abc": Behaviour("no code at all to RCPT", raw_replies=(("RCPT", b"abc hello\r\n"),)),
     "reply-mixed": Behaviour(
@@ -207,18 +209,25 @@ BEHAVIOURS: dict[str, Behaviour] = {
         starttls=True,
         raw_replies=(
             ("greeting", b"220 " + HOSTNAME.encode() + b" ESMTP " + HOSTILE_TEXT + b"\r\n"),
-            ("EHLO", b"250-" + HOSTNAME.encode() + b" " + HOSTILE_TEXT + b"\r\n250-PIPELINING\r\n"
-                     b"250-STARTTLS\r\n250 8BITMIME\r\n"),
+            (
+                "EHLO",
+                b"250-" + HOSTNAME.encode() + b" " + HOSTILE_TEXT + b"\r\n250-PIPELINING\r\n"
+                b"250-STARTTLS\r\n250 8BITMIME\r\n",
+            ),
             ("STARTTLS", b"454 4.7.0 TLS not available: " + HOSTILE_TEXT + b"\r\n"),
         ),
     ),
     # Services that are no SMTP server at all, on a port someone registered: their first words only.
     "ssh": Behaviour("an SSH server", raw_replies=(("greeting", SSH_GREETING),)),
     "imap": Behaviour("an IMAP server", raw_replies=(("greeting", IMAP_GREETING),)),
-    "hostile-certificate": Behaviour("closed, STARTTLS with hostile names in the certificate",
-                                     starttls=True, certificate="hostile-names"),
-    "malformed-certificate": Behaviour("closed, STARTTLS with a certificate cryptography refuses",
-                                       starttls=True, certificate="malformed-extension"),
+    "hostile-certificate": Behaviour(
+        "closed, STARTTLS with hostile names in the certificate", starttls=True, certificate="hostile-names"
+    ),
+    "malformed-certificate": Behaviour(
+        "closed, STARTTLS with a certificate cryptography refuses",
+        starttls=True,
+        certificate="malformed-extension",
+    ),
 }
 
 
@@ -595,8 +604,14 @@ class FakeSMTPServer:
         self.forged.append(token[0])
         host, port = self.behaviour.forge_to
         message = f"Message-ID: <forged-{token[0]}>\r\nSubject: not relayed\r\n\r\nforged\r\n"
-        await aiosmtplib.send(message, sender="forger@dept.example.edu", recipients=[token[0]],
-                              hostname=host, port=port, timeout=10)
+        await aiosmtplib.send(
+            message,
+            sender="forger@dept.example.edu",
+            recipients=[token[0]],
+            hostname=host,
+            port=port,
+            timeout=10,
+        )
 
     def __enter__(self) -> FakeSMTPServer:
         self.start()

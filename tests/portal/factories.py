@@ -14,7 +14,9 @@ PASSWORD = "a long test password 42"
 
 
 def make_user(username: str, *, staff: bool = False) -> User:
-    return User.objects.create_user(username, email=f"{username}@example.edu", password=PASSWORD, is_staff=staff)
+    return User.objects.create_user(
+        username, email=f"{username}@example.edu", password=PASSWORD, is_staff=staff
+    )
 
 
 def make_department(name: str, *members: User) -> Department:
@@ -83,8 +85,12 @@ def report(verdict: str = "secure", hosts=(), checks=(), **fields) -> dict:
         "duration_s": 60.0,
         "verdict": verdict,
         "summary": "",
-        "probe": {"source_address": "198.51.100.7", "helo": "relaytest.invalid",
-                  "inside_internal_networks": False, "canary_domain": "canary.example.net"},
+        "probe": {
+            "source_address": "198.51.100.7",
+            "helo": "relaytest.invalid",
+            "inside_internal_networks": False,
+            "canary_domain": "canary.example.net",
+        },
         "hosts": list(hosts),
         "checks": list(checks),
         **fields,
@@ -112,14 +118,28 @@ def accepted_report(also_awaited: str = "") -> dict:
 
 
 def awaited_vector(vector_id: str, token: str) -> dict:
-    return {**vector(vector_id, "accepted", delivered=False), "token": token, "data_code": 250,
-            "sent_at": "2026-11-27T10:00:30+00:00"}
+    return {
+        **vector(vector_id, "accepted", delivered=False),
+        "token": token,
+        "data_code": 250,
+        "sent_at": "2026-11-27T10:00:30+00:00",
+    }
 
 
-def delivery_of(run: TestRun, token: str = TOKEN, vector_id: str = "plain", message_key: str = "") -> Delivery:
+def delivery_of(
+    run: TestRun, token: str = TOKEN, vector_id: str = "plain", message_key: str = ""
+) -> Delivery:
     """An arrival of `token`, in the message `message_key` (default: the probe's own, <token@domain>)."""
     address = f"{token}@canary.example.net"
-    return Delivery(token=token, run_id=run.probe_run_id, host_tag=HOST_TAG, vector_id=vector_id,
-                    received_at=datetime(2026, 11, 27, 10, 0, 31, tzinfo=UTC), peer_address="192.0.2.25",
-                    received_chain=CHAIN, mail_from="b-x@canary.example.net", rcpt_tos=(address,),
-                    message_key=message_key or f"<{address}>")
+    return Delivery(
+        token=token,
+        run_id=run.probe_run_id,
+        host_tag=HOST_TAG,
+        vector_id=vector_id,
+        received_at=datetime(2026, 11, 27, 10, 0, 31, tzinfo=UTC),
+        peer_address="192.0.2.25",
+        received_chain=CHAIN,
+        mail_from="b-x@canary.example.net",
+        rcpt_tos=(address,),
+        message_key=message_key or f"<{address}>",
+    )

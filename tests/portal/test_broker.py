@@ -60,7 +60,8 @@ def test_a_run_waits_while_another_run_holds_its_address(department, redis_broke
     the first ends."""
     with FakeSMTPServer("closed") as fake, celery_worker(RELAYTEST_BUSY_RETRY_DELAY="1") as worker:
         holder = queued_run(
-            loopback_server(department, "127.0.0.2", port=fake.port), status=Status.RUNNING,
+            loopback_server(department, "127.0.0.2", port=fake.port),
+            status=Status.RUNNING,
             addresses=["127.0.0.1"],
         )
         run = queued_run(loopback_server(department, port=fake.port, mail_domain=LOCAL_DOMAIN))

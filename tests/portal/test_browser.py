@@ -131,7 +131,9 @@ def test_a_selection_in_the_report_survives_a_minute_of_live_updates_and_unchang
     run = make_run(server, status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay",
                    finished_at=timezone.now(), report=accepted_report())  # fmt: skip
     polls = []
-    page.on("response", lambda response: polls.append(response.status) if "/status/" in response.url else None)
+    page.on(
+        "response", lambda response: polls.append(response.status) if "/status/" in response.url else None
+    )
     sign_in(page, live_server.url, member.get_username())
     page.goto(live_server.url + run.get_absolute_url())
     expect(page.locator(".status")).to_contain_text("Waiting for test messages until")

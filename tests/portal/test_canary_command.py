@@ -74,8 +74,11 @@ class RelayingServer(threading.Thread):
 @pytest.mark.django_db(transaction=True)
 def test_it_records_a_delivery_and_upgrades_the_run_until_it_is_stopped(canary_settings, server):
     run = factories.make_run(server, verdict="accepts_relay")
-    plain = {**factories.vector("plain", "accepted", delivered=False), "data_code": 250,
-             "token": make_token(SECRET, RECIPIENT, run.probe_run_id, HOST_TAG, "plain")}
+    plain = {
+        **factories.vector("plain", "accepted", delivered=False),
+        "data_code": 250,
+        "token": make_token(SECRET, RECIPIENT, run.probe_run_id, HOST_TAG, "plain"),
+    }
     host = factories.host(verdict="accepts_relay", vectors=[plain])
     run.report = factories.report("accepts_relay", hosts=[host])
     run.save()

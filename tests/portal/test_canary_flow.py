@@ -34,14 +34,21 @@ from tests.postfix import (
 )
 
 Status = TestRun.Status
-CHAIN = ["from relay.example.org (relay.example.org [192.0.2.80]) by canary-mx.example.edu with ESMTP",
-         "from probe.example (unknown [198.51.100.7]) by relay.example.org (Postfix) with ESMTP"]
+CHAIN = [
+    "from relay.example.org (relay.example.org [192.0.2.80]) by canary-mx.example.edu with ESMTP",
+    "from probe.example (unknown [198.51.100.7]) by relay.example.org (Postfix) with ESMTP",
+]
 ARRIVES_WITHIN = 60.0  # a bound for a local Postfix queue run, not a speed claim
 
 
 def delivered_vector(vector_id: str, *, late: bool = False, delay_s: float = 12.5) -> dict:
-    delivery = {"received_at": "2026-11-27T10:01:12+00:00", "peer_address": "192.0.2.80",
-                "received_chain": CHAIN, "late": late, "delay_s": delay_s}
+    delivery = {
+        "received_at": "2026-11-27T10:01:12+00:00",
+        "peer_address": "192.0.2.80",
+        "received_chain": CHAIN,
+        "late": late,
+        "delay_s": delay_s,
+    }
     return {**vector(vector_id, "accepted", delivered=True), "delivery": delivery}
 
 
@@ -64,16 +71,26 @@ def rows_of(page: str) -> dict[str, str]:
 
 @pytest.mark.django_db
 def test_each_vector_says_whether_its_test_message_was_delivered_how_fast_by_whom_and_how(member, server):
-    run = make_run(server, verdict="open_relay", report=delivery_report(
-        delivered_vector("plain"), vector("percent-hack", "accepted", delivered=False),
-        vector("bang-path", "rejected")))
+    run = make_run(
+        server,
+        verdict="open_relay",
+        report=delivery_report(
+            delivered_vector("plain"),
+            vector("percent-hack", "accepted", delivered=False),
+            vector("bang-path", "rejected"),
+        ),
+    )
 
     rows = rows_of(page_of(run, member))
 
     assert "Yes — relayed: the test message arrived" in rows["plain"]
     assert "after 12.5 s, delivered by 192.0.2.80" in rows["plain"]
-    chain = re.search(r'<details class="received-chain" id="received-1-plain">\s*<summary>Received chain '
-                      r'\(2 hops\)</summary>\s*<pre>(.*?)</pre>', rows["plain"], re.S)
+    chain = re.search(
+        r'<details class="received-chain" id="received-1-plain">\s*<summary>Received chain '
+        r"\(2 hops\)</summary>\s*<pre>(.*?)</pre>",
+        rows["plain"],
+        re.S,
+    )
     assert chain and chain[1].splitlines() == [f"Received: {hop}" for hop in CHAIN]
     assert "late" not in rows["plain"]
     assert "No: nothing arrived in the wait" in rows["percent-hack"]
@@ -88,8 +105,10 @@ def test_a_delivery_after_the_run_was_final_is_marked_late(member, server):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("verdict, says", [("open_relay", "Relayed and delivered"),
-                                           ("accepts_relay", "Accepted but not delivered")])
+@pytest.mark.parametrize(
+    "verdict, says",
+    [("open_relay", "Relayed and delivered"), ("accepts_relay", "Accepted but not delivered")],
+)
 def test_the_verdict_says_relayed_and_delivered_or_accepted_but_not_delivered(member, server, verdict, says):
     run = make_run(server, verdict=verdict, report=delivery_report(verdict=verdict))
 
@@ -105,14 +124,18 @@ def test_while_awaiting_delivery_the_page_says_until_when_and_keeps_polling(memb
     settings.RELAYTEST_CANARY_WAIT = 900
     probed = datetime(2026, 11, 27, 10, 1, tzinfo=UTC)
     waiting = delivery_report(vector("plain", "accepted", delivered=False), verdict="accepts_relay")
-    run = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=probed,
-                   report=waiting)
+    run = make_run(
+        server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=probed, report=waiting
+    )
 
     page = page_of(run, member)
 
-    assert re.search(r'Waiting for test messages until\s+<time class="waiting-until" '
-                     r'datetime="2026-11-27T10:16:00\+00:00">10:16 UTC</time>\s+\(<span class="minutes-left">0 min'
-                     r'</span> left\)', page)
+    assert re.search(
+        r'Waiting for test messages until\s+<time class="waiting-until" '
+        r'datetime="2026-11-27T10:16:00\+00:00">10:16 UTC</time>\s+\(<span class="minutes-left">0 min'
+        r"</span> left\)",
+        page,
+    )
     assert 'data-live="true"' in page
     assert "Not proven yet: waiting for it" in rows_of(page)["plain"]
     assert "Accepted but not delivered" not in page  # not "not delivered" before the wait is over
@@ -121,8 +144,13 @@ def test_while_awaiting_delivery_the_page_says_until_when_and_keeps_polling(memb
 
 @pytest.mark.django_db
 def test_a_delivery_during_the_wait_is_already_proof(member, server):
-    run = make_run(server, status=Status.AWAITING_DELIVERY, verdict="open_relay", finished_at=timezone.now(),
-                   report=delivery_report(delivered_vector("plain")))
+    run = make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="open_relay",
+        finished_at=timezone.now(),
+        report=delivery_report(delivered_vector("plain")),
+    )
 
     assert escape(DELIVERY_EXPLANATIONS["open_relay"]) in page_of(run, member)
 
@@ -133,10 +161,17 @@ def test_a_delivery_during_the_wait_is_already_proof(member, server):
 @pytest.mark.django_db
 def test_the_history_marks_a_run_upgraded_by_a_late_delivery(member, server):
     in_time = make_run(server, verdict="open_relay", report=delivery_report(delivered_vector("plain")))
-    upgraded = make_run(server, verdict="open_relay", upgraded_late=True, report=delivery_report(
-        delivered_vector("plain", late=True), delivered_vector("percent-hack", late=True)))
-    VerdictChange.objects.create(server=server, run=upgraded, old_verdict="accepts_relay",
-                                 new_verdict="open_relay")
+    upgraded = make_run(
+        server,
+        verdict="open_relay",
+        upgraded_late=True,
+        report=delivery_report(
+            delivered_vector("plain", late=True), delivered_vector("percent-hack", late=True)
+        ),
+    )
+    VerdictChange.objects.create(
+        server=server, run=upgraded, old_verdict="accepts_relay", new_verdict="open_relay"
+    )
 
     page = client_for(member).get(server.get_absolute_url()).content.decode()
 
@@ -172,22 +207,35 @@ def test_a_run_waits_is_finalised_then_a_late_delivery_upgrades_it(member, depar
     assert row.late
     assert (run.status, run.verdict, run.report["verdict"]) == (Status.DONE, "open_relay", "open_relay")
     assert [(c.old_verdict, c.new_verdict) for c in VerdictChange.objects.filter(run=run).order_by("pk")] == [
-        ("", "accepts_relay"), ("accepts_relay", "open_relay")]
+        ("", "accepts_relay"),
+        ("accepts_relay", "open_relay"),
+    ]
     page = page_of(run, member)
     assert '<span class="late">late</span>' in rows_of(page)["plain"]
     assert escape(DELIVERY_EXPLANATIONS["open_relay"]) in page
     history = client_for(member).get(server.get_absolute_url()).content.decode()
     assert history.count("upgraded by a late delivery") == 2  # the run's row and its verdict change
     server.refresh_from_db()
-    assert (server.latest_run, server.latest_verdict) == (run, "open_relay")  # the state follows, same transaction
+    assert (server.latest_run, server.latest_verdict) == (
+        run,
+        "open_relay",
+    )  # the state follows, same transaction
 
 
 def canary_arrival(token: str, run: TestRun) -> Delivery:
     fields = token_fields(token)
-    return Delivery(token=token, run_id=run.probe_run_id, host_tag=fields.host_tag, vector_id="plain",
-                    received_at=datetime.now(UTC), peer_address="127.0.0.1",
-                    received_chain=("from mx.dept.example.edu by canary-mx.example.edu",),
-                    mail_from="", rcpt_tos=(f"{token}@canary.relaytest.invalid",), message_key=f"<{token}>")
+    return Delivery(
+        token=token,
+        run_id=run.probe_run_id,
+        host_tag=fields.host_tag,
+        vector_id="plain",
+        received_at=datetime.now(UTC),
+        peer_address="127.0.0.1",
+        received_chain=("from mx.dept.example.edu by canary-mx.example.edu",),
+        mail_from="",
+        rcpt_tos=(f"{token}@canary.relaytest.invalid",),
+        message_key=f"<{token}>",
+    )
 
 
 @pytest.mark.postfix
@@ -197,10 +245,18 @@ async def test_an_open_postfix_relays_to_the_portals_receiver_and_the_run_is_pro
     settings.RELAYTEST_CANARY_DOMAIN = "canary.test"
     settings.RELAYTEST_SOURCE_ADDRESS = PROBE_SOURCE
     record = sync_to_async(record_message)
-    async with CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET, record,
-                              host=RECEIVER_ADDRESS, port=0) as receiver:
-        with postfix_instance("open", canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
-                              canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
+    async with CanaryReceiver(
+        settings.RELAYTEST_CANARY_DOMAIN,
+        settings.RELAYTEST_CANARY_SECRET,
+        record,
+        host=RECEIVER_ADDRESS,
+        port=0,
+    ) as receiver:
+        with postfix_instance(
+            "open",
+            canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
+            canary_relay=(RECEIVER_ADDRESS, receiver.port),
+        ) as instance:
             server = await sync_to_async(loopback_server)(department, instance.address, port=instance.port)
             run = await sync_to_async(queued_run)(server)
             await asyncio.to_thread(run_suite.apply, (run.pk,))
@@ -223,7 +279,6 @@ async def until_done(run: TestRun) -> TestRun:
             await asyncio.sleep(0.2)
 
 
-
 @pytest.mark.postfix
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("redis_broker")
@@ -233,13 +288,29 @@ async def test_of_two_mx_hosts_only_the_open_one_is_proven_open(department, sett
     closed, relaying = INSTANCE_ADDRESSES["closed"], INSTANCE_ADDRESSES["open"]
     port = free_port_on_all(closed, relaying)
     record = sync_to_async(record_in_long_running_process)
-    async with CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET, record,
-                              host=RECEIVER_ADDRESS, port=0) as receiver:
-        with (postfix_instance("closed", port=port),
-              postfix_instance("open", canary_domain=settings.RELAYTEST_CANARY_DOMAIN, port=port,
-                               canary_relay=(RECEIVER_ADDRESS, receiver.port))):
-            server = await MailServer.objects.acreate(department=department, target="dept.example.edu", port=port,
-                                                      kind=MailServer.Kind.DOMAIN, addresses=[closed, relaying])
+    async with CanaryReceiver(
+        settings.RELAYTEST_CANARY_DOMAIN,
+        settings.RELAYTEST_CANARY_SECRET,
+        record,
+        host=RECEIVER_ADDRESS,
+        port=0,
+    ) as receiver:
+        with (
+            postfix_instance("closed", port=port),
+            postfix_instance(
+                "open",
+                canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
+                port=port,
+                canary_relay=(RECEIVER_ADDRESS, receiver.port),
+            ),
+        ):
+            server = await MailServer.objects.acreate(
+                department=department,
+                target="dept.example.edu",
+                port=port,
+                kind=MailServer.Kind.DOMAIN,
+                addresses=[closed, relaying],
+            )
             run = await sync_to_async(queued_run)(server)
             await asyncio.to_thread(run_suite.apply, (run.pk,))
             run = await until_done(run)

@@ -42,8 +42,13 @@ TIMEOUT = 60.0  # a bound for a stuck receiver, not a speed claim
 def portal_receiver() -> Iterator[CanaryReceiver]:
     """The receiver as `manage.py canary` runs it, on its own thread and event loop."""
     loop = asyncio.new_event_loop()
-    receiver = CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET,
-                              sync_to_async(record_in_long_running_process), host="127.0.0.1", port=0)
+    receiver = CanaryReceiver(
+        settings.RELAYTEST_CANARY_DOMAIN,
+        settings.RELAYTEST_CANARY_SECRET,
+        sync_to_async(record_in_long_running_process),
+        host="127.0.0.1",
+        port=0,
+    )
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(TIMEOUT)
@@ -58,16 +63,19 @@ def portal_receiver() -> Iterator[CanaryReceiver]:
 
 
 def canary_address(run: TestRun, vector_id: str, address: str = "192.0.2.25", port: int = 25) -> str:
-    token = make_token(settings.RELAYTEST_CANARY_SECRET, RECIPIENT, run.probe_run_id, host_tag(address, port),
-                       vector_id)
+    token = make_token(
+        settings.RELAYTEST_CANARY_SECRET, RECIPIENT, run.probe_run_id, host_tag(address, port), vector_id
+    )
     return f"{token}@{settings.RELAYTEST_CANARY_DOMAIN}"
 
 
-def deliver(receiver: CanaryReceiver, recipients: list[str], message: bytes,
-            source: str = "127.0.0.1") -> tuple[int, bytes]:
+def deliver(
+    receiver: CanaryReceiver, recipients: list[str], message: bytes, source: str = "127.0.0.1"
+) -> tuple[int, bytes]:
     """One message over SMTP from `source`; the reply to its end of data."""
-    with smtplib.SMTP(receiver.host, receiver.port, local_hostname="relay.test", timeout=TIMEOUT,
-                      source_address=(source, 0)) as smtp:
+    with smtplib.SMTP(
+        receiver.host, receiver.port, local_hostname="relay.test", timeout=TIMEOUT, source_address=(source, 0)
+    ) as smtp:
         smtp.ehlo()
         smtp.mail("")
         for recipient in recipients:
@@ -84,7 +92,9 @@ def run_that_took(server, vector_ids: list[str], **fields) -> TestRun:
     """A finished run whose host took a test message for each vector (none has arrived yet)."""
     run = factories.make_run(server, verdict="accepts_relay", **fields)
     vectors = [taken_vector(run, vector_id) for vector_id in vector_ids]
-    run.report = factories.report("accepts_relay", hosts=[factories.host(verdict="accepts_relay", vectors=vectors)])
+    run.report = factories.report(
+        "accepts_relay", hosts=[factories.host(verdict="accepts_relay", vectors=vectors)]
+    )
     run.save()
     return run
 
@@ -114,14 +124,22 @@ class ProgressWriter(threading.Thread):
 def test_fifty_messages_at_once_are_all_answered_250_and_recorded_while_a_run_writes_progress(server):
     vector_ids = [f"vector-{i}" for i in range(PARALLEL)]
     run = run_that_took(server, vector_ids)
-    running = factories.make_run(server, status=Status.RUNNING, report=factories.report(
-        "inconclusive", hosts=[factories.host(verdict="inconclusive", vectors=[factories.vector("plain", "rejected")])]))
+    running = factories.make_run(
+        server,
+        status=Status.RUNNING,
+        report=factories.report(
+            "inconclusive",
+            hosts=[factories.host(verdict="inconclusive", vectors=[factories.vector("plain", "rejected")])],
+        ),
+    )
     writer = ProgressWriter(running)
     sources = [f"127.0.1.{i + 1}" for i in range(PARALLEL)]  # fifty relays, one message each
 
     def relay(i: int) -> tuple[int, bytes]:
         address = canary_address(run, vector_ids[i])
-        message = test_message(address, run.probe_run_id, vector_ids[i], "Test", "http://localhost", "it@localhost")
+        message = test_message(
+            address, run.probe_run_id, vector_ids[i], "Test", "http://localhost", "it@localhost"
+        )
         return deliver(receiver, [address], message, source=sources[i])
 
     with portal_receiver() as receiver:
@@ -171,7 +189,9 @@ def test_a_message_whose_recording_fails_stores_nothing_and_asks_for_a_retry(ser
     message = b"Message-ID: <one@relay.test>\r\nSubject: two runs\r\n\r\nbody\r\n"
 
     with portal_receiver() as receiver:
-        code, _ = deliver(receiver, [canary_address(recorded, "plain"), canary_address(failing, "plain")], message)
+        code, _ = deliver(
+            receiver, [canary_address(recorded, "plain"), canary_address(failing, "plain")], message
+        )
 
     assert code == 451
     assert CanaryDelivery.objects.count() == 0
@@ -180,7 +200,9 @@ def test_a_message_whose_recording_fails_stores_nothing_and_asks_for_a_retry(ser
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("redis_broker")
-def test_a_delivery_forged_by_a_closed_server_leaves_its_run_secure_and_shows_as_unexpected(member, department):
+def test_a_delivery_forged_by_a_closed_server_leaves_its_run_secure_and_shows_as_unexpected(
+    member, department
+):
     with portal_receiver() as receiver:
         forger = replace(BEHAVIOURS["closed"], forge_to=(receiver.host, receiver.port))
         with FakeSMTPServer(forger) as fake:
@@ -196,7 +218,10 @@ def test_a_delivery_forged_by_a_closed_server_leaves_its_run_secure_and_shows_as
     assert [(c.old_verdict, c.new_verdict) for c in VerdictChange.objects.filter(run=run)] == [("", "secure")]
     [unexpected] = run.report["unexpected_deliveries"]
     assert (unexpected["token"], unexpected["peer_address"], unexpected["host"]) == (
-        forged.partition("@")[0], "127.0.0.1", "127.0.0.1")
+        forged.partition("@")[0],
+        "127.0.0.1",
+        "127.0.0.1",
+    )
     page = client_for(member).get(run.get_absolute_url()).content.decode()
     assert "Unexpected deliveries" in page
     assert forged.partition("@")[0] in page

@@ -1,19 +1,26 @@
-""""Since last run": compare_reports is a pure function of two report dicts (no database)."""
+""" "Since last run": compare_reports is a pure function of two report dicts (no database)."""
 
 from relaytests.compare import Change, compare_reports
 from tests.portal.factories import check, host, report, vector
 
 
 def test_a_fixed_vector_is_listed_as_now_rejected_and_an_open_one_as_still_accepted():
-    before = report("open_relay", hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "accepted")])])
-    after = report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])])
+    before = report(
+        "open_relay", hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "accepted")])]
+    )
+    after = report(
+        "accepts_relay",
+        hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])],
+    )
 
     comparison = compare_reports(before, after)
 
     assert [c.text for c in comparison.changed] == ["percent-host: now rejected (was accepted)"]
     assert [c.text for c in comparison.still_problems] == ["plain: still accepted"]
     assert (comparison.verdict_was, comparison.verdict_now, comparison.verdict_changed) == (
-        "open_relay", "accepts_relay", True,
+        "open_relay",
+        "accepts_relay",
+        True,
     )
 
 
@@ -40,14 +47,25 @@ def test_vectors_new_in_this_run_and_those_no_longer_tested_are_named():
 
     changed = compare_reports(before, after).changed
 
-    assert [c.text for c in changed] == ["plain: new, rejected", "bang-path: not tested this time (was rejected)"]
+    assert [c.text for c in changed] == [
+        "plain: new, rejected",
+        "bang-path: not tested this time (was rejected)",
+    ]
 
 
 def test_hosts_are_matched_by_address_and_port_and_changes_name_their_host():
-    before = report(hosts=[host("192.0.2.1", vectors=[vector("plain", "accepted")]),
-                           host("2001:db8::1", vectors=[vector("plain", "rejected")])])
-    after = report(hosts=[host("2001:db8::1", vectors=[vector("plain", "accepted")]),
-                          host("192.0.2.1", vectors=[vector("plain", "rejected")])])
+    before = report(
+        hosts=[
+            host("192.0.2.1", vectors=[vector("plain", "accepted")]),
+            host("2001:db8::1", vectors=[vector("plain", "rejected")]),
+        ]
+    )
+    after = report(
+        hosts=[
+            host("2001:db8::1", vectors=[vector("plain", "accepted")]),
+            host("192.0.2.1", vectors=[vector("plain", "rejected")]),
+        ]
+    )
 
     changed = compare_reports(before, after).changed
 
@@ -58,12 +76,18 @@ def test_hosts_are_matched_by_address_and_port_and_changes_name_their_host():
 
 
 def test_checks_of_the_target_and_of_hosts_are_compared_and_failing_ones_stay_listed():
-    before = report(checks=[check("spf", "warn")], hosts=[host(checks=[check("dnsbl-zen", "fail"), check("ptr", "pass")])])
-    after = report(checks=[check("spf", "warn")], hosts=[host(checks=[check("dnsbl-zen", "pass"), check("ptr", "pass")])])
+    before = report(
+        checks=[check("spf", "warn")], hosts=[host(checks=[check("dnsbl-zen", "fail"), check("ptr", "pass")])]
+    )
+    after = report(
+        checks=[check("spf", "warn")], hosts=[host(checks=[check("dnsbl-zen", "pass"), check("ptr", "pass")])]
+    )
 
     comparison = compare_reports(before, after)
 
-    assert [(c.host, c.text) for c in comparison.changed] == [("192.0.2.25:25", "dnsbl-zen: now pass (was fail)")]
+    assert [(c.host, c.text) for c in comparison.changed] == [
+        ("192.0.2.25:25", "dnsbl-zen: now pass (was fail)")
+    ]
     assert [(c.host, c.text) for c in comparison.still_problems] == [("", "spf: still warn")]
     assert comparison.unchanged_count == 1
 

@@ -16,13 +16,19 @@ from tests.portal.factories import CHAIN, OTHER_TOKEN, TOKEN, accepted_report, d
 pytestmark = pytest.mark.django_db
 
 Status = TestRun.Status
+
+
 def plain_vector(run: TestRun) -> dict:
     return run.report["hosts"][0]["vectors"][0]
 
 
 def test_a_delivery_during_the_wait_marks_the_vector_delivered_at_once(server):
-    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                             report=accepted_report(also_awaited=OTHER_TOKEN))
+    run = factories.make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(also_awaited=OTHER_TOKEN),
+    )
 
     [row] = record_message([delivery_of(run)])
 
@@ -42,8 +48,12 @@ def test_a_delivery_during_the_wait_marks_the_vector_delivered_at_once(server):
 
 def test_the_last_awaited_delivery_finalises_the_run_without_waiting_on(server):
     factories.make_run(server, verdict="secure", report=factories.report("secure"))
-    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                             report=accepted_report(also_awaited=OTHER_TOKEN))
+    run = factories.make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(also_awaited=OTHER_TOKEN),
+    )
 
     record_message([delivery_of(run)])
     record_message([delivery_of(run, OTHER_TOKEN, "percent-hack")])
@@ -58,8 +68,12 @@ def test_the_last_awaited_delivery_finalises_the_run_without_waiting_on(server):
 
 def test_the_finaliser_settles_what_arrived_and_ends_the_run_once(server):
     factories.make_run(server, verdict="secure", report=factories.report("secure"))
-    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                             report=accepted_report(also_awaited=OTHER_TOKEN))
+    run = factories.make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(also_awaited=OTHER_TOKEN),
+    )
     record_message([delivery_of(run)])
 
     assert finalise(run.pk)
@@ -117,7 +131,9 @@ def test_the_rows_of_one_message_are_unique_in_the_database_too(server):
     row = CanaryDelivery.objects.get()
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        CanaryDelivery.objects.create(run=run, token=row.token, message_key=row.message_key, vector_id="plain")
+        CanaryDelivery.objects.create(
+            run=run, token=row.token, message_key=row.message_key, vector_id="plain"
+        )
 
 
 def test_a_forged_delivery_for_a_refused_vector_proves_nothing_even_late(server):
@@ -135,14 +151,22 @@ def test_a_forged_delivery_for_a_refused_vector_proves_nothing_even_late(server)
     assert VerdictChange.objects.count() == 0
     [unexpected] = run.report["unexpected_deliveries"]
     assert (unexpected["token"], unexpected["host"], unexpected["port"], unexpected["late"]) == (
-        TOKEN, "192.0.2.25", 25, True)
+        TOKEN,
+        "192.0.2.25",
+        25,
+        True,
+    )
     assert unexpected["why"].startswith("the server refused this vector (554 5.7.1 Relay access denied)")
     assert (unexpected["peer_address"], unexpected["received_chain"]) == ("192.0.2.25", list(CHAIN))
 
 
 def test_a_delivery_for_another_host_of_the_run_proves_nothing_for_this_one(server):
-    run = factories.make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                             report=accepted_report(also_awaited=OTHER_TOKEN))
+    run = factories.make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(also_awaited=OTHER_TOKEN),
+    )
     elsewhere = TOKEN.replace(factories.HOST_TAG, host_tag("192.0.2.26", 25))
 
     record_message([delivery_of(run, elsewhere)])
@@ -165,8 +189,12 @@ def test_a_delivery_while_the_worker_writes_the_report_is_kept_for_its_finish(se
     assert row.late is False
     assert run.report == snapshot  # the worker owns the report until it is final
     assert recorded_arrivals(run) == {
-        TOKEN: {"received_at": row.received_at.isoformat(timespec="milliseconds"),
-                "peer_address": "192.0.2.25", "received_chain": list(CHAIN), "late": False}
+        TOKEN: {
+            "received_at": row.received_at.isoformat(timespec="milliseconds"),
+            "peer_address": "192.0.2.25",
+            "received_chain": list(CHAIN),
+            "late": False,
+        }
     }
 
 

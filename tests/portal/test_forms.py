@@ -43,7 +43,12 @@ def test_an_address_in_a_scope_network_is_registered_with_that_address(departmen
     assert form.is_valid(), form.errors
     server = form.save(member)
 
-    assert (server.target, server.kind, server.port, server.addresses) == ("127.0.0.5", "ip", 25, ["127.0.0.5"])
+    assert (server.target, server.kind, server.port, server.addresses) == (
+        "127.0.0.5",
+        "ip",
+        25,
+        ["127.0.0.5"],
+    )
     assert (server.department, server.created_by) == (department, member)
 
 
@@ -57,13 +62,19 @@ def test_a_host_name_is_stored_in_its_idna_form_with_the_addresses_it_resolved_t
     assert (server.addresses, server.mail_domain) == (["127.0.0.26"], "physics.example.edu")
 
 
-def test_a_mail_domain_is_registered_with_its_mx_hosts_addresses_and_as_its_own_mail_domain(department, member):
+def test_a_mail_domain_is_registered_with_its_mx_hosts_addresses_and_as_its_own_mail_domain(
+    department, member
+):
     form = form_for(department, target="physics.example.edu", what="domain")
 
     assert form.is_valid(), form.errors
     server = form.save(member)
 
-    assert (server.kind, server.addresses, server.mail_domain) == ("domain", ["127.0.0.25"], "physics.example.edu")
+    assert (server.kind, server.addresses, server.mail_domain) == (
+        "domain",
+        ["127.0.0.25"],
+        "physics.example.edu",
+    )
 
 
 @pytest.mark.parametrize(

@@ -249,7 +249,9 @@ async def test_a_fake_sendmail_8_8_relaying_through_the_percent_hack_gets_the_se
 def test_a_server_registered_by_address_gets_the_name_its_greeting_gives_in_the_snippets(department):
     server = factories.make_server(department, "127.0.0.1", kind="ip", addresses=["127.0.0.1"])
     report = report_for("postfix", ["plain"], name="")
-    report["hosts"][0].update(address="127.0.0.1", banner="220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)")
+    report["hosts"][0].update(
+        address="127.0.0.1", banner="220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"
+    )
 
     snippet = guidance_for(report, 0, server=server).steps[0].snippet
 
@@ -257,7 +259,9 @@ def test_a_server_registered_by_address_gets_the_name_its_greeting_gives_in_the_
     assert "127.0.0.1" not in snippet.split("mynetworks")[0]
 
 
-@pytest.mark.parametrize("banner", ["220 127.0.0.1 ESMTP", "220 ESMTP ready", "", "421 mx.dept.example.edu busy"])
+@pytest.mark.parametrize(
+    "banner", ["220 127.0.0.1 ESMTP", "220 ESMTP ready", "", "421 mx.dept.example.edu busy"]
+)
 def test_a_greeting_that_names_no_host_gives_no_name(banner):
     assert greeting_name(banner) == ""
 
@@ -267,17 +271,27 @@ def test_the_causes_are_grouped_one_entry_per_weakness_with_the_vectors_it_expla
     guidance = guidance_for(report_for("postfix", ["plain", *sender, "percent-host"]), 0)
 
     assert [(c.kind, [v.id for v in c.vectors]) for c in guidance.causes] == [
-        ("open", ["plain"]), ("sender", sender), ("percent", ["percent-host"])
+        ("open", ["plain"]),
+        ("sender", sender),
+        ("percent", ["percent-host"]),
     ]
     assert "check_sender_access" in guidance.causes[1].why
 
 
 def test_an_inconclusive_host_is_told_what_to_do_next_by_the_reason():
     report = report_for("postfix")
-    report["hosts"][0].update(verdict="inconclusive", vectors=[
-        {"id": "plain", "outcome": "deferred", "reason": "greylisted", "evidence": "canary-final"},
-        {"id": "spoof-domain", "outcome": "rejected", "reason": "relay_denied", "evidence": "canary-final"},
-    ])
+    report["hosts"][0].update(
+        verdict="inconclusive",
+        vectors=[
+            {"id": "plain", "outcome": "deferred", "reason": "greylisted", "evidence": "canary-final"},
+            {
+                "id": "spoof-domain",
+                "outcome": "rejected",
+                "reason": "relay_denied",
+                "evidence": "canary-final",
+            },
+        ],
+    )
 
     (step,) = guidance_for(report, 0).next_steps
 

@@ -42,7 +42,9 @@ def test_an_active_run_can_end_and_then_another_can_start(server):
 
 def test_the_same_target_port_and_kind_is_registered_once(server, department):
     with pytest.raises(IntegrityError), transaction.atomic():
-        MailServer.objects.create(department=department, target=server.target, port=server.port, kind=server.kind)
+        MailServer.objects.create(
+            department=department, target=server.target, port=server.port, kind=server.kind
+        )
 
 
 @pytest.mark.parametrize("status, active", [(s, s in ("queued", "running")) for s in Status.values])
@@ -73,7 +75,10 @@ def test_a_verdict_change_is_recorded_against_the_previous_run_with_a_verdict(se
     change = regressed.record_verdict_change()
 
     assert (change.old_verdict, change.new_verdict, change.run, change.server) == (
-        "secure", "open_relay", regressed, server,
+        "secure",
+        "open_relay",
+        regressed,
+        server,
     )
 
 

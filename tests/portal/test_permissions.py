@@ -55,14 +55,18 @@ def test_each_persona_gets_the_expected_answer(personas, objects, persona, name,
         assert new_run.started_by == personas[persona]
 
 
-@pytest.mark.parametrize("persona, status", [("anonymous", 302), ("outsider", 404), ("member", 200), ("staff", 200)])
+@pytest.mark.parametrize(
+    "persona, status", [("anonymous", 302), ("outsider", 404), ("member", 200), ("staff", 200)]
+)
 def test_a_department_page_is_for_its_members_and_staff(personas, department, persona, status):
     response = client_for(personas[persona]).get(reverse("relaytests:department", args=[department.slug]))
 
     assert response.status_code == status
 
 
-@pytest.mark.parametrize("persona, status", [("anonymous", 302), ("outsider", 404), ("member", 404), ("staff", 200)])
+@pytest.mark.parametrize(
+    "persona, status", [("anonymous", 302), ("outsider", 404), ("member", 404), ("staff", 200)]
+)
 def test_the_overview_of_every_department_is_for_central_it_only(personas, persona, status):
     assert client_for(personas[persona]).get(reverse("relaytests:overview")).status_code == status
 

@@ -120,7 +120,10 @@ def test_a_fix_reads_as_a_fix_when_the_first_run_settles_after_the_retest(depart
     history = [(c.run_id, c.old_verdict, c.new_verdict) for c in server.verdict_changes.all()]
     assert history == [(retest.pk, "accepts_relay", "secure"), (first.pk, "", "accepts_relay")]
     server.refresh_from_db()
-    assert (server.latest_verdict, server.latest_run) == ("secure", retest)  # the older run did not become current
+    assert (server.latest_verdict, server.latest_run) == (
+        "secure",
+        retest,
+    )  # the older run did not become current
     server_page = client_for(member).get(server.get_absolute_url()).content.decode()
     assert server_page.count("settled later") == 2  # the run's row and its verdict change
     now = server_page.split("<dt>Now</dt>")[1].split("</dd>")[0]
@@ -143,7 +146,8 @@ def test_a_late_upgrade_of_an_older_run_writes_no_change_against_the_newer_one(d
     older.refresh_from_db()
     assert older.settled_later
     assert [(c.run_id, c.new_verdict) for c in server.verdict_changes.all()] == [
-        (newer.pk, "secure"), (older.pk, "accepts_relay")
+        (newer.pk, "secure"),
+        (older.pk, "accepts_relay"),
     ]
 
 

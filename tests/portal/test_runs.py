@@ -86,7 +86,9 @@ def test_a_run_does_not_block_itself(server):
 def test_two_ports_of_one_address_do_not_wait_for_each_other(server):
     on_2703 = runs.claim(queued_run(loopback_server(server.department, port=2703)).pk)
     on_2704 = runs.claim(queued_run(loopback_server(server.department, port=2704)).pk)
-    same_port = queued_run(make_server(server.department, "mx.example.edu", port=2703, addresses=["127.0.0.1"]))
+    same_port = queued_run(
+        make_server(server.department, "mx.example.edu", port=2703, addresses=["127.0.0.1"])
+    )
 
     assert runs.busy_runs(on_2703) == runs.busy_runs(on_2704) == []
     assert runs.busy_runs(same_port) == [on_2703.pk]
@@ -238,13 +240,22 @@ def test_a_delivery_that_came_while_the_worker_probed_is_folded_in_at_finish(ser
     assert (run.status, run.verdict, run.report["verdict"]) == (Status.DONE, "open_relay", "open_relay")
     [plain, _] = run.report["hosts"][0]["vectors"]
     assert (plain["delivered"], plain["delivery"]["peer_address"], plain["delivery"]["late"]) == (
-        True, "192.0.2.25", False)
+        True,
+        "192.0.2.25",
+        False,
+    )
     assert VerdictChange.objects.get(run=run).new_verdict == "open_relay"
 
 
 def test_the_reaper_leaves_runs_awaiting_delivery_alone_however_old(server):
-    run = queued_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                     started_at=ago(9000), heartbeat_at=ago(9000), finished_at=ago(9000))
+    run = queued_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        started_at=ago(9000),
+        heartbeat_at=ago(9000),
+        finished_at=ago(9000),
+    )
 
     assert runs.reap_stale(STALE_AFTER, QUEUED_AFTER) == 0
 
@@ -255,9 +266,15 @@ def test_the_reaper_leaves_runs_awaiting_delivery_alone_however_old(server):
 def test_a_wait_is_overdue_once_its_finaliser_should_long_have_run(server):
     wait = 900
     overdue = queued_run(server, status=Status.AWAITING_DELIVERY, finished_at=ago(wait + STALE_AFTER + 60))
-    queued_run(loopback_server(server.department, "127.0.0.2"), status=Status.AWAITING_DELIVERY,
-               finished_at=ago(wait + 60))
-    queued_run(loopback_server(server.department, "127.0.0.3"), status=Status.DONE,
-               finished_at=ago(wait + STALE_AFTER + 60))
+    queued_run(
+        loopback_server(server.department, "127.0.0.2"),
+        status=Status.AWAITING_DELIVERY,
+        finished_at=ago(wait + 60),
+    )
+    queued_run(
+        loopback_server(server.department, "127.0.0.3"),
+        status=Status.DONE,
+        finished_at=ago(wait + STALE_AFTER + 60),
+    )
 
     assert runs.awaiting_past(wait, STALE_AFTER) == [overdue.pk]

@@ -86,7 +86,9 @@ def test_a_name_that_does_not_exist_says_so(dns):
 
 
 def test_a_private_address_behind_an_allowed_name_is_refused_unless_allowed(dns, settings):
-    with pytest.raises(scope.OutOfScope, match=r"intranet.physics.example.edu \(10.1.2.3\) is a private address"):
+    with pytest.raises(
+        scope.OutOfScope, match=r"intranet.physics.example.edu \(10.1.2.3\) is a private address"
+    ):
         scope.check("intranet.physics.example.edu", "host", 25)
 
     settings.RELAYTEST_ALLOW_PRIVATE = True
@@ -121,8 +123,12 @@ def test_loopback_is_refused_unless_a_scope_network_holds_it(dns, settings):
     assert scope.check("127.0.0.5", "ip", 25).addresses == ["127.0.0.5"]
 
 
-@pytest.mark.parametrize("address, words", [("224.0.0.5", "a multicast address"), ("0.0.0.0", "the unspecified address")])
-def test_addresses_that_are_no_host_are_never_tested_even_inside_a_scope_network(dns, settings, address, words):
+@pytest.mark.parametrize(
+    "address, words", [("224.0.0.5", "a multicast address"), ("0.0.0.0", "the unspecified address")]
+)
+def test_addresses_that_are_no_host_are_never_tested_even_inside_a_scope_network(
+    dns, settings, address, words
+):
     settings.RELAYTEST_SCOPE_NETWORKS = ["0.0.0.0/0"]
     settings.RELAYTEST_ALLOW_PRIVATE = True
     with pytest.raises(scope.OutOfScope, match=f"{address} is {words}"):
@@ -140,7 +146,9 @@ def test_a_portal_without_any_scope_refuses_everything_and_says_what_to_set(dns,
 
 def test_a_name_in_scope_resolving_outside_the_scope_networks_is_refused(dns, settings):
     settings.RELAYTEST_SCOPE_NETWORKS = ["130.59.0.0/16"]
-    with pytest.raises(scope.OutOfScope, match=r"\(8.8.8.8\) is outside the scope networks \(130.59.0.0/16\)"):
+    with pytest.raises(
+        scope.OutOfScope, match=r"\(8.8.8.8\) is outside the scope networks \(130.59.0.0/16\)"
+    ):
         scope.check("elsewhere.physics.example.edu", "host", 25)
 
 
@@ -175,7 +183,9 @@ def test_a_name_that_is_an_alias_of_a_name_outside_the_scope_domains_is_refused(
         ("mapped", "::ffff:10.0.0.1", "an IPv4-mapped address (::ffff:0:0/96) embedding 10.0.0.1"),
     ],
 )
-def test_an_ipv6_address_hiding_a_private_ipv4_address_is_refused_saying_how(dns, settings, name, address, how):
+def test_an_ipv6_address_hiding_a_private_ipv4_address_is_refused_saying_how(
+    dns, settings, name, address, how
+):
     settings.RELAYTEST_ALLOW_PRIVATE = True  # even then: an address in disguise is never tested
     target = f"{name}.physics.example.edu"
     why = f"{target} ({address}) is {how}, a private address"

@@ -127,7 +127,8 @@ def test_a_run_whose_address_stays_busy_gives_up_after_its_retries(department):
     """Eager retries run at once, so the busy address never frees: the bound is what is tested."""
     with FakeSMTPServer("closed") as fake:
         holder = queued_run(
-            loopback_server(department, "127.0.0.2", port=fake.port), status=Status.RUNNING,
+            loopback_server(department, "127.0.0.2", port=fake.port),
+            status=Status.RUNNING,
             addresses=["127.0.0.1"],
         )
         run = queued_run(server_for(department, fake))
@@ -179,7 +180,9 @@ def test_progress_is_written_at_most_once_a_period_and_the_last_snapshot_always(
             await recorder.on_progress(ProgressEvent("host_started", busy))
             await asyncio.sleep(0)  # the writer takes the first snapshot at once
             for number in range(40):
-                busy.vectors.append(VectorResult(f"v{number}", "h", "<a@b>", "<c@d>", "rejected", "relay_denied", 554))
+                busy.vectors.append(
+                    VectorResult(f"v{number}", "h", "<a@b>", "<c@d>", "rejected", "relay_denied", 554)
+                )
                 await recorder.on_progress(ProgressEvent("vector_done", busy, busy.vectors[-1]))
             await recorder.on_progress(ProgressEvent("host_done", busy))
 
@@ -203,10 +206,20 @@ def test_the_reaper_task_interrupts_what_a_dead_worker_left(department, settings
 
 def test_the_reaper_task_finalises_a_wait_whose_finaliser_was_lost(department, settings):
     settings.RELAYTEST_CANARY_WAIT, settings.RELAYTEST_STALE_AFTER = 60, 60
-    lost = queued_run(loopback_server(department), status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                      report=accepted_report(), finished_at=timezone.now() - timedelta(seconds=121))
-    due = queued_run(loopback_server(department, "127.0.0.2"), status=Status.AWAITING_DELIVERY,
-                     verdict="accepts_relay", report=accepted_report(), finished_at=timezone.now())
+    lost = queued_run(
+        loopback_server(department),
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(),
+        finished_at=timezone.now() - timedelta(seconds=121),
+    )
+    due = queued_run(
+        loopback_server(department, "127.0.0.2"),
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=accepted_report(),
+        finished_at=timezone.now(),
+    )
 
     reap_stale_runs.apply()
 

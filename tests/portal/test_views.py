@@ -51,7 +51,12 @@ def test_test_queues_a_run_of_the_servers_addresses_and_enqueues_it_on_commit(
 
     run = TestRun.objects.get()
     assert response["Location"] == run.get_absolute_url()
-    assert (run.status, run.trigger, run.started_by, run.addresses) == (Status.QUEUED, "manual", member, ["192.0.2.25"])
+    assert (run.status, run.trigger, run.started_by, run.addresses) == (
+        Status.QUEUED,
+        "manual",
+        member,
+        ["192.0.2.25"],
+    )
     assert len(run.probe_run_id) == 10
     assert len(enqueued) == 1
 
@@ -76,7 +81,9 @@ def test_a_server_with_a_run_queued_or_running_gets_no_second_run(member, server
     assert messages_of(response) == ["A test of this server is already queued or running; here it is."]
 
 
-def test_a_user_over_the_hourly_cap_is_refused_with_the_time_they_may_start_again(member, department, server, settings):
+def test_a_user_over_the_hourly_cap_is_refused_with_the_time_they_may_start_again(
+    member, department, server, settings
+):
     settings.RELAYTEST_RUNS_PER_HOUR = 2
     other = make_server(department, target="mx2.physics.example.edu")
     make_run(other, started_by=member)
@@ -87,7 +94,9 @@ def test_a_user_over_the_hourly_cap_is_refused_with_the_time_they_may_start_agai
     assert server.runs.count() == 0
     assert response.redirect_chain == [(server.get_absolute_url(), 302)]
     [message] = messages_of(response)
-    assert message.startswith("You have started 2 tests in the last hour, the most allowed. You can start the next one at ")
+    assert message.startswith(
+        "You have started 2 tests in the last hour, the most allowed. You can start the next one at "
+    )
 
 
 def test_runs_older_than_an_hour_and_other_users_runs_do_not_count_against_the_cap(
@@ -121,12 +130,16 @@ def test_registering_a_server_takes_the_member_to_its_page(member, department, s
 def test_registering_a_mail_domain_through_the_page_uses_its_mx_hosts(member, department, settings):
     settings.RELAYTEST_SCOPE_DOMAINS = ["example.edu"]
     data = {"department": department.pk, "what": "domain", "target": "physics.example.edu", "mail_domain": ""}
-    with ZoneServer("physics.example.edu. MX 10 mx.physics.example.edu.\nmx.physics.example.edu. A 130.59.1.25") as dns:
+    with ZoneServer(
+        "physics.example.edu. MX 10 mx.physics.example.edu.\nmx.physics.example.edu. A 130.59.1.25"
+    ) as dns:
         settings.RELAYTEST_RESOLVER = dns.address
         response = client_for(member).post(reverse("relaytests:register"), data, follow=True)
 
     assert MailServer.objects.values_list("target", "kind", "addresses").get() == (
-        "physics.example.edu", "domain", ["130.59.1.25"],
+        "physics.example.edu",
+        "domain",
+        ["130.59.1.25"],
     )
     assert messages_of(response) == [
         "physics.example.edu is registered; its mail hosts mx.physics.example.edu are tested. Press Test to test them."
@@ -177,7 +190,9 @@ def test_central_it_sees_open_relays_and_blocklisted_servers_first_with_counts(s
     rows = {
         "secure.example.edu": report("secure"),
         "open.example.edu": report("open_relay"),
-        "listed.example.edu": report("secure", hosts=[host(checks=[check("dnsbl-zen.spamhaus.org", "fail")])]),
+        "listed.example.edu": report(
+            "secure", hosts=[host(checks=[check("dnsbl-zen.spamhaus.org", "fail")])]
+        ),
         "unsure.example.edu": report("inconclusive"),
     }
     for target, data in rows.items():
@@ -190,8 +205,14 @@ def test_central_it_sees_open_relays_and_blocklisted_servers_first_with_counts(s
     assert order[:2] == ["listed.example.edu", "open.example.edu"]
     assert order[-1] == "secure.example.edu"
     counts = {css: number for css, _, number in response.context["counts"]}
-    assert counts == {"open_relay": 1, "accepts_relay": 0, "inconclusive": 1, "secure": 2, "untested": 1,
-                      "blocklisted": 1}
+    assert counts == {
+        "open_relay": 1,
+        "accepts_relay": 0,
+        "inconclusive": 1,
+        "secure": 2,
+        "untested": 1,
+        "blocklisted": 1,
+    }
     assert '<span class="verdict verdict-blocklisted">On a blocklist</span>' in response.content.decode()
 
 
@@ -203,7 +224,10 @@ def test_the_overview_counts_filter_the_table_and_are_neutral_at_zero(staff, dep
     page = client.get(reverse("relaytests:overview")).content.decode()
     only_open = client.get(reverse("relaytests:overview"), {"verdict": "open_relay"})
 
-    assert '<a class="verdict verdict-open_relay" href="?verdict=open_relay"><strong>1</strong> Open relay</a>' in page
+    assert (
+        '<a class="verdict verdict-open_relay" href="?verdict=open_relay"><strong>1</strong> Open relay</a>'
+        in page
+    )
     assert '<a class="zero" href="?verdict=accepts_relay"><strong>0</strong> Accepts relay</a>' in page
     assert [row.target for row in only_open.context["rows"]] == ["open.example.edu"]
     assert 'aria-current="true"' in only_open.content.decode()
@@ -217,18 +241,28 @@ def open_relay_run(server):
     hostile = "220 <script>alert('x')</script> ESMTP"
     data = report(
         "open_relay",
-        hosts=[host(verdict="open_relay", banner=hostile,
-                    vectors=[vector("plain", "accepted", delivered=True), vector("percent-host", "rejected")],
-                    transcript=[{"dir": "S", "line": hostile, "t": 0.01}, {"dir": "C", "line": "EHLO relaytest.invalid", "t": 0.02}])],
+        hosts=[
+            host(
+                verdict="open_relay",
+                banner=hostile,
+                vectors=[vector("plain", "accepted", delivered=True), vector("percent-host", "rejected")],
+                transcript=[
+                    {"dir": "S", "line": hostile, "t": 0.01},
+                    {"dir": "C", "line": "EHLO relaytest.invalid", "t": 0.02},
+                ],
+            )
+        ],
     )
     start = timezone.now() - timedelta(seconds=95)
-    return make_run(server, verdict="open_relay", report=data, started_at=start, finished_at=start + timedelta(seconds=95))
+    return make_run(
+        server, verdict="open_relay", report=data, started_at=start, finished_at=start + timedelta(seconds=95)
+    )
 
 
 def test_the_run_page_says_the_verdict_first_in_words_and_colour(member, open_relay_run):
     page = client_for(member).get(open_relay_run.get_absolute_url()).content.decode()
 
-    body = page[page.index('<div class="run-body"'):]
+    body = page[page.index('<div class="run-body"') :]
     assert body.index('<section class="verdict-banner verdict-open_relay"') < body.index('class="host"')
     assert '<h2 id="verdict-heading">Open relay</h2>' in page
     assert "1 min 35 s" in page
@@ -237,17 +271,29 @@ def test_the_run_page_says_the_verdict_first_in_words_and_colour(member, open_re
 def test_the_report_reads_verdict_then_what_to_do_then_checks_then_the_evidence_folded(member, server):
     """Issue 10: the fix comes right after the verdict; the vector table and the dialogue are folded."""
     sender_vectors = ["spoof-domain", "spoof-host", "spoof-iplit", "spoof-postmaster"]
-    accepting = host(verdict="accepts_relay", checks=[check("starttls", "warn")],
-                     vectors=[vector(v, "accepted") for v in sender_vectors] + [vector("plain", "rejected")],
-                     transcript=[{"dir": "S", "line": "220 mail.physics.example.edu ESMTP Postfix", "t": 0.0}])
+    accepting = host(
+        verdict="accepts_relay",
+        checks=[check("starttls", "warn")],
+        vectors=[vector(v, "accepted") for v in sender_vectors] + [vector("plain", "rejected")],
+        transcript=[{"dir": "S", "line": "220 mail.physics.example.edu ESMTP Postfix", "t": 0.0}],
+    )
     summary = "Accepts relaying: the server took mail for an outside recipient."  # the verdict in other words
-    run = make_run(server, verdict="accepts_relay", report=report("accepts_relay", hosts=[accepting], summary=summary))
+    run = make_run(
+        server, verdict="accepts_relay", report=report("accepts_relay", hosts=[accepting], summary=summary)
+    )
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
     assert summary not in page  # the verdict is said once, in one sentence
-    order = ['class="verdict-banner', 'id="what-to-do"', "data-fix-step", 'id="checks-heading"', 'id="evidence"',
-             '<details class="vectors"', '<details class="transcript"']
+    order = [
+        'class="verdict-banner',
+        'id="what-to-do"',
+        "data-fix-step",
+        'id="checks-heading"',
+        'id="evidence"',
+        '<details class="vectors"',
+        '<details class="transcript"',
+    ]
     assert [page.index(marker) for marker in order] == sorted(page.index(marker) for marker in order)
     causes = re.findall(r'<li class="cause">(.*?)</li>', page, re.S)
     assert len(causes) == 1  # one entry for the cause, naming its four vectors, not one per vector
@@ -281,11 +327,16 @@ def test_the_report_shows_each_vector_sent_the_reply_and_the_dialogue_collapsed(
     assert "<code>RCPT TO:&lt;plain@canary.example.net&gt;</code>" in page
     assert "<code>554 5.7.1 Relay access denied</code>" in page
     assert "relayed: the test message arrived" in page
-    assert re.search(r'<details class="transcript" id="transcript-1">\s*<summary>The full SMTP dialogue \(2 lines\)', page)
+    assert re.search(
+        r'<details class="transcript" id="transcript-1">\s*<summary>The full SMTP dialogue \(2 lines\)', page
+    )
 
 
 def test_since_last_run_lists_what_changed(member, server, open_relay_run):
-    later = report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])])
+    later = report(
+        "accepts_relay",
+        hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])],
+    )
     latest = make_run(server, verdict="accepts_relay", report=later)
 
     page = client_for(member).get(latest.get_absolute_url()).content.decode()
@@ -297,14 +348,23 @@ def test_since_last_run_lists_what_changed(member, server, open_relay_run):
 
 def test_a_long_list_of_changes_since_last_run_is_folded_so_what_to_do_stays_near_the_top(member, server):
     ids = ["plain", "null-sender", "spoof-domain", "spoof-host", "spoof-iplit", "percent-host"]
-    make_run(server, verdict="accepts_relay",
-             report=report("accepts_relay", hosts=[host(vectors=[vector(v, "accepted") for v in ids])]))
-    fixed = make_run(server, verdict="secure",
-                     report=report("secure", hosts=[host(vectors=[vector(v, "rejected") for v in ids])]))
+    make_run(
+        server,
+        verdict="accepts_relay",
+        report=report("accepts_relay", hosts=[host(vectors=[vector(v, "accepted") for v in ids])]),
+    )
+    fixed = make_run(
+        server,
+        verdict="secure",
+        report=report("secure", hosts=[host(vectors=[vector(v, "rejected") for v in ids])]),
+    )
 
     page = client_for(member).get(fixed.get_absolute_url()).content.decode()
 
-    assert '<details class="changes" id="changes"><summary>6 results changed or still a problem</summary>' in page
+    assert (
+        '<details class="changes" id="changes"><summary>6 results changed or still a problem</summary>'
+        in page
+    )
     assert page.index('<details class="changes"') < page.index('id="what-to-do"')
 
 
@@ -314,7 +374,10 @@ def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
     outside = make_run(server, verdict="secure", report=report("secure"))
     warned = make_run(server, verdict="open_relay", report=inside)
 
-    assert "inside the university's own networks" not in client_for(member).get(outside.get_absolute_url()).content.decode()
+    assert (
+        "inside the university's own networks"
+        not in client_for(member).get(outside.get_absolute_url()).content.decode()
+    )
     page = client_for(member).get(warned.get_absolute_url()).content.decode()
     assert "The probe ran from 10.20.0.5, inside the university's own networks." in page
 
@@ -333,9 +396,15 @@ def test_an_active_run_shows_its_progress_so_far_and_refreshes_without_javascrip
 
 
 def test_a_run_awaiting_canary_deliveries_shows_its_verdict_and_keeps_updating(member, server):
-    make_run(server, verdict="secure", report=report("secure", hosts=[host(vectors=[vector("plain", "rejected")])]))
-    waiting = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay",
-                       report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]))
+    make_run(
+        server, verdict="secure", report=report("secure", hosts=[host(vectors=[vector("plain", "rejected")])])
+    )
+    waiting = make_run(
+        server,
+        status=Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]),
+    )
 
     page = client_for(member).get(waiting.get_absolute_url()).content.decode()
 
@@ -343,7 +412,9 @@ def test_a_run_awaiting_canary_deliveries_shows_its_verdict_and_keeps_updating(m
     assert "plain: now accepted (was rejected)" in page
     assert 'data-live="true"' in page and 'http-equiv="refresh"' in page
     assert "Waiting for canary deliveries" in page and "Not proven yet" in page
-    assert "within the wait" not in page  # the engine's "no canary message arrived" is not shown while waiting
+    assert (
+        "within the wait" not in page
+    )  # the engine's "no canary message arrived" is not shown while waiting
     assert f'action="{reverse("relaytests:run-retest", args=[waiting.pk])}"' in page
 
 
@@ -369,7 +440,9 @@ def test_the_live_fragment_is_the_changing_part_of_the_page_only(member, server)
 
 
 def test_a_failed_run_shows_its_reason(member, server):
-    run = make_run(server, status=Status.FAILED, status_reason="The task queue is unreachable; nothing was tested.")
+    run = make_run(
+        server, status=Status.FAILED, status_reason="The task queue is unreachable; nothing was tested."
+    )
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
@@ -382,9 +455,17 @@ def test_a_failed_run_shows_its_reason(member, server):
 
 def test_the_server_page_lists_runs_newest_first_with_verdict_starter_and_duration(member, staff, server):
     start = timezone.now()
-    make_run(server, verdict="open_relay", started_by=member, started_at=start, finished_at=start + timedelta(seconds=4))
+    make_run(
+        server,
+        verdict="open_relay",
+        started_by=member,
+        started_at=start,
+        finished_at=start + timedelta(seconds=4),
+    )
     make_run(server, verdict="secure", trigger="retest", started_by=staff)
-    make_run(server, verdict="", trigger="schedule", status=Status.INTERRUPTED, status_reason="The worker stopped")
+    make_run(
+        server, verdict="", trigger="schedule", status=Status.INTERRUPTED, status_reason="The worker stopped"
+    )
 
     response = client_for(member).get(server.get_absolute_url())
     page = response.content.decode()
@@ -411,7 +492,8 @@ def test_the_server_page_offers_test_unless_a_run_is_active(member, server):
 def test_signing_in_leads_to_the_page_asked_for(member, server):
     url = server.get_absolute_url()
     response = client_for(None).post(
-        f"{reverse('login')}?next={url}", {"username": "alice", "password": "a long test password 42", "next": url}
+        f"{reverse('login')}?next={url}",
+        {"username": "alice", "password": "a long test password 42", "next": url},
     )
 
     assert response["Location"] == url
@@ -425,7 +507,10 @@ def test_a_password_reset_mails_a_link_that_lets_the_user_choose_a_new_password(
     assert message.subject == "Choose a new password for the Relay Test Portal"
     link = re.search(r"https?://[^/]+(/accounts/reset/\S+)", message.body).group(1)
     form_page = client.get(link, follow=True)
-    client.post(form_page.redirect_chain[-1][0], {"new_password1": "another long password 7", "new_password2": "another long password 7"})
+    client.post(
+        form_page.redirect_chain[-1][0],
+        {"new_password1": "another long password 7", "new_password2": "another long password 7"},
+    )
     member.refresh_from_db()
     assert member.check_password("another long password 7")
 
@@ -442,14 +527,20 @@ def test_sign_out_is_a_post_from_every_page(member):
 # ---- central IT's administration ----
 
 
-def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(department, server, open_relay_run):
+def test_the_admin_shows_departments_with_members_servers_and_runs_read_only(
+    department, server, open_relay_run
+):
     admin = make_user("root", staff=True)
     admin.is_superuser = True
     admin.save()
     client = client_for(admin)
 
-    department_page = client.get(reverse("admin:relaytests_department_change", args=[department.pk])).content.decode()
-    run_page = client.get(reverse("admin:relaytests_testrun_change", args=[open_relay_run.pk])).content.decode()
+    department_page = client.get(
+        reverse("admin:relaytests_department_change", args=[department.pk])
+    ).content.decode()
+    run_page = client.get(
+        reverse("admin:relaytests_testrun_change", args=[open_relay_run.pk])
+    ).content.decode()
 
     assert 'name="memberships-0-user"' in department_page
     assert client.get(reverse("admin:relaytests_mailserver_changelist")).status_code == 200
@@ -476,33 +567,51 @@ def test_central_it_in_no_department_is_pointed_to_the_overview_not_told_to_ask_
 
 
 def mx_check(*mail_hosts: tuple[int, str, list[str]]) -> dict:
-    hosts = [{"preference": p, "name": n, "addresses": a, "alias_of": None, "ip_literal": False, "problem": None}
-             for p, n, a in mail_hosts]
-    return {"id": "mx", "status": "pass", "detail": "MX of physics.example.edu: ...",
-            "data": {"domain": "physics.example.edu", "null_mx": False, "implicit": False, "hosts": hosts}}
+    hosts = [
+        {"preference": p, "name": n, "addresses": a, "alias_of": None, "ip_literal": False, "problem": None}
+        for p, n, a in mail_hosts
+    ]
+    return {
+        "id": "mx",
+        "status": "pass",
+        "detail": "MX of physics.example.edu: ...",
+        "data": {"domain": "physics.example.edu", "null_mx": False, "implicit": False, "hosts": hosts},
+    }
 
 
 def test_a_domain_run_names_the_registered_servers_behind_each_mx_host(member, department, other_department):
     by_name = make_server(department, "mx1.physics.example.edu", addresses=["192.0.2.25"])
     by_address = make_server(department, "192.0.2.26", kind=MailServer.Kind.IP, addresses=["192.0.2.26"])
     hidden = make_server(other_department, "mx3.physics.example.edu", addresses=["192.0.2.27"])
-    domain = make_server(department, "physics.example.edu", kind=MailServer.Kind.DOMAIN, addresses=["192.0.2.25"])
-    mx = mx_check((10, "mx1.physics.example.edu", ["192.0.2.25"]), (20, "mx2.physics.example.edu", ["192.0.2.26"]),
-                  (30, "mx3.physics.example.edu", ["192.0.2.27"]))
+    domain = make_server(
+        department, "physics.example.edu", kind=MailServer.Kind.DOMAIN, addresses=["192.0.2.25"]
+    )
+    mx = mx_check(
+        (10, "mx1.physics.example.edu", ["192.0.2.25"]),
+        (20, "mx2.physics.example.edu", ["192.0.2.26"]),
+        (30, "mx3.physics.example.edu", ["192.0.2.27"]),
+    )
     run = make_run(domain, verdict="secure", report=report(checks=[mx], target="physics.example.edu"))
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
     rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>.*?</tr>", page, re.S)
-    assert [(p, n) for p, n in rows] == [("10", "mx1.physics.example.edu"), ("20", "mx2.physics.example.edu"),
-                                         ("30", "mx3.physics.example.edu")]
+    assert [(p, n) for p, n in rows] == [
+        ("10", "mx1.physics.example.edu"),
+        ("20", "mx2.physics.example.edu"),
+        ("30", "mx3.physics.example.edu"),
+    ]
     assert by_name.get_absolute_url() in page and by_address.get_absolute_url() in page
     assert hidden.get_absolute_url() not in page  # another department's server stays out of sight
     assert "not registered" in page
 
 
 def test_dns_tls_and_hygiene_checks_are_one_compact_table(member, server):
-    checks = [check("starttls", "warn"), check("ptr", "warn", "No reverse DNS"), check("dnsbl", "fail", "Listed")]
+    checks = [
+        check("starttls", "warn"),
+        check("ptr", "warn", "No reverse DNS"),
+        check("dnsbl", "fail", "Listed"),
+    ]
     run = make_run(server, verdict="secure", report=report(hosts=[host(checks=checks)]))
 
     page = client_for(member).get(run.get_absolute_url()).content.decode()
@@ -519,8 +628,13 @@ def test_dns_tls_and_hygiene_checks_are_one_compact_table(member, server):
 def test_the_live_status_is_small_and_answers_304_while_nothing_changed(member, server, settings):
     settings.RELAYTEST_CANARY_WAIT = 900
     probed = timezone.now()
-    run = make_run(server, status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=probed,
-                   report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]))
+    run = make_run(
+        server,
+        status=TestRun.Status.AWAITING_DELIVERY,
+        verdict="accepts_relay",
+        finished_at=probed,
+        report=report("accepts_relay", hosts=[host(vectors=[vector("plain", "accepted")])]),
+    )
     client = client_for(member)
     url = reverse("relaytests:run-status", args=[run.pk])
 
@@ -531,7 +645,11 @@ def test_the_live_status_is_small_and_answers_304_while_nothing_changed(member, 
 
     assert first.status_code == 200 and unchanged.status_code == 304 and changed.status_code == 200
     state = first.json()
-    assert (state["state"], state["version"], state["live"]) == ("awaiting_delivery", "awaiting_delivery:accepts_relay", True)
+    assert (state["state"], state["version"], state["live"]) == (
+        "awaiting_delivery",
+        "awaiting_delivery:accepts_relay",
+        True,
+    )
     assert state["waiting_until"] == (probed + timedelta(seconds=900)).isoformat()
     assert changed.json()["version"] == "awaiting_delivery:open_relay"
 
@@ -562,7 +680,9 @@ def test_every_time_on_the_report_and_the_dashboard_names_its_zone(member, serve
     page = client_for(member).get(run.get_absolute_url()).content.decode()
     dashboard = client_for(member).get(reverse("relaytests:home")).content.decode()
 
-    assert re.search(r"<time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d CES?T</time> \(3\xa0days ago\)", page)
+    assert re.search(
+        r"<time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d CES?T</time> \(3\xa0days ago\)", page
+    )
     assert re.search(r"\d\d:\d\d CES?T</time>, 3\xa0days ago", dashboard)
 
 

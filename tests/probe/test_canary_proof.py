@@ -46,9 +46,22 @@ mx2.{LOCAL_DOMAIN}. A {OPEN}
 
 def relaytest(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", "relaytest", *args, "--canary-domain", CANARY_DOMAIN, "--timeout", "10"],
-        cwd=REPOSITORY, env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET}, check=False,
-        capture_output=True, text=True, timeout=WAIT * 3,
+        [
+            sys.executable,
+            "manage.py",
+            "relaytest",
+            *args,
+            "--canary-domain",
+            CANARY_DOMAIN,
+            "--timeout",
+            "10",
+        ],
+        cwd=REPOSITORY,
+        env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
     )
 
 
@@ -56,13 +69,30 @@ def relaytest(*args: str) -> subprocess.CompletedProcess:
 def test_the_closed_mx_host_stays_secure_beside_an_open_one():
     port = free_port_on_all(CLOSED, OPEN)
     receiver_port = free_port(RECEIVER_ADDRESS)
-    with (postfix_instance("closed", port=port),
-          postfix_instance("open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver_port),
-                           port=port),
-          ZoneServer(TWO_MX_HOSTS) as dns):
-        result = relaytest("--domain", LOCAL_DOMAIN, "--port", str(port), "--resolver", dns.address,
-                           "--canary-listen", f"{RECEIVER_ADDRESS}:{receiver_port}", "--canary-wait", str(WAIT),
-                           "--source-address", PROBE_SOURCE, "--vectors", "plain,percent-host", "--json")
+    with (
+        postfix_instance("closed", port=port),
+        postfix_instance(
+            "open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver_port), port=port
+        ),
+        ZoneServer(TWO_MX_HOSTS) as dns,
+    ):
+        result = relaytest(
+            "--domain",
+            LOCAL_DOMAIN,
+            "--port",
+            str(port),
+            "--resolver",
+            dns.address,
+            "--canary-listen",
+            f"{RECEIVER_ADDRESS}:{receiver_port}",
+            "--canary-wait",
+            str(WAIT),
+            "--source-address",
+            PROBE_SOURCE,
+            "--vectors",
+            "plain,percent-host",
+            "--json",
+        )
 
     report = json.loads(result.stdout)
     hosts = {h["address"]: h for h in report["hosts"]}
@@ -81,9 +111,20 @@ def against_a_forger(*args: str) -> tuple[subprocess.CompletedProcess, FakeSMTPS
     receiver_port = free_port("127.0.0.1")
     forger = replace(BEHAVIOURS["closed"], forge_to=("127.0.0.1", receiver_port))
     with FakeSMTPServer(forger) as fake:
-        result = relaytest("127.0.0.1", "--port", str(fake.port), "--local-domain", LOCAL_DOMAIN,
-                           "--canary-listen", f"127.0.0.1:{receiver_port}", "--canary-wait", "5",
-                           "--vectors", "plain", *args)
+        result = relaytest(
+            "127.0.0.1",
+            "--port",
+            str(fake.port),
+            "--local-domain",
+            LOCAL_DOMAIN,
+            "--canary-listen",
+            f"127.0.0.1:{receiver_port}",
+            "--canary-wait",
+            "5",
+            "--vectors",
+            "plain",
+            *args,
+        )
     return result, fake
 
 
@@ -99,7 +140,10 @@ def test_a_forged_delivery_for_a_refused_vector_proves_nothing_and_is_shown():
     assert result.returncode in (0, 1), result.stderr  # no relay (1: hygiene warnings)
     [unexpected] = report["unexpected_deliveries"]
     assert (unexpected["token"], unexpected["vector_id"], unexpected["peer_address"]) == (
-        plain["token"], "plain", "127.0.0.1")
+        plain["token"],
+        "plain",
+        "127.0.0.1",
+    )
     assert (unexpected["host"], unexpected["port"], unexpected["late"]) == ("127.0.0.1", fake.port, False)
     assert "refused" in unexpected["why"]
 
@@ -110,9 +154,13 @@ def test_the_text_output_shows_the_forged_delivery_where_it_came_from():
     lines = result.stdout.splitlines()
     assert lines[0] == "127.0.0.1: SECURE"
     [unexpected] = [line for line in lines if line.startswith("[unexpected delivery]")]
-    assert unexpected.startswith(f"[unexpected delivery] plain for 127.0.0.1 port {fake.port}, from 127.0.0.1 at ")
-    assert unexpected.endswith(": no proof, the server refused this vector (554 5.7.1 <"
-                               f"{fake.forged[0]}>: Relay access denied), so no test message was sent")
+    assert unexpected.startswith(
+        f"[unexpected delivery] plain for 127.0.0.1 port {fake.port}, from 127.0.0.1 at "
+    )
+    assert unexpected.endswith(
+        ": no proof, the server refused this vector (554 5.7.1 <"
+        f"{fake.forged[0]}>: Relay access denied), so no test message was sent"
+    )
 
 
 @pytest.mark.postfix
@@ -124,11 +172,20 @@ async def test_a_relay_delivering_in_parallel_to_a_slow_receiver_loses_no_messag
         await asyncio.sleep(1.0)  # a busy database: Postfix opens more connections meanwhile
         arrived.update((delivery.token, delivery) for delivery in deliveries)
 
-    async with CanaryReceiver(CANARY_DOMAIN, SECRET, slow_database, host=RECEIVER_ADDRESS, port=0) as receiver:
-        with postfix_instance("open", canary_domain=CANARY_DOMAIN,
-                              canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
-            config = SuiteConfig(canary_domain=CANARY_DOMAIN, canary_secret=SECRET, source_address=PROBE_SOURCE,
-                                 command_timeout=10.0, connect_timeout=10.0, send_data=True)
+    async with CanaryReceiver(
+        CANARY_DOMAIN, SECRET, slow_database, host=RECEIVER_ADDRESS, port=0
+    ) as receiver:
+        with postfix_instance(
+            "open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver.port)
+        ) as instance:
+            config = SuiteConfig(
+                canary_domain=CANARY_DOMAIN,
+                canary_secret=SECRET,
+                source_address=PROBE_SOURCE,
+                command_timeout=10.0,
+                connect_timeout=10.0,
+                send_data=True,
+            )
             report = await run_suite(instance.address, [HostTarget(instance.address, instance.port)], config)
             taken = awaited_tokens(report)
             async with asyncio.timeout(WAIT):

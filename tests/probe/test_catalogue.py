@@ -5,15 +5,33 @@ import re
 from relaytests.probe import canary
 from relaytests.probe.vectors import Placeholders, by_id, catalogue, select
 
-NMAP_RECIPIENT_TRICKS = {"percent-host", "percent-iplit", "quoted", "quoted-percent", "double-at-host",
-                         "double-at-iplit", "quoted-at-iplit", "srcroute-host", "srcroute-iplit", "bang",
-                         "bang-host", "bang-iplit"}
+NMAP_RECIPIENT_TRICKS = {
+    "percent-host",
+    "percent-iplit",
+    "quoted",
+    "quoted-percent",
+    "double-at-host",
+    "double-at-iplit",
+    "quoted-at-iplit",
+    "srcroute-host",
+    "srcroute-iplit",
+    "bang",
+    "bang-host",
+    "bang-iplit",
+}
 
 
 def words(**overrides):
-    values = dict(canary_sender="b-x@canary.example.net", canary_user="r-tok", canary_domain="canary.example.net",
-                  target_domain="dept.example.edu", target_host="mx.dept.example.edu", target_ip="192.0.2.1",
-                  target_ip_literal="[192.0.2.1]", probe_helo="probe.example.net")
+    values = dict(
+        canary_sender="b-x@canary.example.net",
+        canary_user="r-tok",
+        canary_domain="canary.example.net",
+        target_domain="dept.example.edu",
+        target_host="mx.dept.example.edu",
+        target_ip="192.0.2.1",
+        target_ip_literal="[192.0.2.1]",
+        probe_helo="probe.example.net",
+    )
     return Placeholders(**{**values, **overrides})
 
 
@@ -58,7 +76,9 @@ def test_select_keeps_catalogue_order_and_names_unknown_ids():
 def test_tokens_round_trip_and_refuse_forgery():
     tag = canary.host_tag("2001:db8::25", 587)
     token = canary.make_token("secret", canary.RECIPIENT, "abcdefghij", tag, "numeric-domain-percent")
-    assert canary.parse_token("secret", token) == canary.CanaryToken("r", "abcdefghij", tag, "numeric-domain-percent")
+    assert canary.parse_token("secret", token) == canary.CanaryToken(
+        "r", "abcdefghij", tag, "numeric-domain-percent"
+    )
     moved = token.replace(tag, canary.host_tag("2001:db8::26", 587))
     assert canary.parse_token("secret", moved) is None  # the MAC covers the host
     assert canary.parse_token("secret", token.upper()) is not None  # servers may change case

@@ -22,14 +22,41 @@ PROJECT = Path(__file__).resolve().parents[2]
 NULLABLE_STR, NUMBER = (str, type(None)), (int, float)
 
 # docs/report-schema.md: the keys that must exist, with the type of each value.
-REPORT = {"schema": str, "target": str, "started_at": str, "finished_at": str, "duration_s": NUMBER,
-          "verdict": str, "summary": str, "probe": dict, "hosts": list}
+REPORT = {
+    "schema": str,
+    "target": str,
+    "started_at": str,
+    "finished_at": str,
+    "duration_s": NUMBER,
+    "verdict": str,
+    "summary": str,
+    "probe": dict,
+    "hosts": list,
+}
 PROBE = {"source_address": NULLABLE_STR, "helo": str, "inside_internal_networks": bool, "canary_domain": str}
-HOST = {"address": str, "port": int, "verdict": str, "reason": str, "banner": str, "software": dict,
-        "vectors": list, "checks": list, "transcript": list}
+HOST = {
+    "address": str,
+    "port": int,
+    "verdict": str,
+    "reason": str,
+    "banner": str,
+    "software": dict,
+    "vectors": list,
+    "checks": list,
+    "transcript": list,
+}
 SOFTWARE = {"family": str, "version": NULLABLE_STR}
-VECTOR = {"id": str, "helo": str, "mail_from": str, "rcpt_to": str, "outcome": str, "reason": str,
-          "code": (int, type(None)), "reply": str, "delivered": (bool, type(None))}
+VECTOR = {
+    "id": str,
+    "helo": str,
+    "mail_from": str,
+    "rcpt_to": str,
+    "outcome": str,
+    "reason": str,
+    "code": (int, type(None)),
+    "reply": str,
+    "delivered": (bool, type(None)),
+}
 CHECK = {"id": str, "status": str, "detail": str}
 TRANSCRIPT_LINE = {"dir": str, "line": str, "t": NUMBER}
 VERDICTS = {"open_relay", "accepts_relay", "inconclusive", "secure"}
@@ -40,14 +67,28 @@ FORWARD_CONFIRMED_PTR = "1.0.0.127.in-addr.arpa. PTR mx.dept.example.edu.\nmx.de
 def relaytest(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "relaytest", *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def relaytest_json(port: int, *args: str) -> tuple[dict, int]:
     result = relaytest(
-        "127.0.0.1", "--port", str(port), "--json", "--canary-domain", "canary.example.net",
-        "--local-domain", "dept.example.edu", "--helo", "probe.example.net", "--timeout", "10", *args,
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--json",
+        "--canary-domain",
+        "canary.example.net",
+        "--local-domain",
+        "dept.example.edu",
+        "--helo",
+        "probe.example.net",
+        "--timeout",
+        "10",
+        *args,
     )
     assert "Traceback" not in result.stderr, result.stderr
     return json.loads(result.stdout), result.returncode
@@ -160,18 +201,32 @@ def test_nothing_listening_is_one_clear_line_and_exit_3():
     assert str(port) in result.stderr
 
 
-MAIL_DOMAIN_ZONE = """
+MAIL_DOMAIN_ZONE = (
+    """
 dept.example.edu. MX 10 mx.dept.example.edu.
 dept.example.edu. TXT "v=spf1 mx -all"
 _dmarc.dept.example.edu. TXT "v=DMARC1; p=reject"
-""" + FORWARD_CONFIRMED_PTR
+"""
+    + FORWARD_CONFIRMED_PTR
+)
 
 
 def test_a_mail_domain_is_tested_with_its_dns_as_the_internet_sees_it(fake_smtp):
     server = fake_smtp("closed")
     with ZoneServer(MAIL_DOMAIN_ZONE) as dns:
-        result = relaytest("--domain", "dept.example.edu", "--port", str(server.port), "--json",
-                           "--resolver", dns.address, "--canary-domain", "canary.example.net", "--timeout", "10")
+        result = relaytest(
+            "--domain",
+            "dept.example.edu",
+            "--port",
+            str(server.port),
+            "--json",
+            "--resolver",
+            dns.address,
+            "--canary-domain",
+            "canary.example.net",
+            "--timeout",
+            "10",
+        )
     report = json.loads(result.stdout)
     assert [(h["address"], h["name"]) for h in report["hosts"]] == [("127.0.0.1", "mx.dept.example.edu")]
     target_checks = {c["id"]: c["status"] for c in report["checks"]}
@@ -186,8 +241,15 @@ def test_without_dns_the_checks_say_so_instead_of_passing(fake_smtp):
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))  # takes queries, never answers
     with silent:
-        result = relaytest("--domain", "dept.example.edu", "--json", "--timeout", "5",
-                           "--resolver", "{}:{}".format(*silent.getsockname()))
+        result = relaytest(
+            "--domain",
+            "dept.example.edu",
+            "--json",
+            "--timeout",
+            "5",
+            "--resolver",
+            "{}:{}".format(*silent.getsockname()),
+        )
     report = json.loads(result.stdout)
     assert result.returncode == 3
     assert report["hosts"] == []

@@ -92,8 +92,14 @@ async def test_closed_server_greets_like_postfix_and_takes_only_its_own_mail(tal
         client = await talk(server)
         assert await client.reply() == ["220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"]
         assert await client.command("EHLO probe.example.net") == [
-            "250-mx.dept.example.edu", "250-PIPELINING", "250-SIZE 10240000", "250-VRFY", "250-ETRN",
-            "250-ENHANCEDSTATUSCODES", "250-8BITMIME", "250 DSN",
+            "250-mx.dept.example.edu",
+            "250-PIPELINING",
+            "250-SIZE 10240000",
+            "250-VRFY",
+            "250-ETRN",
+            "250-ENHANCEDSTATUSCODES",
+            "250-8BITMIME",
+            "250 DSN",
         ]
         assert await client.last_line("MAIL FROM:<b-abc@canary.example.net>") == "250 2.1.0 Ok"
         assert await client.rcpt("postmaster@dept.example.edu") == "250 2.1.5 Ok"
@@ -101,7 +107,9 @@ async def test_closed_server_greets_like_postfix_and_takes_only_its_own_mail(tal
         for address in TRICKS_AT_HOME.values():
             assert await client.rcpt(address) == f"554 5.7.1 <{address}>: Relay access denied"
     assert server.seen.rcpt_arguments[:3] == [
-        b"<postmaster@dept.example.edu>", f"<{OUTSIDE}>".encode(), f"<{TRICKS_AT_HOME['percent']}>".encode()
+        b"<postmaster@dept.example.edu>",
+        f"<{OUTSIDE}>".encode(),
+        f"<{TRICKS_AT_HOME['percent']}>".encode(),
     ]
     assert server.seen.connections[0].errors == 1 + len(TRICKS_AT_HOME)
 

@@ -73,8 +73,12 @@ def test_settings_cannot_inject_headers():
 def test_the_template_gives_what_the_email_package_builds():
     """One template per run: each vector's message equals the email package's, byte for byte."""
     date = "Fri, 27 Nov 2026 10:00:00 +0000"
-    for changes in ({}, {"vector_id": "quoted-at-iplit"}, {"portal_name": "Université de Test"},
-                    {"token_address": "r-zyxwvutsrq-bang-9876543210@other.canary.example"}):
+    for changes in (
+        {},
+        {"vector_id": "quoted-at-iplit"},
+        {"portal_name": "Université de Test"},
+        {"token_address": "r-zyxwvutsrq-bang-9876543210@other.canary.example"},
+    ):
         arguments = {**ARGUMENTS, **changes}
         built = compose(**arguments, date=date)
         assert test_message(**arguments, sent_at=SENT_AT) == built

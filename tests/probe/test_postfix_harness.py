@@ -29,8 +29,9 @@ def canary_address(kind: str = RECIPIENT, vector_id: str = "plain") -> str:
 
 
 def connect(instance, source: str = PROBE_SOURCE) -> smtplib.SMTP:
-    smtp = smtplib.SMTP(instance.address, instance.port, local_hostname="probe.test",
-                        source_address=(source, 0), timeout=30)
+    smtp = smtplib.SMTP(
+        instance.address, instance.port, local_hostname="probe.test", source_address=(source, 0), timeout=30
+    )
     smtp.ehlo()
     return smtp
 
@@ -74,9 +75,12 @@ def test_the_closed_instance_trusts_its_network_and_not_the_probe():
 async def test_the_open_instance_relays_the_canary_message_to_the_receiver():
     arrived = asyncio.Queue()
     recipient = canary_address()
-    async with CanaryReceiver(CANARY_DOMAIN, SECRET, arrived.put_nowait, host=RECEIVER_ADDRESS, port=0) as receiver:
-        with postfix_instance("open", canary_domain=CANARY_DOMAIN,
-                              canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
+    async with CanaryReceiver(
+        CANARY_DOMAIN, SECRET, arrived.put_nowait, host=RECEIVER_ADDRESS, port=0
+    ) as receiver:
+        with postfix_instance(
+            "open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver.port)
+        ) as instance:
             refused = await asyncio.to_thread(send_test_message, instance, recipient)
             [delivery] = await asyncio.wait_for(arrived.get(), DELIVERY_WAIT)
 
@@ -99,8 +103,11 @@ def test_the_open_instance_lets_nothing_but_the_canary_leave():
         smtp.mail("someone@elsewhere.example")
         reply = smtp.rcpt("victim@elsewhere.example")
 
-    assert reply == (550, b"5.7.1 <victim@elsewhere.example>: Recipient address rejected: "
-                          b"nothing leaves a relaytest Postfix instance")
+    assert reply == (
+        550,
+        b"5.7.1 <victim@elsewhere.example>: Recipient address rejected: "
+        b"nothing leaves a relaytest Postfix instance",
+    )
 
 
 async def test_the_discard_instance_accepts_but_never_delivers():

@@ -32,21 +32,30 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def suite_config() -> SuiteConfig:
-    return SuiteConfig(canary_domain=CANARY_DOMAIN, canary_secret=SECRET, probe_helo=HELO,
-                       source_address=PROBE_SOURCE, command_timeout=10.0, connect_timeout=10.0,
-                       run_deadline=120.0, send_data=True)
+    return SuiteConfig(
+        canary_domain=CANARY_DOMAIN,
+        canary_secret=SECRET,
+        probe_helo=HELO,
+        source_address=PROBE_SOURCE,
+        command_timeout=10.0,
+        connect_timeout=10.0,
+        run_deadline=120.0,
+        send_data=True,
+    )
 
 
 async def probe_with_receiver(configuration: str) -> tuple[Report, dict, str]:
     """The engine against a fresh instance; (report settled with what arrived, arrivals, instance log)."""
     arrived: dict[str, dict] = {}
+
     def remember(deliveries):
         for delivery in deliveries:
             arrived.setdefault(delivery.token, delivery.arrival())
 
     async with CanaryReceiver(CANARY_DOMAIN, SECRET, remember, host=RECEIVER_ADDRESS, port=0) as receiver:
-        with postfix_instance(configuration, canary_domain=CANARY_DOMAIN,
-                              canary_relay=(RECEIVER_ADDRESS, receiver.port)) as instance:
+        with postfix_instance(
+            configuration, canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver.port)
+        ) as instance:
             host = HostTarget(instance.address, instance.port)
             report = await run_suite(instance.address, [host], suite_config())
             await queue_settled(instance, report, arrived)
@@ -121,14 +130,30 @@ async def test_a_discarding_postfix_accepts_relay_but_nothing_is_delivered():
 
 def test_the_relaytest_command_proves_an_open_postfix_with_its_own_receiver():
     receiver_port = free_port(RECEIVER_ADDRESS)
-    with postfix_instance("open", canary_domain=CANARY_DOMAIN,
-                          canary_relay=(RECEIVER_ADDRESS, receiver_port)) as instance:
+    with postfix_instance(
+        "open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver_port)
+    ) as instance:
         result = subprocess.run(
-            [sys.executable, "manage.py", "relaytest", f"{instance.address}:{instance.port}",
-             "--canary-domain", CANARY_DOMAIN, "--canary-listen", f"{RECEIVER_ADDRESS}:{receiver_port}",
-             "--canary-wait", str(WAIT), "--source-address", PROBE_SOURCE, "--json"],
-            cwd=REPOSITORY, env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET},
-            capture_output=True, text=True, timeout=WAIT * 3,
+            [
+                sys.executable,
+                "manage.py",
+                "relaytest",
+                f"{instance.address}:{instance.port}",
+                "--canary-domain",
+                CANARY_DOMAIN,
+                "--canary-listen",
+                f"{RECEIVER_ADDRESS}:{receiver_port}",
+                "--canary-wait",
+                str(WAIT),
+                "--source-address",
+                PROBE_SOURCE,
+                "--json",
+            ],
+            cwd=REPOSITORY,
+            env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET},
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
         )
 
     assert result.returncode == 2, result.stderr  # relay, as monitoring plugins read it

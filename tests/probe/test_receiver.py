@@ -51,8 +51,9 @@ async def receiver(deliveries):
 
 @asynccontextmanager
 async def client(receiver: CanaryReceiver):
-    smtp = aiosmtplib.SMTP(hostname=receiver.host, port=receiver.port, local_hostname="probe.test",
-                           start_tls=False, timeout=10)
+    smtp = aiosmtplib.SMTP(
+        hostname=receiver.host, port=receiver.port, local_hostname="probe.test", start_tls=False, timeout=10
+    )
     await smtp.connect()
     await smtp.ehlo()
     try:
@@ -65,8 +66,12 @@ async def rcpt(smtp: aiosmtplib.SMTP, address: str) -> int:
     return (await smtp.execute_command(b"RCPT", f"TO:<{address}>".encode())).code
 
 
-async def send(receiver: CanaryReceiver, recipients: list[str], message: bytes = MESSAGE,
-               sender: str = "someone@elsewhere.example") -> tuple[list[int], int]:
+async def send(
+    receiver: CanaryReceiver,
+    recipients: list[str],
+    message: bytes = MESSAGE,
+    sender: str = "someone@elsewhere.example",
+) -> tuple[list[int], int]:
     """The RCPT codes and the final reply code of one transaction (503 when no recipient was accepted)."""
     async with client(receiver) as smtp:
         await smtp.mail(sender)
@@ -87,7 +92,10 @@ async def test_it_records_a_canary_message_with_its_received_chain(receiver, del
     assert (codes, final) == ([250], 250)
     [delivery] = deliveries
     assert (delivery.token, delivery.run_id, delivery.host_tag, delivery.vector_id) == (
-        address.partition("@")[0], RUN_ID, HOST_TAG, "percent-hack"
+        address.partition("@")[0],
+        RUN_ID,
+        HOST_TAG,
+        "percent-hack",
     )
     assert delivery.peer_address == "127.0.0.1"
     assert delivery.mail_from == "someone@elsewhere.example"
@@ -118,7 +126,9 @@ async def test_the_canary_domain_is_case_insensitive(receiver, deliveries):
         pytest.param(f"r-{RUN_ID}-plain@{DOMAIN}", 550, id="token-without-mac"),
         pytest.param(f"r-short-plain-0123456789@{DOMAIN}", 550, id="malformed-run-id"),
         pytest.param(canary_address(secret="another-portal"), 550, id="mac-of-another-secret"),
-        pytest.param(canary_address().replace(HOST_TAG, host_tag("192.0.2.26", 25)), 550, id="moved-to-another-host"),
+        pytest.param(
+            canary_address().replace(HOST_TAG, host_tag("192.0.2.26", 25)), 550, id="moved-to-another-host"
+        ),
         pytest.param(f"victim%elsewhere.example@{DOMAIN}", 550, id="percent-hack-through-us"),
         pytest.param(f"elsewhere.example!victim@{DOMAIN}", 550, id="bang-path-through-us"),
         pytest.param(canary_address().replace("@", "@elsewhere.example@", 1), 553, id="two-at-signs"),

@@ -78,16 +78,31 @@ def test_parse_target_uses_the_default_port():
         ("mx.example.edu\n:25", "the target has a line break or another control character in it"),
         ("mx.exa\x00mple.edu", "the target has a line break or another control character in it"),
         ("[2001:db8::25]:99999", "port 99999 is out of range (1-65535)"),
-        ("-mx.example.edu", "'-mx.example.edu' is not a valid host name: label '-mx' starts or ends with a hyphen"),
-        ("mx_1.example.edu",
-         "'mx_1.example.edu' is not a valid host name: label 'mx_1' has characters other than letters, digits and hyphens"),
-        ("mx example.edu",
-         "'mx example.edu' is not a valid host name: label 'mx example' has characters other than letters, digits "
-         "and hyphens"),
-        ("a" * 64 + ".example.edu",
-         f"'{'a' * 64}.example.edu' is not a valid host name: label '{'a' * 64}' is longer than 63 characters"),
-        (".".join(["a" * 63] * 4), f"'{'.'.join(['a' * 63] * 4)}' is not a valid host name: longer than 253 characters"),
-        ("192.0.2.256", "'192.0.2.256' is neither an IP address nor a valid host name: its last label is all digits"),
+        (
+            "-mx.example.edu",
+            "'-mx.example.edu' is not a valid host name: label '-mx' starts or ends with a hyphen",
+        ),
+        (
+            "mx_1.example.edu",
+            "'mx_1.example.edu' is not a valid host name: label 'mx_1' has characters other than letters, digits and hyphens",
+        ),
+        (
+            "mx example.edu",
+            "'mx example.edu' is not a valid host name: label 'mx example' has characters other than letters, digits "
+            "and hyphens",
+        ),
+        (
+            "a" * 64 + ".example.edu",
+            f"'{'a' * 64}.example.edu' is not a valid host name: label '{'a' * 64}' is longer than 63 characters",
+        ),
+        (
+            ".".join(["a" * 63] * 4),
+            f"'{'.'.join(['a' * 63] * 4)}' is not a valid host name: longer than 253 characters",
+        ),
+        (
+            "192.0.2.256",
+            "'192.0.2.256' is neither an IP address nor a valid host name: its last label is all digits",
+        ),
         ("[mx.example.edu]", "'mx.example.edu' is not an IP address: brackets are only for IP addresses"),
         ("[2001:db8::25", "'[2001:db8::25' has an unclosed '[' or text after ']'"),
         ("", "no target given: type a host name, an IP address or a mail domain"),
@@ -180,7 +195,10 @@ async def test_a_bad_target_is_an_error_not_an_exception():
 
 async def test_a_bad_resolver_setting_is_an_error_not_an_exception():
     resolved = await resolve_target("mx.example.edu", resolver="dns.example.edu:53")
-    assert resolved.error == "DNS unavailable: resolver 'dns.example.edu:53' is not an IP address with an optional :PORT"
+    assert (
+        resolved.error
+        == "DNS unavailable: resolver 'dns.example.edu:53' is not an IP address with an optional :PORT"
+    )
 
 
 # ---- resolve_target: mail domains ---------------------------------------------------------------
@@ -197,7 +215,10 @@ async def test_a_domain_is_its_mx_hosts_by_preference(dns_server):
     ]
     [mx] = resolved.checks
     assert (mx.id, mx.status) == ("mx", "pass")
-    assert mx.detail == "example.edu receives mail on mx.example.edu (preference 10), mx2.example.edu (preference 20)."
+    assert (
+        mx.detail
+        == "example.edu receives mail on mx.example.edu (preference 10), mx2.example.edu (preference 20)."
+    )
 
 
 async def test_an_address_shared_by_two_mx_hosts_is_tested_once(dns_server):
@@ -211,7 +232,9 @@ async def test_an_address_shared_by_two_mx_hosts_is_tested_once(dns_server):
 async def test_a_domain_without_mx_falls_back_to_its_own_address(dns_server):
     resolved = await resolve_target("nomx.example.edu", domain=True, resolver=dns_server.address)
     assert resolved.error is None
-    assert resolved.hosts == [HostTarget("192.0.2.30", 25, name="nomx.example.edu", mail_domain="nomx.example.edu")]
+    assert resolved.hosts == [
+        HostTarget("192.0.2.30", 25, name="nomx.example.edu", mail_domain="nomx.example.edu")
+    ]
     assert resolved.checks[0].status == "info"
 
 
@@ -241,7 +264,9 @@ async def test_a_domain_that_does_not_exist_has_nothing_to_test(dns_server):
 
 
 async def test_a_domain_whose_mx_host_never_resolves_is_an_error(dns_server):
-    resolved = await resolve_target("deadmx.example.edu", domain=True, resolver=dns_server.address, timeout=SHORT)
+    resolved = await resolve_target(
+        "deadmx.example.edu", domain=True, resolver=dns_server.address, timeout=SHORT
+    )
     assert resolved.hosts == []
     assert resolved.error == (
         "Could not look up every address of the MX host mx.dead.example.edu of deadmx.example.edu: "

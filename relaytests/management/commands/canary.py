@@ -44,8 +44,13 @@ class Command(BaseCommand):
         asyncio.run(self.serve(host, port))
 
     async def serve(self, host: str, port: int) -> None:
-        receiver = CanaryReceiver(settings.RELAYTEST_CANARY_DOMAIN, settings.RELAYTEST_CANARY_SECRET,
-                                  sync_to_async(record_in_long_running_process), host=host, port=port)
+        receiver = CanaryReceiver(
+            settings.RELAYTEST_CANARY_DOMAIN,
+            settings.RELAYTEST_CANARY_SECRET,
+            sync_to_async(record_in_long_running_process),
+            host=host,
+            port=port,
+        )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:

@@ -67,24 +67,50 @@ class Command(BaseCommand):
         parser.add_argument("--domain", help="a mail domain: test its MX hosts")
         parser.add_argument("--port", type=port_number, default=25, help="SMTP port (default 25)")
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-        parser.add_argument("--canary-domain", default=settings.RELAYTEST_CANARY_DOMAIN,
-                            help="the canary domain every relay vector addresses")
-        parser.add_argument("--canary-listen", type=listen_address,
-                            help="HOST:PORT: run a canary receiver inside this command, for confirmed delivery")
-        parser.add_argument("--canary-wait", type=positive_seconds, default=DEFAULT_CANARY_WAIT,
-                            help="seconds to wait for relayed test messages (default %(default)s)")
+        parser.add_argument(
+            "--canary-domain",
+            default=settings.RELAYTEST_CANARY_DOMAIN,
+            help="the canary domain every relay vector addresses",
+        )
+        parser.add_argument(
+            "--canary-listen",
+            type=listen_address,
+            help="HOST:PORT: run a canary receiver inside this command, for confirmed delivery",
+        )
+        parser.add_argument(
+            "--canary-wait",
+            type=positive_seconds,
+            default=DEFAULT_CANARY_WAIT,
+            help="seconds to wait for relayed test messages (default %(default)s)",
+        )
         parser.add_argument("--vectors", help="comma-separated vector ids to run (default: all)")
         parser.add_argument("--list-vectors", action="store_true", help="list the vector catalogue and exit")
-        parser.add_argument("--helo", default=settings.RELAYTEST_PROBE_HELO, help="the name the probe greets with")
-        parser.add_argument("--source-address", default=settings.RELAYTEST_SOURCE_ADDRESS,
-                            help="local address to connect from")
-        parser.add_argument("--timeout", type=positive_seconds, default=settings.RELAYTEST_COMMAND_TIMEOUT,
-                            help="seconds to wait for each reply (default %(default)s)")
-        parser.add_argument("--host-budget", type=positive_seconds, default=settings.RELAYTEST_HOST_BUDGET,
-                            help="seconds one host may take once it delays every reply (default %(default)s)")
+        parser.add_argument(
+            "--helo", default=settings.RELAYTEST_PROBE_HELO, help="the name the probe greets with"
+        )
+        parser.add_argument(
+            "--source-address",
+            default=settings.RELAYTEST_SOURCE_ADDRESS,
+            help="local address to connect from",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=positive_seconds,
+            default=settings.RELAYTEST_COMMAND_TIMEOUT,
+            help="seconds to wait for each reply (default %(default)s)",
+        )
+        parser.add_argument(
+            "--host-budget",
+            type=positive_seconds,
+            default=settings.RELAYTEST_HOST_BUDGET,
+            help="seconds one host may take once it delays every reply (default %(default)s)",
+        )
         parser.add_argument("--local-domain", help="the server's mail domain, when you know it")
-        parser.add_argument("--resolver", default=settings.RELAYTEST_RESOLVER,
-                            help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)")
+        parser.add_argument(
+            "--resolver",
+            default=settings.RELAYTEST_RESOLVER,
+            help="DNS resolver ADDRESS[:PORT] for every lookup (default: the system's)",
+        )
 
     def handle(self, *args, **options):
         logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
@@ -118,7 +144,9 @@ class Command(BaseCommand):
         try:
             await receiver.start()
         except OSError as exc:
-            self.create_parser("manage.py", "relaytest").error(f"cannot listen on {host}:{port}: {exc.strerror}")
+            self.create_parser("manage.py", "relaytest").error(
+                f"cannot listen on {host}:{port}: {exc.strerror}"
+            )
         try:
             config.send_data = True
             report = await self._run(options, config)
@@ -215,8 +243,10 @@ def unexpected_lines(report: Report) -> list[str]:
     lines = []
     for arrival in report.unexpected_deliveries:
         host = f"{arrival['host']} port {arrival['port']}" if arrival["host"] else "no host of this run"
-        lines.append(f"[unexpected delivery] {arrival['vector_id'] or arrival['token']} for {host}, "
-                     f"from {arrival['peer_address']} at {arrival['received_at']}{' (late)' if arrival['late'] else ''}: "
-                     f"no proof, {arrival['why']}")
+        lines.append(
+            f"[unexpected delivery] {arrival['vector_id'] or arrival['token']} for {host}, "
+            f"from {arrival['peer_address']} at {arrival['received_at']}{' (late)' if arrival['late'] else ''}: "
+            f"no proof, {arrival['why']}"
+        )
         lines += [f"   Received: {hop}" for hop in arrival["received_chain"]]
     return lines

@@ -18,7 +18,11 @@ DOC_FILE = Path(settings.BASE_DIR) / "docs" / "vectors.md"
 TIERS = (
     ("core", "Core vectors", "They decide *secure*: every one must be refused for a relay reason."),
     ("ext", "Extended vectors", "Run by default; an accepted one is a finding like any other."),
-    ("sess", "Session variants", "Each on a connection of its own (its own HELO, STARTTLS, AUTH or XCLIENT); a server slow to greet gets the HELO variants as a new EHLO on a shared connection."),
+    (
+        "sess",
+        "Session variants",
+        "Each on a connection of its own (its own HELO, STARTTLS, AUTH or XCLIENT); a server slow to greet gets the HELO variants as a new EHLO on a shared connection.",
+    ),
     ("ctl", "Controls", "No relay attempts: they tell whether the server talks to the probe at all."),
 )
 
@@ -85,8 +89,10 @@ def _section(vector: Vector) -> str:
         ("tried by", vector.seen_in),
     ]
     table = "\n".join(f"| {name} | {_cell(name, value)} |" for name, value in rows if value)
-    return (f"### `{vector.id}`\n\n{vector.explanation}\n\n| | |\n| --- | --- |\n{table}\n\n"
-            f"It is after: {vector.targets}\n")
+    return (
+        f"### `{vector.id}`\n\n{vector.explanation}\n\n| | |\n| --- | --- |\n{table}\n\n"
+        f"It is after: {vector.targets}\n"
+    )
 
 
 def _cell(name: str, value: str) -> str:

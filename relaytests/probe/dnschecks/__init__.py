@@ -29,8 +29,17 @@ from relaytests.probe.report import Check
 
 # What other modules use; the rest stays inside the package.
 __all__ = [
-    "DEFAULT_DNSBL_ZONES", "KNOWN_BLOCKLISTS", "Blocklist", "DnsClient", "blocklist", "domain_checks",
-    "find_mail_hosts", "host_checks", "mx_check", "parse_resolver", "split_host_port",
+    "DEFAULT_DNSBL_ZONES",
+    "KNOWN_BLOCKLISTS",
+    "Blocklist",
+    "DnsClient",
+    "blocklist",
+    "domain_checks",
+    "find_mail_hosts",
+    "host_checks",
+    "mx_check",
+    "parse_resolver",
+    "split_host_port",
 ]
 
 
@@ -38,8 +47,12 @@ __all__ = [
 
 
 async def host_checks(
-    address: str, banner_names: list[str], *, resolver: str | None = None,
-    dnsbl_zones: Iterable[str | Blocklist] = DEFAULT_DNSBL_ZONES, timeout: float = 5.0,
+    address: str,
+    banner_names: list[str],
+    *,
+    resolver: str | None = None,
+    dnsbl_zones: Iterable[str | Blocklist] = DEFAULT_DNSBL_ZONES,
+    timeout: float = 5.0,
 ) -> list[Check]:
     """Reverse DNS and one `dnsbl` check per blocklist zone for one address, all at once.
 
@@ -60,6 +73,7 @@ async def host_checks(
 async def domain_checks(domain: str, *, resolver: str | None = None, timeout: float = 5.0) -> list[Check]:
     """MX, SPF and DMARC of a mail domain, all at once."""
     client = DnsClient(resolver, timeout)
-    mail, *policy = await asyncio.gather(find_mail_hosts(domain, client), spf_check(domain, client),
-                                         dmarc_check(domain, client))
+    mail, *policy = await asyncio.gather(
+        find_mail_hosts(domain, client), spf_check(domain, client), dmarc_check(domain, client)
+    )
     return [mx_check(mail), *policy]

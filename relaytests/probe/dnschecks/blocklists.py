@@ -34,8 +34,9 @@ class Blocklist:
         first, last = (ipaddress.IPv4Address(a) for a in self.listed)
         if first <= answer <= last:
             return "listed", self.meanings.get(code, "listed")
-        return "unexpected", ("not one of its listing codes (a resolver that rewrites missing names "
-                              "answers so)")
+        return "unexpected", (
+            "not one of its listing codes (a resolver that rewrites missing names answers so)"
+        )
 
 
 # Answers in this network are a zone's own error codes by convention, never a listing.
@@ -48,31 +49,50 @@ KNOWN_BLOCKLISTS = {
     bl.zone: bl
     for bl in (
         Blocklist(
-            "zen.spamhaus.org", "Spamhaus ZEN", "https://check.spamhaus.org/", ipv6=True,
+            "zen.spamhaus.org",
+            "Spamhaus ZEN",
+            "https://check.spamhaus.org/",
+            ipv6=True,
             listed=("127.0.0.2", "127.0.0.11"),
             meanings={
                 "127.0.0.2": "SBL: a known spam source or spam operation",
                 "127.0.0.3": "SBL CSS: a source of snowshoe spam",
-                "127.0.0.4": _SPAMHAUS_XBL, "127.0.0.5": _SPAMHAUS_XBL,
-                "127.0.0.6": _SPAMHAUS_XBL, "127.0.0.7": _SPAMHAUS_XBL,
+                "127.0.0.4": _SPAMHAUS_XBL,
+                "127.0.0.5": _SPAMHAUS_XBL,
+                "127.0.0.6": _SPAMHAUS_XBL,
+                "127.0.0.7": _SPAMHAUS_XBL,
                 "127.0.0.9": "SBL DROP: a hijacked network or one run by spammers",
-                "127.0.0.10": _SPAMHAUS_PBL, "127.0.0.11": _SPAMHAUS_PBL,
+                "127.0.0.10": _SPAMHAUS_PBL,
+                "127.0.0.11": _SPAMHAUS_PBL,
             },
             refusals={
                 "127.255.255.252": "Spamhaus says the query named the list wrongly",
                 "127.255.255.254": "Spamhaus refuses queries that come through a public or open resolver: "
-                                   "set RELAYTEST_RESOLVER to a resolver of your own",
+                "set RELAYTEST_RESOLVER to a resolver of your own",
                 "127.255.255.255": "Spamhaus refuses this resolver for sending too many queries",
             },
         ),
-        Blocklist("bl.spamcop.net", "SpamCop", "https://www.spamcop.net/bl.shtml",
-                  listed=("127.0.0.2", "127.0.0.2"),
-                  meanings={"127.0.0.2": "reported as a spam source by SpamCop users"}),
-        Blocklist("b.barracudacentral.org", "Barracuda Reputation Block List",
-                  "https://www.barracudacentral.org/rbl/removal-request", listed=("127.0.0.2", "127.0.0.2"),
-                  meanings={"127.0.0.2": "an address with a poor sending reputation"}),
-        Blocklist("psbl.surriel.com", "Passive Spam Block List (PSBL)", "https://psbl.org/",
-                  listed=("127.0.0.2", "127.0.0.2"), meanings={"127.0.0.2": "seen sending to spam traps"}),
+        Blocklist(
+            "bl.spamcop.net",
+            "SpamCop",
+            "https://www.spamcop.net/bl.shtml",
+            listed=("127.0.0.2", "127.0.0.2"),
+            meanings={"127.0.0.2": "reported as a spam source by SpamCop users"},
+        ),
+        Blocklist(
+            "b.barracudacentral.org",
+            "Barracuda Reputation Block List",
+            "https://www.barracudacentral.org/rbl/removal-request",
+            listed=("127.0.0.2", "127.0.0.2"),
+            meanings={"127.0.0.2": "an address with a poor sending reputation"},
+        ),
+        Blocklist(
+            "psbl.surriel.com",
+            "Passive Spam Block List (PSBL)",
+            "https://psbl.org/",
+            listed=("127.0.0.2", "127.0.0.2"),
+            meanings={"127.0.0.2": "seen sending to spam traps"},
+        ),
     )
 }
 DEFAULT_DNSBL_ZONES = tuple(KNOWN_BLOCKLISTS)
@@ -95,15 +115,24 @@ def blocklist(entry: str | Blocklist) -> Blocklist:
 
 DNSBL_FINDINGS = {
     "bad_zone": ("error", "Could not check {address} against a blocklist: {problem}."),
-    "no_ipv6": ("info", "{list} ({zone}) does not list IPv6 addresses, so {address} was not checked "
-                        "against it."),
+    "no_ipv6": (
+        "info",
+        "{list} ({zone}) does not list IPv6 addresses, so {address} was not checked against it.",
+    ),
     "lookup_failed": ("error", "Could not check {address} against {list} ({zone}): {failure}."),
-    "refused": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, "
-                         "meaning {meaning}."),
-    "unexpected": ("error", "Could not check {address} against {list} ({zone}): it answered {code}, which is "
-                            "{meaning}."),
-    "listed": ("fail", "{address} is listed on {list} ({zone}): {meaning}{reason}. Fix the cause, "
-                       "then request removal{removal}."),
+    "refused": (
+        "error",
+        "Could not check {address} against {list} ({zone}): it answered {code}, meaning {meaning}.",
+    ),
+    "unexpected": (
+        "error",
+        "Could not check {address} against {list} ({zone}): it answered {code}, which is {meaning}.",
+    ),
+    "listed": (
+        "fail",
+        "{address} is listed on {list} ({zone}): {meaning}{reason}. Fix the cause, "
+        "then request removal{removal}.",
+    ),
     "not_listed": ("pass", "{address} is not listed on {list} ({zone})."),
 }
 
@@ -115,8 +144,14 @@ async def dnsbl_check(address: str, entry: str | Blocklist, client: DnsClient) -
     except ValueError as exc:
         return _dnsbl("bad_zone", {"zone": str(entry)}, address=str(ip), problem=str(exc))
     facts = {"address": str(ip), "list": zone.name, "zone": zone.zone}
-    data: dict[str, object] = {"zone": zone.zone, "list": zone.name, "address": str(ip),
-                               "removal_url": zone.removal_url, "listed": None, "codes": []}
+    data: dict[str, object] = {
+        "zone": zone.zone,
+        "list": zone.name,
+        "address": str(ip),
+        "removal_url": zone.removal_url,
+        "listed": None,
+        "codes": [],
+    }
     if ip.version == 6 and not zone.ipv6:
         return _dnsbl("no_ipv6", data, **facts)
     data["query"] = query = f"{_reversed(ip)}.{zone.zone}"

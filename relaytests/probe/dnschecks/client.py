@@ -120,8 +120,9 @@ class DnsClient:
         except dns.resolver.NXDOMAIN:
             return Answer(nxdomain=True, canonical_name=plain_name(name))
         except dns.resolver.LifetimeTimeout:
-            return Answer(failure=f"DNS unavailable: no answer from {self.resolver_label} "
-                                  f"within {self.timeout:g} s")
+            return Answer(
+                failure=f"DNS unavailable: no answer from {self.resolver_label} within {self.timeout:g} s"
+            )
         except dns.resolver.NoNameservers as exc:
             return Answer(failure=self._refusal(name, rdtype, exc))
         except (dns.exception.DNSException, OSError) as exc:

@@ -68,29 +68,48 @@ async def _mx_host(preference: int, name: str, client: DnsClient) -> MxHost:
         return MxHost(preference, name, addresses=(name,), ip_literal=True)
     found = await client.addresses(name)
     alias_of = found.canonical_name if found.canonical_name != name else None
-    return MxHost(preference, name, found.addresses, alias_of, problem=found.failure or found.problem,
-                  lookup_failed=bool(found.failure))
-
+    return MxHost(
+        preference,
+        name,
+        found.addresses,
+        alias_of,
+        problem=found.failure or found.problem,
+        lookup_failed=bool(found.failure),
+    )
 
 
 MX_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the MX records of {domain}: {failure}."),
     "nxdomain": ("fail", "{domain} does not exist in DNS (NXDOMAIN), so it can receive no mail."),
     "nothing": ("fail", "{domain} has no MX record and no address of its own, so it can receive no mail."),
-    "implicit": ("info", "{domain} has no MX record, so senders deliver to its own address ({addresses}) "
-                         "as RFC 5321 allows; publish an MX record to say so explicitly."),
+    "implicit": (
+        "info",
+        "{domain} has no MX record, so senders deliver to its own address ({addresses}) "
+        "as RFC 5321 allows; publish an MX record to say so explicitly.",
+    ),
     "null_mx": ("info", "{domain} publishes a null MX (RFC 7505): it accepts no mail."),
-    "null_mx_mixed": ("fail", "{domain} publishes a null MX beside other MX records, which RFC 7505 forbids: "
-                              "senders may treat the domain as accepting no mail."),
-    "ip_literal": ("fail", "The MX record of {domain} names the IP address {name} instead of a host name: "
-                           "RFC 5321 requires a name and most senders will not deliver to it."),
-    "alias": ("warn", "The MX host {name} of {domain} is an alias (CNAME) for {alias_of}: RFC 2181 "
-                      "forbids MX records that point at aliases and some senders refuse them; "
-                      "name {alias_of} instead."),
+    "null_mx_mixed": (
+        "fail",
+        "{domain} publishes a null MX beside other MX records, which RFC 7505 forbids: "
+        "senders may treat the domain as accepting no mail.",
+    ),
+    "ip_literal": (
+        "fail",
+        "The MX record of {domain} names the IP address {name} instead of a host name: "
+        "RFC 5321 requires a name and most senders will not deliver to it.",
+    ),
+    "alias": (
+        "warn",
+        "The MX host {name} of {domain} is an alias (CNAME) for {alias_of}: RFC 2181 "
+        "forbids MX records that point at aliases and some senders refuse them; "
+        "name {alias_of} instead.",
+    ),
     "host_failed": ("error", "Could not look up every address of the MX host {name} of {domain}: {problem}."),
     "host_unresolved": ("warn", "The MX host {name} of {domain} cannot receive mail: {problem}."),
-    "no_host_resolves": ("fail", "None of the MX hosts of {domain} has an address ({names}), "
-                                 "so it can receive no mail."),
+    "no_host_resolves": (
+        "fail",
+        "None of the MX hosts of {domain} has an address ({names}), so it can receive no mail.",
+    ),
     "ok": ("pass", "{domain} receives mail on {hosts}."),
 }
 
@@ -134,12 +153,30 @@ def _mx_summary(hosts: tuple[MxHost, ...]) -> str:
 
 def _mx_data(mail: MailHosts) -> dict:
     hosts = [
-        {"preference": h.preference, "name": h.name, "addresses": list(h.addresses),
-         "alias_of": h.alias_of, "ip_literal": h.ip_literal, "problem": h.problem}
+        {
+            "preference": h.preference,
+            "name": h.name,
+            "addresses": list(h.addresses),
+            "alias_of": h.alias_of,
+            "ip_literal": h.ip_literal,
+            "problem": h.problem,
+        }
         for h in mail.mx
     ]
     if mail.implicit:
-        hosts = [{"preference": None, "name": mail.domain, "addresses": list(mail.implicit.addresses),
-                  "alias_of": None, "ip_literal": False, "problem": mail.implicit.problem}]
-    return {"domain": mail.domain, "null_mx": mail.null_mx, "implicit": mail.implicit is not None,
-            "hosts": hosts}
+        hosts = [
+            {
+                "preference": None,
+                "name": mail.domain,
+                "addresses": list(mail.implicit.addresses),
+                "alias_of": None,
+                "ip_literal": False,
+                "problem": mail.implicit.problem,
+            }
+        ]
+    return {
+        "domain": mail.domain,
+        "null_mx": mail.null_mx,
+        "implicit": mail.implicit is not None,
+        "hosts": hosts,
+    }

@@ -38,14 +38,26 @@ SPF_SINGLE_MODIFIERS = ("redirect", "exp")  # RFC 7208 section 6: at most once e
 SPF_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the SPF record of {domain}: {failure}."),
     "nxdomain": ("fail", "{domain} does not exist in DNS (NXDOMAIN), so it has no SPF record."),
-    "missing": ("warn", "{domain} publishes no SPF record: receivers cannot tell its own mail from forgeries "
-                        "and many junk mail without SPF; publish one such as \"v=spf1 mx -all\"."),
-    "several": ("fail", "{domain} publishes {count} SPF records: RFC 7208 makes receivers treat that as an "
-                        "error, as if there were none; merge them into one."),
-    "malformed": ("fail", "The SPF record of {domain} cannot be used: {problem}; RFC 7208 makes receivers "
-                          "treat it as an error, as if there were none."),
-    "pass_all": ("warn", "The SPF record of {domain} ends in \"+all\", which lets every host on the Internet "
-                         "send mail as {domain}; end it in \"-all\" or \"~all\"."),
+    "missing": (
+        "warn",
+        "{domain} publishes no SPF record: receivers cannot tell its own mail from forgeries "
+        'and many junk mail without SPF; publish one such as "v=spf1 mx -all".',
+    ),
+    "several": (
+        "fail",
+        "{domain} publishes {count} SPF records: RFC 7208 makes receivers treat that as an "
+        "error, as if there were none; merge them into one.",
+    ),
+    "malformed": (
+        "fail",
+        "The SPF record of {domain} cannot be used: {problem}; RFC 7208 makes receivers "
+        "treat it as an error, as if there were none.",
+    ),
+    "pass_all": (
+        "warn",
+        'The SPF record of {domain} ends in "+all", which lets every host on the Internet '
+        'send mail as {domain}; end it in "-all" or "~all".',
+    ),
     "ok": ("pass", "{domain} publishes a valid SPF record: {record}"),
 }
 
@@ -54,8 +66,11 @@ async def spf_check(domain: str, client: DnsClient) -> Check:
     answer = await client.lookup(domain, "TXT")
     records = [text for text in map(txt_text, answer.records) if _SPF_VERSION.match(text)]
     data = {"domain": domain, "records": records}
-    return combine("spf", [finding(SPF_FINDINGS, key, domain=domain, **facts)
-                            for key, facts in _spf_findings(answer, records)], data)
+    return combine(
+        "spf",
+        [finding(SPF_FINDINGS, key, domain=domain, **facts) for key, facts in _spf_findings(answer, records)],
+        data,
+    )
 
 
 def _spf_findings(answer: Answer, records: list[str]) -> list[tuple[str, dict]]:
@@ -113,22 +128,37 @@ _POLICY = r"none|quarantine|reject"
 _URI_LIST = r"[a-z][a-z0-9+.-]*:[^,\s]+(\s*,\s*[a-z][a-z0-9+.-]*:[^,\s]+)*"
 # The tags RFC 7489 section 6.3 defines, and how their values are written; other tags are ignored.
 DMARC_TAGS = {
-    "p": _POLICY, "sp": _POLICY, "adkim": "[rs]", "aspf": "[rs]", "pct": r"100|[1-9]?[0-9]",
-    "fo": "[01ds](:[01ds])*", "rf": "[a-z0-9]+(:[a-z0-9]+)*", "ri": "[0-9]+",
-    "rua": _URI_LIST, "ruf": _URI_LIST,
+    "p": _POLICY,
+    "sp": _POLICY,
+    "adkim": "[rs]",
+    "aspf": "[rs]",
+    "pct": r"100|[1-9]?[0-9]",
+    "fo": "[01ds](:[01ds])*",
+    "rf": "[a-z0-9]+(:[a-z0-9]+)*",
+    "ri": "[0-9]+",
+    "rua": _URI_LIST,
+    "ruf": _URI_LIST,
 }
 
 DMARC_FINDINGS = {
     "lookup_failed": ("error", "Could not look up the DMARC record of {domain}: {failure}."),
-    "missing": ("warn", "{domain} publishes no DMARC record (at _dmarc.{domain}): receivers get no "
-                        "policy for mail that forges it; publish one such as "
-                        "\"v=DMARC1; p=quarantine; rua=mailto:...\"."),
-    "several": ("fail", "_dmarc.{owner} has {count} DMARC records: RFC 7489 makes receivers ignore them all; "
-                        "keep one."),
+    "missing": (
+        "warn",
+        "{domain} publishes no DMARC record (at _dmarc.{domain}): receivers get no "
+        "policy for mail that forges it; publish one such as "
+        '"v=DMARC1; p=quarantine; rua=mailto:...".',
+    ),
+    "several": (
+        "fail",
+        "_dmarc.{owner} has {count} DMARC records: RFC 7489 makes receivers ignore them all; keep one.",
+    ),
     "malformed": ("fail", "The DMARC record of {owner} cannot be used: {problem}."),
-    "monitor_only": ("info", "The DMARC policy of {subject} is p=none: receivers only report mail that "
-                             "forges it and deliver it as usual; move to quarantine or reject once the "
-                             "reports show that all of its own mail passes."),
+    "monitor_only": (
+        "info",
+        "The DMARC policy of {subject} is p=none: receivers only report mail that "
+        "forges it and deliver it as usual; move to quarantine or reject once the "
+        "reports show that all of its own mail passes.",
+    ),
     "ok": ("pass", "The DMARC policy of {subject} is p={policy}."),
 }
 
@@ -140,8 +170,14 @@ async def dmarc_check(domain: str, client: DnsClient) -> Check:
     owners = _dmarc_owners(domain)
     answers = await asyncio.gather(*(client.lookup(f"_dmarc.{owner}", "TXT") for owner in owners))
     data = {"domain": domain}
-    return combine("dmarc", [finding(DMARC_FINDINGS, key, domain=domain, **facts)
-                              for key, facts in _dmarc_findings(domain, owners, answers, data)], data)
+    return combine(
+        "dmarc",
+        [
+            finding(DMARC_FINDINGS, key, domain=domain, **facts)
+            for key, facts in _dmarc_findings(domain, owners, answers, data)
+        ],
+        data,
+    )
 
 
 def _dmarc_owners(domain: str) -> list[str]:
