@@ -78,6 +78,14 @@ def parse_target(text: str, default_port: int = SMTP_PORT) -> tuple[str, int]:
     return _host_name(host), port
 
 
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT where a server of ours listens (the canary receiver); the port is required."""
+    host, port = parse_target(text, default_port=0)
+    if port == 0:
+        raise TargetError("give HOST:PORT")
+    return host, port
+
+
 def _ip_address(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))

@@ -1,8 +1,16 @@
 """Targets: parsing what a person typed, and resolving it through a DNS server inside the test."""
 
+import re
+
 import pytest
 
-from relaytests.probe.targets import HostTarget, TargetError, parse_target, resolve_target
+from relaytests.probe.targets import (
+    HostTarget,
+    TargetError,
+    parse_listen_address,
+    parse_target,
+    resolve_target,
+)
 from tests.dnsserver import SilentResolver, ZoneServer
 
 ZONE = """
@@ -290,3 +298,24 @@ async def test_an_ip_address_is_not_a_mail_domain():
     resolved = await resolve_target("192.0.2.25", domain=True)
     assert resolved.hosts == []
     assert resolved.error == "192.0.2.25 is an IP address, not a mail domain"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:2525", ("127.0.0.1", 2525)),
+        ("[::1]:2526", ("::1", 2526)),
+        ("Localhost:25", ("localhost", 25)),
+    ],
+)
+def test_a_listen_address_is_host_and_port(text, expected):
+    assert parse_listen_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("nonsense", "give HOST:PORT"), ("[::1]", "give HOST:PORT"), ("127.0.0.1:70000", "out of range")],
+)
+def test_a_listen_address_without_a_usable_port_is_refused(text, why):
+    with pytest.raises(TargetError, match=re.escape(why)):
+        parse_listen_address(text)

@@ -21,7 +21,7 @@ from django.db import close_old_connections, connections
 
 from relaytests.deliveries import record_message
 from relaytests.probe.receiver import CanaryReceiver, Delivery
-from relaytests.probe.targets import TargetError, parse_target
+from relaytests.probe.targets import TargetError, parse_listen_address
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -73,9 +73,6 @@ class Command(BaseCommand):
 def listen_address(text: str) -> tuple[str, int]:
     """HOST:PORT, or [IPv6]:PORT; CommandError in one line when it is neither."""
     try:
-        host, port = parse_target(text, default_port=0)
+        return parse_listen_address(text)
     except TargetError as exc:
         raise CommandError(f"RELAYTEST_CANARY_LISTEN / --listen {text!r}: {exc}") from None
-    if port == 0:
-        raise CommandError(f"RELAYTEST_CANARY_LISTEN / --listen {text!r}: give HOST:PORT")
-    return host, port

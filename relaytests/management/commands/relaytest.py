@@ -21,6 +21,7 @@ from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.sanitise import safe_text
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
+from relaytests.probe.targets import TargetError, parse_listen_address
 from relaytests.probe.vectors import catalogue
 
 VERDICT_COLUMN = 9
@@ -198,10 +199,10 @@ def survive_any_encoding(*streams) -> None:
 
 
 def listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), port_number(port)
+    try:
+        return parse_listen_address(text)
+    except TargetError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:
