@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.core.management import CommandError, call_command
 
 from relaytests.management.commands.runportal import Command
 
@@ -239,6 +240,19 @@ def test_the_children_link_to_where_the_portal_listens_unless_site_url_says(
     monkeypatch.setenv("SITE_URL", site_url)
 
     assert (Command._environment(listen).get("SITE_URL") or None) == children_get
+
+
+@pytest.mark.parametrize("listen", ["8000", "127.0.0.1:http", ":8000", "[::1]"])
+@pytest.mark.django_db
+def test_a_malformed_listen_address_is_refused_before_anything_starts(monkeypatch, listen):
+    started = []
+    monkeypatch.setattr(Command, "_start", staticmethod(lambda *args: started.append(args)))
+    monkeypatch.setattr("relaytests.management.commands.runportal.call_command", started.append)
+
+    with pytest.raises(CommandError, match=r"is not HOST:PORT"):
+        call_command("runportal", listen=listen)
+
+    assert started == []
 
 
 class SlowClient:

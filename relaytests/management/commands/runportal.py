@@ -22,11 +22,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from portal import env
+from relaytests.probe.targets import TargetError, parse_listen_address
 
 ADMIN_USERNAME = "admin"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 POLL_SECONDS = 0.5
-WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, listen: str, **options):
+        # Checked before anything starts: a typo would otherwise surface as gunicorn failing to bind.
+        try:
+            parse_listen_address(listen)
+        except TargetError as error:
+            raise CommandError(f"--listen / PORTAL_LISTEN '{listen}' is not HOST:PORT: {error}") from None
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self._create_first_admin()
@@ -119,7 +125,7 @@ class Command(BaseCommand):
         """The children's environment: SITE_URL, unless set, is where the web server listens (the
         permalink in test messages); a wildcard address names no host, so links follow each request."""
         environment = dict(os.environ)
-        host = listen.rpartition(":")[0].strip("[]")
+        host, _port = parse_listen_address(listen)
         if not environment.get("SITE_URL") and host not in WILDCARD_HOSTS:
             environment["SITE_URL"] = f"http://{listen}"
         return environment
