@@ -13,8 +13,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --home-dir /var/lib/portal --create-home portal
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# The runtime packages only, at the versions the tests ran with (requirements.lock pins them).
+COPY requirements.txt requirements.lock ./
+RUN pip install -r requirements.txt -c requirements.lock
 
 COPY --chown=root:root . .
 RUN mkdir -p "$STATIC_ROOT" && chown portal "$STATIC_ROOT"

@@ -148,9 +148,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": env.number("SQLITE_BUSY_TIMEOUT", 30.0),
     }
-    # Tests run a real Celery worker in another process: the test database must be a file it can
-    # open too (pytest-django's default is in memory), one per test process.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,11 +1,11 @@
 """Private Debian Postfix instances for the tests: real relay behaviour from a real MTA.
 
 Each instance has its own configuration, queue and data directories under a fresh temporary
-directory, listens on one loopback address (127.0.0.2x) and a free port, trusts only
-127.0.0.99/32 and so treats the probe (which connects from 127.0.0.1) as an outsider, and
-logs to a file in its directory. Nothing it accepts can leave the machine: every transport
-is `error:` or `discard:`, except the open instance's route for the canary domain to the
-test's receiver on 127.0.0.9. No DNS: the smtp client and smtpd never look names up.
+directory, listens on one loopback address (127.0.N.2x in test worker N) and a free port,
+trusts only 127.0.0.99/32 and so treats the probe (which connects from 127.0.0.1) as an
+outsider, and logs to a file in its directory. Nothing it accepts can leave the machine: every
+transport is `error:` or `discard:`, except the open instance's route for the canary domain to
+the test's receiver on 127.0.N.9. No DNS: the smtp client and smtpd never look names up.
 
 `postfix_instance(...)` starts one, waits until it greets, and stops it (then kills whatever
 of it is left, by process id) however the test ends. Postfix runs as root here and drops to
@@ -26,14 +26,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.parallel import loopback
+
 PROBE_SOURCE = "127.0.0.1"
 TRUSTED_NETWORK = "127.0.0.99/32"  # deliberately excludes PROBE_SOURCE
-RECEIVER_ADDRESS = "127.0.0.9"
+# In the test worker's own loopback block (tests/parallel.py): 127.0.0.x for the first worker.
+RECEIVER_ADDRESS = loopback(9)
 INSTANCE_ADDRESSES = {
-    "closed": "127.0.0.21",
-    "open": "127.0.0.22",
-    "discard": "127.0.0.23",
-    "closed_default": "127.0.0.24",
+    "closed": loopback(21),
+    "open": loopback(22),
+    "discard": loopback(23),
+    "closed_default": loopback(24),
 }
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -52,7 +55,7 @@ BASE_SETTINGS = {
     "append_dot_mydomain": "no",
     "biff": "no",
     # Postfix checks inet_interfaces against the interfaces' own addresses (lo has 127.0.0.1 only);
-    # master.cf binds the smtpd service to the instance's own 127.0.0.2x address.
+    # master.cf binds the smtpd service to the instance's own 127.0.N.2x address.
     "inet_interfaces": "127.0.0.1",
     "inet_protocols": "ipv4",
     "mynetworks": TRUSTED_NETWORK,

@@ -27,8 +27,10 @@ from django.db import connection
 from portal.celery import app as celery_app
 from relaytests.models import Department, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
+from tests.parallel import redis_url
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+# The first test worker's Redis database; with pytest-xdist each worker its own (tests/parallel.py).
+REDIS_URL = redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/8"))
 READY_WITHIN = 60.0  # seconds for a worker to start; a bound for a broken setup, not a speed claim
 FINISHED_WITHIN = 120.0
 POLL = 0.2

@@ -1,0 +1,14 @@
+"""The portal's settings under test (pyproject.toml names this module): the production module as it is,
+plus only what a test process needs and no other process notices. The processes the tests start
+(workers, the CLI, runportal) inherit this module and so run on the production settings.
+"""
+
+import os
+
+from portal.settings import *  # noqa: F403
+from portal.settings import DATABASES, VAR_DIR
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests run a real Celery worker in another process: the test database must be a file it can
+    # open too (pytest-django's default is in memory), one per test process.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
