@@ -15,18 +15,18 @@ WORKER_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw
 REDIS_DATABASES = 16  # Redis' default `databases`
 
 
-def redis_url(base: str) -> str:
+def redis_url(base: str, worker: int = WORKER_INDEX) -> str:
     """`base` names the database of the first worker; each further worker takes the next number."""
     parts = urlsplit(base)
-    number = int(parts.path.strip("/") or 0) + WORKER_INDEX
+    number = int(parts.path.strip("/") or 0) + worker
     if number >= REDIS_DATABASES:
         raise RuntimeError(
-            f"test worker {WORKER_INDEX} would need Redis database {number} (of 0-{REDIS_DATABASES - 1}): "
+            f"test worker {worker} would need Redis database {number} (of 0-{REDIS_DATABASES - 1}): "
             "run fewer workers or give TEST_REDIS_URL a lower database number"
         )
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
-def loopback(host: int) -> str:
+def loopback(host: int, worker: int = WORKER_INDEX) -> str:
     """Address `host` in this worker's own 127.0.N.0/24 (worker N), e.g. loopback(22) is 127.0.0.22 in gw0."""
-    return f"127.0.{WORKER_INDEX}.{host}"
+    return f"127.0.{worker}.{host}"
