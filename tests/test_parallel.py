@@ -16,7 +16,7 @@ def test_each_worker_takes_its_own_redis_database_above_the_first():
 
 
 def test_a_worker_beyond_the_last_redis_database_is_told_what_to_change():
-    with pytest.raises(RuntimeError, match="would need Redis database 16 .* run fewer workers"):
+    with pytest.raises(RuntimeError, match=r"would need Redis database 16 .* run fewer workers"):
         redis_url("redis://127.0.0.1:6379/8", 8)
 
 
