@@ -25,3 +25,17 @@ def _loopback_resolv_conf(resolver, *args, **kwargs):
 
 dns.resolver.BaseResolver.read_resolv_conf = _loopback_resolv_conf
 dns.resolver.default_resolver = None  # rebuilt on first use, with the loopback configuration
+
+
+# The kinds of test that take longest, longest first: when the suite runs in parallel they start
+# first, so that none of them is left running alone at the end while the other processes idle.
+LONGEST_FIRST = ("browser", "slow", "postfix", "broker")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next(
+            (n for n, name in enumerate(LONGEST_FIRST) if item.get_closest_marker(name)), len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the order within each kind stays the order of the files

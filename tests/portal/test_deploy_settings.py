@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 BASE_DIR = settings.BASE_DIR
@@ -90,6 +91,7 @@ def _keys(processes: list[subprocess.Popen]) -> set[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_fresh_folder_share_one_complete_key(tmp_path):
     for trial in range(TRIALS):
         var_dir = tmp_path / f"trial-{trial}"

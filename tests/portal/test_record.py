@@ -52,6 +52,7 @@ def test_an_error_in_the_runs_bookkeeping_ends_it_failed_with_a_reason(departmen
 
 
 @pytest.mark.usefixtures("redis_broker")
+@pytest.mark.slow
 def test_ten_runs_started_at_once_all_end_with_their_reports(member, department):
     """Ten Tests pressed at once, a real worker of concurrency 4, every third server accepting relay."""
     with contextlib.ExitStack() as stack:

@@ -166,6 +166,7 @@ def interrupt(portal: Portal) -> tuple[int, set[int]]:
     return portal.wait_exit(), children
 
 
+@pytest.mark.slow
 def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_stops_all(
     tmp_path, free_port, canary_port
 ):
@@ -200,6 +201,7 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
     assert "password" not in second.output()
 
 
+@pytest.mark.slow
 def test_when_a_child_dies_the_rest_is_stopped_and_the_command_fails(tmp_path, free_port, canary_port):
     portal = start(tmp_path, free_port, canary_port)
     children = portal.descendants()
@@ -283,6 +285,7 @@ class SlowClient:
         return False  # an answer, an end or a reset
 
 
+@pytest.mark.slow
 def test_a_page_answers_while_slow_clients_hold_connections(tmp_path, free_port, canary_port):
     portal = start(tmp_path, free_port, canary_port)
     stop = threading.Event()

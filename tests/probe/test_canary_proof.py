@@ -164,6 +164,7 @@ def test_the_text_output_shows_the_forged_delivery_where_it_came_from():
 
 
 @pytest.mark.postfix
+@pytest.mark.slow
 async def test_a_relay_delivering_in_parallel_to_a_slow_receiver_loses_no_message():
     """Postfix opens up to 20 connections to one destination: more than a peer's share of sessions."""
     arrived: dict[str, Delivery] = {}

@@ -15,7 +15,7 @@ from relaytests.probe.dnschecks import (
 )
 from tests.dnsserver import SilentResolver, ZoneServer
 
-SHORT = 0.5  # seconds a silent resolver or zone is waited for
+SHORT = 1.5  # seconds a silent resolver or zone is waited for; an answering one answers well within it, even on a loaded machine
 RESOLVER = "<the test's DNS server>"  # stands in expected texts for the address of the DNS server
 
 
@@ -270,7 +270,7 @@ async def test_a_domain_with_very_many_mx_hosts_is_looked_up_on_the_most_preferr
 async def test_with_the_resolver_down_every_domain_check_is_dns_unavailable():
     with SilentResolver() as silent:
         checks = await domain_checks("example.edu", resolver=silent.address, timeout=SHORT)
-    unavailable = f"DNS unavailable: no answer from {silent.address} within 0.5 s"
+    unavailable = f"DNS unavailable: no answer from {silent.address} within 1.5 s"
     assert [(c.id, c.status, c.detail) for c in checks] == [
         ("mx", "error", f"Could not look up the MX records of example.edu: {unavailable}."),
         ("spf", "error", f"Could not look up the SPF record of example.edu: {unavailable}."),
@@ -281,7 +281,7 @@ async def test_with_the_resolver_down_every_domain_check_is_dns_unavailable():
 async def test_with_the_resolver_down_every_host_check_is_dns_unavailable():
     with SilentResolver() as silent:
         checks = await host_checks("192.0.2.25", [], resolver=silent.address, timeout=SHORT)
-    unavailable = f"DNS unavailable: no answer from {silent.address} within 0.5 s"
+    unavailable = f"DNS unavailable: no answer from {silent.address} within 1.5 s"
     assert [c.status for c in checks] == ["error"] * (1 + len(DEFAULT_DNSBL_ZONES))
     assert checks[0].detail == f"Could not look up the reverse DNS (PTR) of 192.0.2.25: {unavailable}."
     assert (
@@ -300,7 +300,7 @@ async def test_the_system_resolver_is_used_when_none_is_given(monkeypatch):
         [mx, *_] = await domain_checks("example.edu", timeout=SHORT)
     assert mx.detail == (
         f"Could not look up the MX records of example.edu: DNS unavailable: no answer from the system resolver "
-        f"({host}) within 0.5 s."
+        f"({host}) within 1.5 s."
     )
 
 
@@ -401,7 +401,7 @@ def test_parse_resolver_says_what_is_wrong(text, message):
             [],
             "error",
             f"Could not look up the reverse DNS (PTR) of 192.0.2.45: DNS unavailable: no answer from {RESOLVER} "
-            "within 0.5 s.",
+            "within 1.5 s.",
             id="ptr_lookup_without_answer_is_an_error",
         ),
         pytest.param(
@@ -409,7 +409,7 @@ def test_parse_resolver_says_what_is_wrong(text, message):
             [],
             "error",
             "Could not check that mx.dead.example resolves back to 192.0.2.44: DNS unavailable: no answer from "
-            f"{RESOLVER} within 0.5 s.",
+            f"{RESOLVER} within 1.5 s.",
             id="ptr_whose_name_cannot_be_looked_up_is_an_error",
         ),
     ],
@@ -517,7 +517,7 @@ async def test_unlisted_address_passes_every_default_zone(dns_server):
             "dead.dnsbl.example",
             "error",
             "Could not check 192.0.2.25 against dead.dnsbl.example (dead.dnsbl.example): DNS unavailable: no answer "
-            f"from {RESOLVER} within 0.5 s.",
+            f"from {RESOLVER} within 1.5 s.",
             id="a_zone_that_never_answers_is_an_error",
         ),
         pytest.param(
@@ -719,7 +719,7 @@ DMARC_CASES = [
         "dmarc",
         "error",
         f"Could not look up the DMARC record of quiet.edu: DNS unavailable: no answer from {RESOLVER} "
-        "within 0.5 s.",
+        "within 1.5 s.",
         id="dmarc_lookup_without_answer_is_an_error",
     ),
 ]

@@ -201,6 +201,7 @@ TARPIT_DELAY = 0.2  # seconds before every reply: 4 s in the field, scaled down 
 TARPIT_BUDGET = 80 * TARPIT_DELAY  # room for the core vectors (about 60 replies), not for the rest
 
 
+@pytest.mark.slow
 async def test_a_tarpit_gets_the_core_vectors_within_the_host_budget_and_the_rest_is_listed(fake_smtp, probe):
     server = fake_smtp("tarpit", tarpit_seconds=TARPIT_DELAY)
     report = await probe(server, host_budget=TARPIT_BUDGET, slow_reply_seconds=TARPIT_DELAY / 2)
@@ -226,6 +227,7 @@ async def test_a_tarpit_too_slow_for_the_core_is_inconclusive_within_the_budget(
     assert {v.outcome for v in host.vectors} == {"rejected"}
 
 
+@pytest.mark.slow
 def test_the_cli_takes_the_host_budget(fake_smtp):
     # At the CLI's own threshold of a slow reply (1 s): a budget too small for the core vectors.
     server = fake_smtp("tarpit", tarpit_seconds=1.2)
