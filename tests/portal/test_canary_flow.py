@@ -20,7 +20,7 @@ from relaytests.models import CanaryDelivery, MailServer, TestRun, VerdictChange
 from relaytests.probe.canary import parse_token, token_fields
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.tasks import finalise_run, run_suite
-from relaytests.views.runs import DELIVERY_EXPLANATIONS
+from relaytests.views.run_pages import DELIVERY_EXPLANATIONS
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import host, make_run, report, vector

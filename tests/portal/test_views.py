@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from relaytests.models import MailServer, TestRun
-from relaytests.views import runs
+from relaytests.views import run_pages
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import (
@@ -707,7 +707,7 @@ def test_a_server_error_is_a_styled_500_page(member, server, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(runs, "_run_context", broken)
+    monkeypatch.setattr(run_pages, "_run_context", broken)
     response = client.get(run.get_absolute_url())
 
     assert response.status_code == 500
