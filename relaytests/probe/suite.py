@@ -20,15 +20,13 @@ server's error budget instead of ``max_vectors_per_connection``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
+from relaytests.probe import callbacks, canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
 from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
@@ -78,15 +76,12 @@ class ProgressEvent:
     vector: VectorResult | None = None
 
 
-Progress = Callable[[ProgressEvent], Awaitable[None] | None]
+Progress = callbacks.Callback[ProgressEvent]
 
 
 async def _notify(progress: Progress | None, event: ProgressEvent) -> None:
-    if progress is None:
-        return
-    result = progress(event)
-    if inspect.isawaitable(result):
-        await result
+    if progress is not None:
+        await callbacks.call(progress, event)
 
 
 def _now() -> str:
