@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from relaytests.probe.names import guessed_mail_domain
 from relaytests.probe.outdated import CHECK_ID as OUTDATED_CHECK_ID
 from relaytests.probe.outdated import outdated_check
 from relaytests.probe.report import Check, Software
@@ -211,7 +212,9 @@ def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[st
         or host.get("address", "")
     )
     mail_domain = (
-        getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
+        getattr(server, "mail_domain", "")
+        or _server_target(server, "domain")
+        or guessed_mail_domain(hostname)
     )
     return {
         "hostname": hostname,
@@ -234,12 +237,6 @@ def greeting_name(banner: str) -> str:
 def _server_target(server: Any, kind: str) -> str:
     """The registered target when the server was registered as that kind (host or mail domain)."""
     return getattr(server, "target", "") if getattr(server, "kind", "") == kind else ""
-
-
-def _parent_domain(hostname: str) -> str:
-    """mx.dept.example.edu -> dept.example.edu, as the probe guesses the mail domain."""
-    labels = hostname.split(".")
-    return ".".join(labels[1:]) if len(labels) > 2 else hostname
 
 
 def _filler(names: dict[str, str]):

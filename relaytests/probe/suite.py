@@ -26,7 +26,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relaytests.probe import callbacks, canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
+from relaytests.probe import (
+    callbacks,
+    canary,
+    dnschecks,
+    fingerprint,
+    hygiene,
+    message,
+    names,
+    pacing,
+    verdict,
+)
 from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
@@ -361,8 +371,7 @@ class HostProbe:
         announced = fingerprint.announced_name(greeting.text) or fingerprint.announced_name(hello.text)
         self.target_host = self.target_host or announced
         if not self.target_domain and self.target_host:
-            labels = self.target_host.split(".")
-            self.target_domain = ".".join(labels[1:]) if len(labels) > 2 else self.target_host
+            self.target_domain = names.guessed_mail_domain(self.target_host)
 
     async def _dns_checks(self):
         return await hygiene.dns_host_checks(

@@ -167,6 +167,13 @@ def test_without_a_registered_domain_the_mail_domain_is_the_host_names_parent():
     assert "domainlist local_domains    = @ : chem.example.edu" in guidance.steps[0].snippet
 
 
+def test_a_host_named_like_its_registered_domain_keeps_its_name_rather_than_a_public_suffix():
+    guidance = guidance_for(report_for("exim", ["plain"], name="chem.example.ac.uk"), 0)
+    assert "domainlist local_domains    = @ : example.ac.uk" in guidance.steps[0].snippet
+    guidance = guidance_for(report_for("exim", ["plain"], name="example.ac.uk"), 0)
+    assert "domainlist local_domains    = @ : example.ac.uk" in guidance.steps[0].snippet
+
+
 @override_settings(PORTAL_RELAY_HUB="relay.tc.umn.edu", PORTAL_ORG_NAME="University of Minnesota")
 def test_the_hub_and_the_organisation_come_from_settings():
     html = render(report_for("sendmail", ["percent-host"]))
