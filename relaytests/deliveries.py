@@ -140,9 +140,7 @@ def _settle(run: TestRun) -> None:
     run.verdict = report.verdict
     run.upgraded_late = upgraded_by_late_delivery(run.report)
     run.save(update_fields=["report", "verdict", "upgraded_late"])
-    run.record_state()
-    if run.status in OVER:
-        run.record_verdict_change(was=old_verdict)
+    run.record_verdict(was=old_verdict)
 
 
 def _finalise(run: TestRun, report: Report) -> bool:
@@ -152,6 +150,5 @@ def _finalise(run: TestRun, report: Report) -> bool:
     )
     if won:
         run.refresh_from_db()
-        run.record_state()
-        run.record_verdict_change()
+        run.record_verdict()
     return bool(won)

@@ -226,6 +226,14 @@ class TestRun(models.Model):
         )
         return True
 
+    def record_verdict(self, was: str | None = None) -> None:
+        """The run's verdict and report were just stored (finished, settled, upgraded late): make it the
+        server's state and, once the run is over, write the move in the history; while it waits for
+        test messages its verdict is only so far, no change yet. `was` as in `record_verdict_change`."""
+        self.record_state()
+        if self.status not in LIVE_STATUSES:
+            self.record_verdict_change(was)
+
     def record_verdict_change(self, was: str | None = None) -> VerdictChange | None:
         """Write the move this run's verdict makes in the server's history, which follows the order
         in which runs were started, not the order in which they settled.

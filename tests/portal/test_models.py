@@ -88,3 +88,19 @@ def test_the_first_verdict_of_a_server_is_a_change_from_nothing_and_a_repeat_is_
 
     assert make_run(server, verdict="secure").record_verdict_change() is None
     assert VerdictChange.objects.count() == 1
+
+
+def test_a_verdict_so_far_writes_no_change_and_the_final_one_does(server):
+    make_run(server, verdict="secure")
+    waiting = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay")
+
+    waiting.record_verdict()
+    assert not VerdictChange.objects.exists()
+
+    TestRun.objects.filter(pk=waiting.pk).update(status=Status.DONE)
+    waiting.refresh_from_db()
+    waiting.record_verdict()
+    assert VerdictChange.objects.values_list("old_verdict", "new_verdict").get() == (
+        "secure",
+        "accepts_relay",
+    )
