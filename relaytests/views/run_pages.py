@@ -19,6 +19,7 @@ from relaytests import access
 from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
+from relaytests.probe.hygiene import vantage_warning
 from relaytests.templatetags.portal_format import verdict_meaning
 from relaytests.views.servers import start_run
 
@@ -111,7 +112,15 @@ def _run_context(run: TestRun, user) -> dict:
         "waiting_until": waiting_until,
         "minutes_left": _minutes_left(waiting_until) if waiting_until else None,
         "verdict_sentence": _verdict_sentence(run),
+        "vantage_warning": _vantage_warning(report.get("probe", {})),
     }
+
+
+def _vantage_warning(probe: dict) -> str:
+    """Above the report, in the engine's words: the probe saw the server from inside the campus."""
+    return (
+        vantage_warning(probe.get("source_address")).detail if probe.get("inside_internal_networks") else ""
+    )
 
 
 def _checks(report: dict) -> list[dict]:

@@ -15,8 +15,10 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from relaytests.models import MailServer, TestRun
+from relaytests.probe.hygiene import vantage_warning
 from relaytests.views import run_pages
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
@@ -379,7 +381,7 @@ def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
         not in client_for(member).get(outside.get_absolute_url()).content.decode()
     )
     page = client_for(member).get(warned.get_absolute_url()).content.decode()
-    assert "The probe ran from 10.20.0.5, inside the university's own networks." in page
+    assert f'<p class="warning vantage">{escape(vantage_warning("10.20.0.5").detail)}</p>' in page
 
 
 def test_an_active_run_shows_its_progress_so_far_and_refreshes_without_javascript(member, server):
