@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from relaytests.probe import report as report_module
+from relaytests.probe.dnschecks import parse_port
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.sanitise import safe_text
@@ -31,12 +32,9 @@ CANARY_POLL_SECONDS = 0.1
 
 def port_number(text: str) -> int:
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
-    return port
+        return parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_seconds(text: str) -> float:
