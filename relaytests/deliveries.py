@@ -26,6 +26,7 @@ from relaytests.models import CanaryDelivery, TestRun
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.suite import awaited_tokens, settle_deliveries
+from relaytests.probe.vocabulary import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def upgraded_by_late_delivery(report: dict) -> bool:
         if v.get("delivered") and v.get("delivery")
     ]
     only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
-    return report.get("verdict") == "open_relay" and only_late
+    return report.get("verdict") == Verdict.OPEN_RELAY and only_late
 
 
 def recorded_arrivals(run: TestRun) -> dict[str, dict]:

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from relaytests.probe.vocabulary import Verdict as EngineVerdict
+
 
 class Department(models.Model):
     name = models.CharField(max_length=200, unique=True)
@@ -38,13 +40,10 @@ class Membership(models.Model):
         return f"{self.user} in {self.department}"
 
 
-class Verdict(models.TextChoices):
-    """Worst first (docs/architecture.md, Verdicts)."""
-
-    OPEN_RELAY = "open_relay", "Open relay"
-    ACCEPTS_RELAY = "accepts_relay", "Accepts relay"
-    INCONCLUSIVE = "inconclusive", "Inconclusive"
-    SECURE = "secure", "Secure"
+# The engine's verdicts as the database's choices, worst first, with their labels.
+Verdict = models.TextChoices(
+    "Verdict", [(verdict.name, (verdict.value, verdict.label)) for verdict in EngineVerdict]
+)
 
 
 class MailServer(models.Model):
@@ -274,6 +273,11 @@ class VerdictChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}: {self.old_verdict or 'none'} -> {self.new_verdict}"
+
+    @property
+    def upgraded_late(self) -> bool:
+        """This is the move to open relay that only canaries arriving after the run was final made."""
+        return self.run.upgraded_late and self.new_verdict == Verdict.OPEN_RELAY
 
 
 class CanaryDelivery(models.Model):

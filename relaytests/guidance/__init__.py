@@ -22,12 +22,12 @@ from relaytests.probe.outdated import outdated_check
 from relaytests.probe.report import Check, Software
 from relaytests.probe.vectors import by_id, catalogue
 from relaytests.probe.verdict import REFUSALS
+from relaytests.probe.vocabulary import Verdict
 
 CONTENT_DIR = Path(__file__).with_name("content")
 GENERIC = "generic"
 DEPT_NET_HINT = "<your department's sending hosts>"
 PLACEHOLDER = re.compile(r"\{(hostname|mail_domain|address|relay_hub|dept_net|org_name)\}")
-RELAY_VERDICTS = ("open_relay", "accepts_relay")
 HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]*")
 
 
@@ -68,7 +68,7 @@ class Guidance:
     name: str
     generic: bool  # no known family: the generic text, with how to tell which MTA runs
     host_label: str
-    verdict: str
+    verdict: Verdict
     recognised: str
     how_to_tell: str
     failing: list[FailingVector]
@@ -90,7 +90,7 @@ class Guidance:
 
     @property
     def needs_fixing(self) -> bool:
-        return bool(self.failing) or self.verdict in RELAY_VERDICTS
+        return bool(self.failing) or self.verdict.is_relay
 
 
 def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None) -> Guidance:
@@ -101,12 +101,13 @@ def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None)
     content = _load(GENERIC if generic else family)
     names = _names(report, host, server)
     fill = _filler(names)
+    verdict = Verdict(host.get("verdict", Verdict.INCONCLUSIVE))
     return Guidance(
         family="unknown" if generic else family,
         name=content["name"],
         generic=generic,
         host_label=_host_label(host),
-        verdict=host.get("verdict", "inconclusive"),
+        verdict=verdict,
         recognised=fill(content["recognised"]),
         how_to_tell=fill(content["how_to_tell"]) if generic else "",
         failing=[_failing(v, content, fill) for v in succeeded_vectors(host)],
@@ -116,7 +117,7 @@ def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None)
         relay_hub=names["relay_hub"],
         outdated=_outdated(host),
         sources=list(content["sources"]),
-        next_steps=_next_steps(host, fill) if host.get("verdict", "inconclusive") == "inconclusive" else [],
+        next_steps=_next_steps(host, fill) if verdict == Verdict.INCONCLUSIVE else [],
     )
 
 
@@ -177,7 +178,7 @@ def _failing(vector: dict[str, Any], content: dict[str, Any], fill) -> FailingVe
 
 def _next_steps(host: dict[str, Any], fill) -> list[str]:
     """What to do about an inconclusive host: one text per reason the attempts got no answer."""
-    texts = _load(GENERIC)["inconclusive"]
+    texts = _load(GENERIC)[Verdict.INCONCLUSIVE]
     reasons = [
         v.get("reason", "")
         for v in host.get("vectors", [])

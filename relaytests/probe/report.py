@@ -10,14 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from relaytests.probe.vocabulary import EXIT_SECURE, EXIT_WARNINGS, Verdict
+
 SCHEMA = "relaytest/1"
 
-# Worst first: a run's verdict is the worst of its hosts'.
-VERDICT_SEVERITY = {"open_relay": 3, "accepts_relay": 2, "inconclusive": 1, "secure": 0}
 OUTCOMES = ("accepted", "rejected", "deferred", "failed")
 CHECK_STATUSES = ("pass", "info", "warn", "fail", "error")
-
-EXIT_SECURE, EXIT_WARNINGS, EXIT_RELAY, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass
@@ -82,7 +80,7 @@ class HostReport:
     address: str
     port: int
     name: str | None = None
-    verdict: str = "inconclusive"
+    verdict: str = Verdict.INCONCLUSIVE  # a Verdict's value
     reason: str = ""
     banner: str = ""
     software: Software = field(default_factory=Software)
@@ -108,7 +106,7 @@ class Report:
     started_at: str
     finished_at: str = ""
     duration_s: float = 0.0
-    verdict: str = "inconclusive"
+    verdict: str = Verdict.INCONCLUSIVE  # a Verdict's value
     summary: str = ""
     probe: ProbeInfo = field(default_factory=ProbeInfo)
     hosts: list[HostReport] = field(default_factory=list)
@@ -136,19 +134,17 @@ class Report:
         return self.checks + [c for host in self.hosts for c in host.checks]
 
     def exit_code(self) -> int:
-        """Monitoring-plugin exit code, as docs/report-schema.md says."""
-        if self.verdict in ("open_relay", "accepts_relay"):
-            return EXIT_RELAY
-        if self.verdict == "inconclusive":
-            return EXIT_INCONCLUSIVE
-        if any(c.status in ("warn", "fail") for c in self.all_checks()):
+        """Monitoring-plugin exit code, as docs/report-schema.md says: the verdict's, and for a secure
+        server with a check that warns or fails, warnings."""
+        code = Verdict(self.verdict).exit_code
+        if code == EXIT_SECURE and any(c.status in ("warn", "fail") for c in self.all_checks()):
             return EXIT_WARNINGS
-        return EXIT_SECURE
+        return code
 
 
-def worst_verdict(verdicts: list[str]) -> str:
+def worst_verdict(verdicts: list[str]) -> Verdict:
     """The run's verdict: the worst of its hosts'; no host at all tells nothing."""
-    return max(verdicts, key=VERDICT_SEVERITY.__getitem__, default="inconclusive")
+    return max(map(Verdict, verdicts), key=lambda verdict: verdict.severity, default=Verdict.INCONCLUSIVE)
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Small filters for the pages: durations in words, the words for a run's verdict, kinds of checks."""
+"""Small filters for the pages: durations in words, a verdict's name (from the engine's Verdict), kinds of
+checks."""
 
 from __future__ import annotations
 
@@ -12,18 +13,6 @@ from django.utils.timesince import timesince
 from relaytests.models import TestRun, Verdict
 
 register = template.Library()
-
-# One sentence per verdict, under its name: what it means for the admin reading the page.
-VERDICT_MEANINGS = {
-    "open_relay": "A test message relayed through this server reached our canary: anyone can send mail "
-    "through it. Fix it now.",
-    "accepts_relay": "The server accepted mail for an outside recipient, but no test message arrived "
-    "(yet). Treat it as an open relay until a re-test says secure.",
-    "inconclusive": "The test could neither prove nor rule out relaying. What to do next: the first step "
-    "below says how to get a clear answer.",
-    "secure": "Every relay attempt was refused, and no test message arrived. Nothing to fix.",
-}
-
 
 # Checks about the server as the rest of the Internet sees it (DNS), shown in a section of their own.
 DNS_CHECKS = frozenset({"mx", "ptr", "dnsbl", "spf", "dmarc", "addresses"})
@@ -63,11 +52,6 @@ def verdict_label(value: str) -> str:
 def run_status_label(value: str) -> str:
     """A run's status in words, from the bare value (lists read the column, not the run)."""
     return TestRun.Status(value).label if value in TestRun.Status.values else value
-
-
-@register.filter
-def verdict_meaning(value: str) -> str:
-    return VERDICT_MEANINGS.get(value, "")
 
 
 @register.filter

@@ -20,21 +20,13 @@ from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
 from relaytests.probe.hygiene import vantage_warning
-from relaytests.templatetags.portal_format import verdict_meaning
+from relaytests.probe.vocabulary import Verdict
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
 NOSCRIPT_REFRESH_SECONDS = 10
 
-# Under the verdict: what the canary proved. Accepting is not yet relaying until the wait is over.
-DELIVERY_EXPLANATIONS = {
-    "open_relay": "Relayed and delivered: a test message sent through this server came out the other side "
-    "and reached the portal's canary. That is proof, not suspicion.",
-    "accepts_relay": "Accepted but not delivered: the server took mail for an outside recipient, but no test "
-    "message from it reached the canary (canary delivery off, or the server queued, discarded or bounced it "
-    "later). Treat it as an open relay: a queued message may still arrive, and the verdict then turns to "
-    "open relay, marked late.",
-}
+# Under the verdict while the canary wait lasts: accepting is not yet relaying until the wait is over.
 NOT_PROVEN_YET = (
     "Not proven yet: the server took mail for an outside recipient, and the portal is waiting for the test "
     "messages. Treat it as an open relay until a re-test says secure."
@@ -162,7 +154,7 @@ def _minutes_left(until: datetime) -> int:
 
 
 def _verdict_sentence(run: TestRun) -> str:
-    """The one sentence under the verdict; while waiting, only a delivery is settled."""
-    if run.status == TestRun.Status.AWAITING_DELIVERY and run.verdict == "accepts_relay":
+    """The one sentence under the verdict (its meaning); while waiting, only a delivery is settled."""
+    if run.status == TestRun.Status.AWAITING_DELIVERY and run.verdict == Verdict.ACCEPTS_RELAY:
         return NOT_PROVEN_YET
-    return DELIVERY_EXPLANATIONS.get(run.verdict) or verdict_meaning(run.verdict)
+    return Verdict(run.verdict).meaning if run.verdict else ""

@@ -6,7 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from relaytests.models import MailServer, TestRun, VerdictChange
+from relaytests.models import MailServer, TestRun, Verdict, VerdictChange
+from relaytests.probe import vocabulary
 from tests.portal.factories import make_run, make_server
 
 pytestmark = pytest.mark.django_db
@@ -104,3 +105,17 @@ def test_a_verdict_so_far_writes_no_change_and_the_final_one_does(server):
         "secure",
         "accepts_relay",
     )
+
+
+def test_the_verdict_choices_are_the_engines_values_and_labels():
+    assert Verdict.choices == [(verdict.value, verdict.label) for verdict in vocabulary.Verdict]
+    assert TestRun._meta.get_field("verdict").choices == Verdict.choices
+
+
+def test_only_the_move_to_open_relay_of_a_late_upgraded_run_is_marked_late(server):
+    run = make_run(server, verdict="open_relay", upgraded_late=True)
+    first = VerdictChange.objects.create(server=server, run=run, old_verdict="", new_verdict="accepts_relay")
+    upgrade = VerdictChange.objects.create(
+        server=server, run=run, old_verdict="accepts_relay", new_verdict="open_relay"
+    )
+    assert (first.upgraded_late, upgrade.upgraded_late) == (False, True)

@@ -16,7 +16,6 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from relaytests.probe import report as report_module
 from relaytests.probe.dnschecks import parse_port
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.report import Report
@@ -24,6 +23,7 @@ from relaytests.probe.sanitise import safe_text
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
 from relaytests.probe.targets import TargetError, parse_listen_address
 from relaytests.probe.vectors import catalogue
+from relaytests.probe.vocabulary import EXIT_INCONCLUSIVE
 
 VERDICT_COLUMN = 9
 DEFAULT_CANARY_WAIT = 60.0
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         def one_line_error(message: str):
             # Monitoring plugins answer UNKNOWN (3) to bad arguments, not argparse's 2.
             sys.stderr.write(f"relaytest: {message}\n")
-            sys.exit(report_module.EXIT_INCONCLUSIVE)
+            sys.exit(EXIT_INCONCLUSIVE)
 
         parser.error = one_line_error
         return parser
