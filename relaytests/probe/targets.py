@@ -76,7 +76,7 @@ def parse_target(text: str, default_port: int = SMTP_PORT) -> tuple[str, int]:
         return address, port
     if text.strip().startswith("["):
         raise TargetError(f"'{host}' is not an IP address: brackets are only for IP addresses")
-    return _host_name(host), port
+    return host_name(host), port
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -94,7 +94,7 @@ def _ip_address(text: str) -> str | None:
         return None
 
 
-def _host_name(text: str) -> str:
+def host_name(text: str) -> str:
     """The ASCII form of a host name, or TargetError saying what is wrong with it.
 
     A name in Unicode is mapped and encoded as IDNA 2008 with UTS 46 (the `idna` package), as browsers
