@@ -95,16 +95,11 @@ def has_final_report(run: TestRun) -> bool:
     return bool(run.report.get("verdict")) and run.status not in (Status.QUEUED, Status.RUNNING)
 
 
-def upgraded_by_late_delivery(report: dict) -> bool:
+def upgraded_by_late_delivery(report: Report) -> bool:
     """The verdict is open_relay only because of canaries that arrived after the run was final."""
-    deliveries = [
-        v["delivery"]
-        for host in report.get("hosts", [])
-        for v in host.get("vectors", [])
-        if v.get("delivered") and v.get("delivery")
-    ]
+    deliveries = [v.delivery for host in report.hosts for v in host.vectors if v.delivered and v.delivery]
     only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
-    return report.get("verdict") == Verdict.OPEN_RELAY and only_late
+    return report.verdict == Verdict.OPEN_RELAY and only_late
 
 
 def recorded_arrivals(run: TestRun) -> dict[str, dict]:
@@ -139,7 +134,7 @@ def _settle(run: TestRun) -> None:
     old_verdict = run.verdict
     run.report = report.to_dict()
     run.verdict = report.verdict
-    run.upgraded_late = upgraded_by_late_delivery(run.report)
+    run.upgraded_late = upgraded_by_late_delivery(report)
     run.save(update_fields=["report", "verdict", "upgraded_late"])
     run.record_verdict(was=old_verdict)
 

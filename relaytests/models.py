@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from relaytests.probe.report import Report
 from relaytests.probe.vocabulary import Verdict as EngineVerdict
 
 
@@ -90,21 +91,16 @@ class MailServer(models.Model):
         return reverse("relaytests:server", args=[self.pk])
 
 
-def state_from_report(report: dict) -> dict:
+def state_from_report(report: Report) -> dict:
     """The server columns a run's report sets: whether it is blocklisted, when its certificate expires."""
-    sections = [report, *report.get("hosts", [])]
-    checks = [check for section in sections for check in section.get("checks", [])]
+    checks = report.all_checks()
     expiries = [
-        datetime.fromisoformat(check["data"]["not_after"])
+        datetime.fromisoformat(check.data["not_after"])
         for check in checks
-        if check.get("id") == "starttls"
-        and isinstance(check.get("data"), dict)
-        and check["data"].get("not_after")
+        if check.id == "starttls" and isinstance(check.data, dict) and check.data.get("not_after")
     ]
     return {
-        "blocklisted": any(
-            check.get("id", "").startswith("dnsbl") and check.get("status") == "fail" for check in checks
-        ),
+        "blocklisted": any(check.id.startswith("dnsbl") and check.status == "fail" for check in checks),
         "certificate_expires_at": min(expiries, default=None),
     }
 
@@ -166,6 +162,7 @@ class TestRun(models.Model):
     evidence_trimmed = models.BooleanField(default=False)
 
     objects = TestRunQuerySet.as_manager()
+    _parsed: tuple[dict, Report] | None = None  # `parsed_report`'s: the dict it was parsed from, and it
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -199,6 +196,14 @@ class TestRun(models.Model):
         return None
 
     @property
+    def parsed_report(self) -> Report:
+        """`report` as the engine's typed Report, parsed once however often a request reads it; again
+        when `report` is replaced (refresh_from_db, settling a delivery), never a stale one."""
+        if self._parsed is None or self._parsed[0] is not self.report:
+            self._parsed = (self.report, Report.from_dict(self.report))
+        return self._parsed[1]
+
+    @property
     def permalink(self) -> str:
         """The run page's full address: SITE_URL when set, else where the run was started from."""
         return (settings.SITE_URL or self.site_url) + self.get_absolute_url()
@@ -221,7 +226,7 @@ class TestRun(models.Model):
             latest_run=self,
             latest_verdict=self.verdict,
             last_tested_at=self.created_at,
-            **state_from_report(self.report),
+            **state_from_report(self.parsed_report),
         )
         return True
 

@@ -7,12 +7,17 @@ everything else here is an addition that older readers may ignore.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relaytests.probe.vocabulary import EXIT_SECURE, EXIT_WARNINGS, Verdict
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SCHEMA = "relaytest/1"
+T = TypeVar("T", bound="DataclassInstance")
 
 OUTCOMES = ("accepted", "rejected", "deferred", "failed")
 CHECK_STATUSES = ("pass", "info", "warn", "fail", "error")
@@ -49,6 +54,11 @@ class VectorResult:
     delivery: dict[str, Any] | None = None  # what the canary receiver recorded, when it arrived
 
 
+# A check that the engine makes once per something (a blocklist check per zone) is told apart by
+# that something in its data: these are the data fields that name it.
+CHECK_SUBJECT_FIELDS = ("zone",)
+
+
 @dataclass
 class Check:
     id: str
@@ -56,17 +66,12 @@ class Check:
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
 
-
-# A check that the engine makes once per something (a blocklist check per zone) is told apart by
-# that something in its data: these are the data fields that name it.
-CHECK_SUBJECT_FIELDS = ("zone",)
-
-
-def check_key(check: dict[str, Any]) -> str:
-    """A check's identity from one report to the next: its id, and the zone for a blocklist check
-    ("dnsbl zen.spamhaus.org"), since every blocklist's check has the id "dnsbl"."""
-    data = check.get("data") or {}
-    return " ".join([check.get("id", ""), *(str(data[f]) for f in CHECK_SUBJECT_FIELDS if data.get(f))])
+    @property
+    def key(self) -> str:
+        """The check's identity from one report to the next: its id, and the zone for a blocklist check
+        ("dnsbl zen.spamhaus.org"), since every blocklist's check has the id "dnsbl"."""
+        data = self.data or {}
+        return " ".join([self.id, *(str(data[f]) for f in CHECK_SUBJECT_FIELDS if data.get(f))])
 
 
 @dataclass
@@ -124,11 +129,15 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        data = dict(data)
-        data["probe"] = ProbeInfo(**data.get("probe", {}))
-        data["hosts"] = [_host_from_dict(h) for h in data.get("hosts", [])]
-        data["checks"] = [Check(**_known_fields(Check, c)) for c in data.get("checks", [])]
-        return cls(**_known_fields(cls, data))
+        """A stored report, or what a run has so far (a progress snapshot of its hosts, a dead run's
+        partial report, nothing): a key it lacks reads as blank, a key it adds is ignored."""
+        return _from_dict(
+            cls,
+            data,
+            probe=lambda probe: _from_dict(ProbeInfo, probe),
+            hosts=lambda hosts: [_host_from_dict(h) for h in hosts],
+            checks=_checks_from_list,
+        )
 
     def all_checks(self) -> list[Check]:
         return self.checks + [c for host in self.hosts for c in host.checks]
@@ -147,16 +156,34 @@ def worst_verdict(verdicts: list[str]) -> Verdict:
     return max(map(Verdict, verdicts), key=lambda verdict: verdict.severity, default=Verdict.INCONCLUSIVE)
 
 
-def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys a newer writer added, so an older reader still loads the report."""
+# What a required key reads as when a stored report lacks it (a dead run's partial report).
+BLANK: dict[type, dict[str, Any]] = {
+    Report: {"target": "", "started_at": ""},
+    HostReport: {"address": "", "port": 25},
+    VectorResult: {"id": "", "helo": "", "mail_from": "", "rcpt_to": "", "outcome": "", "reason": ""},
+    Check: {"id": "", "status": "", "detail": ""},
+    TranscriptLine: {"dir": "", "line": "", "t": 0.0},
+}
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], **parts: Callable[[Any], Any]) -> T:
+    """One dataclass from its dict: keys a newer writer added are dropped (an older reader still loads
+    the report), required keys it lacks are blank, and `parts` turn nested values into their classes."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+    known = {**BLANK.get(cls, {}), **{k: v for k, v in data.items() if k in names}}
+    return cls(**{k: parts[k](v) if k in parts else v for k, v in known.items()})
+
+
+def _checks_from_list(checks: list[dict[str, Any]]) -> list[Check]:
+    return [_from_dict(Check, c) for c in checks]
 
 
 def _host_from_dict(data: dict[str, Any]) -> HostReport:
-    data = dict(data)
-    data["software"] = Software(**data.get("software", {}))
-    data["vectors"] = [VectorResult(**_known_fields(VectorResult, v)) for v in data.get("vectors", [])]
-    data["checks"] = [Check(**_known_fields(Check, c)) for c in data.get("checks", [])]
-    data["transcript"] = [TranscriptLine(**t) for t in data.get("transcript", [])]
-    return HostReport(**_known_fields(HostReport, data))
+    return _from_dict(
+        HostReport,
+        data,
+        software=lambda software: _from_dict(Software, software),
+        vectors=lambda vectors: [_from_dict(VectorResult, v) for v in vectors],
+        checks=_checks_from_list,
+        transcript=lambda lines: [_from_dict(TranscriptLine, t) for t in lines],
+    )

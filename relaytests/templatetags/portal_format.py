@@ -11,21 +11,9 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from relaytests.models import TestRun, Verdict
+from relaytests.probe.report import VectorResult
 
 register = template.Library()
-
-# Checks about the server as the rest of the Internet sees it (DNS), shown in a section of their own.
-DNS_CHECKS = frozenset({"mx", "ptr", "dnsbl", "spf", "dmarc", "addresses"})
-
-
-@register.filter
-def dns_checks(checks: list[dict]) -> list[dict]:
-    return [c for c in checks if c["id"] in DNS_CHECKS]
-
-
-@register.filter
-def server_checks(checks: list[dict]) -> list[dict]:
-    return [c for c in checks if c["id"] not in DNS_CHECKS]
 
 
 @register.filter
@@ -76,8 +64,8 @@ def ago(value: datetime | None) -> str:
 
 
 @register.filter
-def accepted_count(vectors: list[dict]) -> int:
-    return sum(v.get("outcome") == "accepted" for v in vectors)
+def accepted_count(vectors: list[VectorResult]) -> int:
+    return sum(v.outcome == "accepted" for v in vectors)
 
 
 @register.filter

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
 from relaytests.probe.hygiene import vantage_warning
+from relaytests.probe.report import Check, ProbeInfo, Report
 from relaytests.probe.vocabulary import Verdict
 from relaytests.views.servers import start_run
 
@@ -81,60 +83,60 @@ def live_state(run: TestRun) -> dict:
         "live": run.is_live,
         "version": f"{run.status}:{run.verdict}",
         "status": run.get_status_display(),
-        "hosts": len((run.report or {}).get("hosts", [])),
+        "hosts": len(run.parsed_report.hosts),
         "verdict": run.verdict,
         "waiting_until": waiting_until.isoformat() if waiting_until else None,
     }
 
 
 def _run_context(run: TestRun, user) -> dict:
-    report = run.report or {}
+    report = run.parsed_report
     previous = run.previous_run() if run.verdict else None
     waiting_until = _waiting_until(run)
     return {
         "run": run,
         "server": run.server,
         "report": report,
-        "probe": report.get("probe", {}),
+        "probe": report.probe,
         "previous": previous,
-        "comparison": compare_reports(previous.report, report) if previous else None,
+        "comparison": compare_reports(previous.parsed_report, report) if previous else None,
         "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
         "mail_hosts": _mail_hosts(report, user),
         "checks": _checks(report),
         "waiting_until": waiting_until,
         "minutes_left": _minutes_left(waiting_until) if waiting_until else None,
         "verdict_sentence": _verdict_sentence(run),
-        "vantage_warning": _vantage_warning(report.get("probe", {})),
+        "vantage_warning": _vantage_warning(report.probe),
     }
 
 
-def _vantage_warning(probe: dict) -> str:
+def _vantage_warning(probe: ProbeInfo) -> str:
     """Above the report, in the engine's words: the probe saw the server from inside the campus."""
-    return (
-        vantage_warning(probe.get("source_address")).detail if probe.get("inside_internal_networks") else ""
-    )
+    return vantage_warning(probe.source_address).detail if probe.inside_internal_networks else ""
 
 
-def _checks(report: dict) -> list[dict]:
+@dataclass(frozen=True)
+class CheckRow:
+    where: str  # the target, or the host the check is about
+    check: Check
+
+
+def _checks(report: Report) -> list[CheckRow]:
     """Every check of the report in one table: the target's own (DNS of the domain), then each host's."""
-    hosts = report.get("hosts", [])
-    rows = [{**check, "where": report.get("target", "")} for check in report.get("checks", [])]
-    for host in hosts:
-        where = host.get("name") or host.get("address", "")
-        rows += [{**check, "where": where} for check in host.get("checks", [])]
+    rows = [CheckRow(report.target, check) for check in report.checks]
+    for host in report.hosts:
+        rows += [CheckRow(host.name or host.address, check) for check in host.checks]
     return rows
 
 
-def _mail_hosts(report: dict, user) -> dict | None:
+def _mail_hosts(report: Report, user) -> dict | None:
     """The mail domain's MX hosts, each with the registered servers (that this user may see) behind it."""
-    mx = next(
-        (c for c in report.get("checks", []) if c["id"] == "mx" and c.get("data", {}).get("hosts")), None
-    )
+    mx = next((c for c in report.checks if c.id == "mx" and c.data.get("hosts")), None)
     if mx is None:
         return None
     servers = list(access.servers_for(user))
-    hosts = [{**host, "servers": [s for s in servers if _serves(s, host)]} for host in mx["data"]["hosts"]]
-    return {"domain": mx["data"]["domain"], "hosts": hosts}
+    hosts = [{**host, "servers": [s for s in servers if _serves(s, host)]} for host in mx.data["hosts"]]
+    return {"domain": mx.data["domain"], "hosts": hosts}
 
 
 def _serves(server, mail_host: dict) -> bool:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from relaytests.models import MailServer, TestRun, Verdict, VerdictChange
 from relaytests.probe import vocabulary
-from tests.portal.factories import make_run, make_server
+from tests.portal.factories import make_run, make_server, report
 
 pytestmark = pytest.mark.django_db
 Status = TestRun.Status
@@ -119,3 +119,15 @@ def test_only_the_move_to_open_relay_of_a_late_upgraded_run_is_marked_late(serve
         server=server, run=run, old_verdict="accepts_relay", new_verdict="open_relay"
     )
     assert (first.upgraded_late, upgrade.upgraded_late) == (False, True)
+
+
+def test_the_report_is_parsed_once_and_again_only_when_it_is_replaced(server):
+    run = make_run(server, verdict="secure", report=report("secure"))
+
+    assert run.parsed_report is run.parsed_report
+    assert run.parsed_report.verdict == "secure"
+
+    run.report = report("open_relay")
+    assert run.parsed_report.verdict == "open_relay"
+    run.refresh_from_db()
+    assert run.parsed_report.verdict == "secure"

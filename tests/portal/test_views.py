@@ -19,6 +19,7 @@ from django.utils.html import escape
 
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.hygiene import vantage_warning
+from relaytests.probe.report import Report
 from relaytests.views import run_pages
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
@@ -302,6 +303,19 @@ def test_the_report_reads_verdict_then_what_to_do_then_checks_then_the_evidence_
     assert causes[0].count("check_sender_access") == 1
     assert all(f'id="why-{v}"' in causes[0] for v in sender_vectors)
     assert "(accepted)" not in page and "(relay denied)" in page
+
+
+def test_the_run_page_parses_each_report_once_into_the_engines_report(
+    member, server, open_relay_run, monkeypatch
+):
+    newer = make_run(server, verdict="secure", report=report("secure"))  # compared with open_relay_run
+    parsed = []
+    from_dict = Report.from_dict
+    monkeypatch.setattr(Report, "from_dict", lambda data: parsed.append(data) or from_dict(data))
+
+    assert client_for(member).get(newer.get_absolute_url()).status_code == 200
+
+    assert [p["verdict"] for p in parsed] == ["secure", "open_relay"]  # this run's and the previous run's
 
 
 def test_server_strings_are_escaped_and_no_page_carries_inline_script(member, open_relay_run):

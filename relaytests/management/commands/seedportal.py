@@ -108,7 +108,7 @@ def set_state(runs) -> None:
             latest_run=run,
             latest_verdict=run.verdict,
             last_tested_at=run.created_at,
-            **state_from_report(run.report),
+            **state_from_report(run.parsed_report),
         )
         for run in runs
     ]
