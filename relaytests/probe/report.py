@@ -7,6 +7,7 @@ everything else here is an addition that older readers may ignore.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -169,9 +170,14 @@ BLANK: dict[type, dict[str, Any]] = {
 def _from_dict(cls: type[T], data: dict[str, Any], **parts: Callable[[Any], Any]) -> T:
     """One dataclass from its dict: keys a newer writer added are dropped (an older reader still loads
     the report), required keys it lacks are blank, and `parts` turn nested values into their classes."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     known = {**BLANK.get(cls, {}), **{k: v for k, v in data.items() if k in names}}
     return cls(**{k: parts[k](v) if k in parts else v for k, v in known.items()})
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _checks_from_list(checks: list[dict[str, Any]]) -> list[Check]:
