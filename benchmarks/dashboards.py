@@ -1,4 +1,5 @@
-"""How long the dashboards, a department's page and a server's page take with many servers and runs.
+"""How long the dashboards, a department's page, a server's page and a run's page (and the status it
+polls) take with many servers and runs.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/relaytest python benchmarks/dashboards.py \\
         [--servers 5000] [--runs 50000] [--repeat 20]
@@ -47,6 +48,8 @@ def pages() -> dict[str, str]:
         "home (member)": reverse("relaytests:home"),
         "department": reverse("relaytests:department", args=[department.slug]),
         "server": server.get_absolute_url(),
+        "run": server.latest_run.get_absolute_url(),
+        "run status": reverse("relaytests:run-status", args=[server.latest_run_id]),
     }
 
 

@@ -7,6 +7,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from relaytests.probe.targets import TargetError, host_name
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -64,6 +66,18 @@ def networks(name: str, default: str = "") -> list[str]:
             result.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {item!r} is not an IP network") from None
+    return result
+
+
+def domains(name: str, default: str = "") -> list[str]:
+    """A list of domain names, each checked now and written as targets are stored: lower-case ASCII,
+    a Unicode name as IDNA 2008 (faß.example.de -> xn--fa-hia.example.de)."""
+    result = []
+    for item in words(name, default):
+        try:
+            result.append(host_name(item))
+        except TargetError as error:
+            raise ImproperlyConfigured(f"{name}: {error}") from None
     return result
 
 

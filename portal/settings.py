@@ -263,10 +263,10 @@ RELAYTEST_HOST_BUDGET = env.number("RELAYTEST_HOST_BUDGET", 240.0)
 RELAYTEST_MAX_HOSTS_IN_FLIGHT = env.integer("RELAYTEST_MAX_HOSTS_IN_FLIGHT", 64)
 RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
 # Scope of the portal: which targets may be registered (names by suffix, addresses by network).
-RELAYTEST_SCOPE_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_DOMAINS")]
+RELAYTEST_SCOPE_DOMAINS = env.domains("RELAYTEST_SCOPE_DOMAINS")
 RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")
 # Names under these domains may resolve outside SCOPE_NETWORKS (mail hosted elsewhere on purpose).
-RELAYTEST_SCOPE_NAMES_ANYWHERE = [d.strip(".").lower() for d in env.words("RELAYTEST_SCOPE_NAMES_ANYWHERE")]
+RELAYTEST_SCOPE_NAMES_ANYWHERE = env.domains("RELAYTEST_SCOPE_NAMES_ANYWHERE")
 # A target with more addresses is refused at registration (each address is one host probed at once).
 RELAYTEST_MAX_ADDRESSES = env.integer("RELAYTEST_MAX_ADDRESSES", 16)
 # The ports a target may name: SMTP, submissions, submission and the common alternative.

@@ -1,14 +1,14 @@
-""" "Since last run": what changed between two reports (relaytest/1 dicts), vector by vector and check by check.
+""" "Since last run": what changed between two reports, vector by vector and check by check.
 
-Pure functions of two dicts, so the page, the e-mail and the API say the same thing.
+Pure functions of two typed reports (`TestRun.parsed_report`), so the page, the e-mail and the API
+say the same thing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from relaytests.probe.report import check_key
+from relaytests.probe.report import HostReport, Report
 
 # A result that is a problem while it stays: shown even when unchanged ("plain: still accepted").
 PROBLEM_VECTOR_OUTCOMES = {"accepted", "relayed"}
@@ -17,7 +17,7 @@ PROBLEM_CHECK_STATUSES = {"warn", "fail", "error"}
 
 @dataclass(frozen=True)
 class Change:
-    subject: str  # a vector id or a check's key (`check_key`)
+    subject: str  # a vector id or a check's key (`Check.key`)
     was: str | None  # None: not in the previous run
     now: str | None  # None: not in this run
     host: str = ""  # "address:port", or "" for the target's own checks
@@ -46,12 +46,12 @@ class Comparison:
         return self.verdict_was != self.verdict_now
 
 
-def compare_reports(previous: dict[str, Any], current: dict[str, Any]) -> Comparison:
-    comparison = Comparison(previous.get("verdict", ""), current.get("verdict", ""))
+def compare_reports(previous: Report, current: Report) -> Comparison:
+    comparison = Comparison(previous.verdict, current.verdict)
     _compare_items(comparison, "", _checks(previous), _checks(current), PROBLEM_CHECK_STATUSES)
     previous_hosts, current_hosts = _hosts(previous), _hosts(current)
     for host in sorted(previous_hosts.keys() | current_hosts.keys()):
-        before, after = previous_hosts.get(host, {}), current_hosts.get(host, {})
+        before, after = previous_hosts.get(host), current_hosts.get(host)
         _compare_items(comparison, host, _vectors(before), _vectors(after), PROBLEM_VECTOR_OUTCOMES)
         _compare_items(comparison, host, _checks(before), _checks(after), PROBLEM_CHECK_STATUSES)
     return comparison
@@ -71,16 +71,15 @@ def _compare_items(
             comparison.unchanged_count += 1
 
 
-def _hosts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f"{h.get('address')}:{h.get('port')}": h for h in report.get("hosts", [])}
+def _hosts(report: Report) -> dict[str, HostReport]:
+    return {f"{h.address}:{h.port}": h for h in report.hosts}
 
 
-def _vectors(host: dict[str, Any]) -> dict[str, str]:
+def _vectors(host: HostReport | None) -> dict[str, str]:
     """Each vector's outcome; an accepted vector whose canary arrived is "relayed", the stronger fact."""
-    return {
-        v["id"]: "relayed" if v.get("delivered") else v.get("outcome", "") for v in host.get("vectors", [])
-    }
+    return {v.id: "relayed" if v.delivered else v.outcome for v in host.vectors} if host else {}
 
 
-def _checks(section: dict[str, Any]) -> dict[str, str]:
-    return {check_key(c): c.get("status", "") for c in section.get("checks", [])}
+def _checks(section: Report | HostReport | None) -> dict[str, str]:
+    """Each check's status, by its key: the target's own checks, or one host's."""
+    return {c.key: c.status for c in section.checks} if section else {}

@@ -26,6 +26,7 @@ from relaytests.models import CanaryDelivery, TestRun
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.suite import awaited_tokens, settle_deliveries
+from relaytests.probe.vocabulary import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,11 @@ def has_final_report(run: TestRun) -> bool:
     return bool(run.report.get("verdict")) and run.status not in (Status.QUEUED, Status.RUNNING)
 
 
-def upgraded_by_late_delivery(report: dict) -> bool:
+def upgraded_by_late_delivery(report: Report) -> bool:
     """The verdict is open_relay only because of canaries that arrived after the run was final."""
-    deliveries = [
-        v["delivery"]
-        for host in report.get("hosts", [])
-        for v in host.get("vectors", [])
-        if v.get("delivered") and v.get("delivery")
-    ]
+    deliveries = [v.delivery for host in report.hosts for v in host.vectors if v.delivered and v.delivery]
     only_late = bool(deliveries) and all(d.get("late") for d in deliveries)
-    return report.get("verdict") == "open_relay" and only_late
+    return report.verdict == Verdict.OPEN_RELAY and only_late
 
 
 def recorded_arrivals(run: TestRun) -> dict[str, dict]:
@@ -138,11 +134,9 @@ def _settle(run: TestRun) -> None:
     old_verdict = run.verdict
     run.report = report.to_dict()
     run.verdict = report.verdict
-    run.upgraded_late = upgraded_by_late_delivery(run.report)
+    run.upgraded_late = upgraded_by_late_delivery(report)
     run.save(update_fields=["report", "verdict", "upgraded_late"])
-    run.record_state()
-    if run.status in OVER:
-        run.record_verdict_change(was=old_verdict)
+    run.record_verdict(was=old_verdict)
 
 
 def _finalise(run: TestRun, report: Report) -> bool:
@@ -152,6 +146,5 @@ def _finalise(run: TestRun, report: Report) -> bool:
     )
     if won:
         run.refresh_from_db()
-        run.record_state()
-        run.record_verdict_change()
+        run.record_verdict()
     return bool(won)

@@ -11,6 +11,9 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from relaytests.probe.report import Report
+from relaytests.probe.vocabulary import Verdict as EngineVerdict
+
 
 class Department(models.Model):
     name = models.CharField(max_length=200, unique=True)
@@ -38,13 +41,10 @@ class Membership(models.Model):
         return f"{self.user} in {self.department}"
 
 
-class Verdict(models.TextChoices):
-    """Worst first (docs/architecture.md, Verdicts)."""
-
-    OPEN_RELAY = "open_relay", "Open relay"
-    ACCEPTS_RELAY = "accepts_relay", "Accepts relay"
-    INCONCLUSIVE = "inconclusive", "Inconclusive"
-    SECURE = "secure", "Secure"
+# The engine's verdicts as the database's choices, worst first, with their labels.
+Verdict = models.TextChoices(
+    "Verdict", [(verdict.name, (verdict.value, verdict.label)) for verdict in EngineVerdict]
+)
 
 
 class MailServer(models.Model):
@@ -91,21 +91,16 @@ class MailServer(models.Model):
         return reverse("relaytests:server", args=[self.pk])
 
 
-def state_from_report(report: dict) -> dict:
+def state_from_report(report: Report) -> dict:
     """The server columns a run's report sets: whether it is blocklisted, when its certificate expires."""
-    sections = [report, *report.get("hosts", [])]
-    checks = [check for section in sections for check in section.get("checks", [])]
+    checks = report.all_checks()
     expiries = [
-        datetime.fromisoformat(check["data"]["not_after"])
+        datetime.fromisoformat(check.data["not_after"])
         for check in checks
-        if check.get("id") == "starttls"
-        and isinstance(check.get("data"), dict)
-        and check["data"].get("not_after")
+        if check.id == "starttls" and isinstance(check.data, dict) and check.data.get("not_after")
     ]
     return {
-        "blocklisted": any(
-            check.get("id", "").startswith("dnsbl") and check.get("status") == "fail" for check in checks
-        ),
+        "blocklisted": any(check.id.startswith("dnsbl") and check.status == "fail" for check in checks),
         "certificate_expires_at": min(expiries, default=None),
     }
 
@@ -167,6 +162,7 @@ class TestRun(models.Model):
     evidence_trimmed = models.BooleanField(default=False)
 
     objects = TestRunQuerySet.as_manager()
+    _parsed: tuple[dict, Report] | None = None  # `parsed_report`'s: the dict it was parsed from, and it
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -200,6 +196,14 @@ class TestRun(models.Model):
         return None
 
     @property
+    def parsed_report(self) -> Report:
+        """`report` as the engine's typed Report, parsed once however often a request reads it; again
+        when `report` is replaced (refresh_from_db, settling a delivery), never a stale one."""
+        if self._parsed is None or self._parsed[0] is not self.report:
+            self._parsed = (self.report, Report.from_dict(self.report))
+        return self._parsed[1]
+
+    @property
     def permalink(self) -> str:
         """The run page's full address: SITE_URL when set, else where the run was started from."""
         return (settings.SITE_URL or self.site_url) + self.get_absolute_url()
@@ -222,9 +226,17 @@ class TestRun(models.Model):
             latest_run=self,
             latest_verdict=self.verdict,
             last_tested_at=self.created_at,
-            **state_from_report(self.report),
+            **state_from_report(self.parsed_report),
         )
         return True
+
+    def record_verdict(self, was: str | None = None) -> None:
+        """The run's verdict and report were just stored (finished, settled, upgraded late): make it the
+        server's state and, once the run is over, write the move in the history; while it waits for
+        test messages its verdict is only so far, no change yet. `was` as in `record_verdict_change`."""
+        self.record_state()
+        if self.status not in LIVE_STATUSES:
+            self.record_verdict_change(was)
 
     def record_verdict_change(self, was: str | None = None) -> VerdictChange | None:
         """Write the move this run's verdict makes in the server's history, which follows the order
@@ -266,6 +278,11 @@ class VerdictChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}: {self.old_verdict or 'none'} -> {self.new_verdict}"
+
+    @property
+    def upgraded_late(self) -> bool:
+        """This is the move to open relay that only canaries arriving after the run was final made."""
+        return self.run.upgraded_late and self.new_verdict == Verdict.OPEN_RELAY
 
 
 class CanaryDelivery(models.Model):

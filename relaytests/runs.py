@@ -146,10 +146,7 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
             status=status, report=report, verdict=report["verdict"], finished_at=timezone.now()
         )
         if won:
-            run = TestRun.objects.get(pk=run_id)
-            run.record_state()
-            if status == Status.DONE:
-                run.record_verdict_change()
+            TestRun.objects.get(pk=run_id).record_verdict()
     return status if won else None
 
 

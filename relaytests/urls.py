@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, runs, servers
+from relaytests.views import dashboards, run_pages, servers
 
 app_name = "relaytests"
 
@@ -11,10 +11,10 @@ server_urls = [
 ]
 
 run_urls = [
-    path("", runs.run, name="run"),
-    path("live/", runs.run_live, name="run-live"),
-    path("status/", runs.run_status, name="run-status"),
-    path("retest/", runs.retest, name="run-retest"),
+    path("", run_pages.run, name="run"),
+    path("live/", run_pages.run_live, name="run-live"),
+    path("status/", run_pages.run_status, name="run-status"),
+    path("retest/", run_pages.retest, name="run-retest"),
 ]
 
 urlpatterns = [

@@ -16,17 +16,18 @@ from typing import Any
 
 from django.conf import settings
 
+from relaytests.probe.names import guessed_mail_domain
 from relaytests.probe.outdated import CHECK_ID as OUTDATED_CHECK_ID
 from relaytests.probe.outdated import outdated_check
-from relaytests.probe.report import Check, Software
+from relaytests.probe.report import Check, HostReport, Report, VectorResult
 from relaytests.probe.vectors import by_id, catalogue
 from relaytests.probe.verdict import REFUSALS
+from relaytests.probe.vocabulary import Verdict
 
 CONTENT_DIR = Path(__file__).with_name("content")
 GENERIC = "generic"
 DEPT_NET_HINT = "<your department's sending hosts>"
 PLACEHOLDER = re.compile(r"\{(hostname|mail_domain|address|relay_hub|dept_net|org_name)\}")
-RELAY_VERDICTS = ("open_relay", "accepts_relay")
 HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]*")
 
 
@@ -67,7 +68,7 @@ class Guidance:
     name: str
     generic: bool  # no known family: the generic text, with how to tell which MTA runs
     host_label: str
-    verdict: str
+    verdict: Verdict
     recognised: str
     how_to_tell: str
     failing: list[FailingVector]
@@ -89,23 +90,24 @@ class Guidance:
 
     @property
     def needs_fixing(self) -> bool:
-        return bool(self.failing) or self.verdict in RELAY_VERDICTS
+        return bool(self.failing) or self.verdict.is_relay
 
 
-def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None) -> Guidance:
-    """The guidance for host `host_index` of a relaytest/1 report; `server` is its MailServer, if any."""
-    host = report["hosts"][host_index]
-    family = host.get("software", {}).get("family", "unknown")
+def guidance_for(report: Report, host_index: int, *, server: Any = None) -> Guidance:
+    """The guidance for host `host_index` of a report; `server` is its MailServer, if any."""
+    host = report.hosts[host_index]
+    family = host.software.family
     generic = family not in families()
     content = _load(GENERIC if generic else family)
     names = _names(report, host, server)
     fill = _filler(names)
+    verdict = Verdict(host.verdict)
     return Guidance(
         family="unknown" if generic else family,
         name=content["name"],
         generic=generic,
         host_label=_host_label(host),
-        verdict=host.get("verdict", "inconclusive"),
+        verdict=verdict,
         recognised=fill(content["recognised"]),
         how_to_tell=fill(content["how_to_tell"]) if generic else "",
         failing=[_failing(v, content, fill) for v in succeeded_vectors(host)],
@@ -115,22 +117,22 @@ def guidance_for(report: dict[str, Any], host_index: int, *, server: Any = None)
         relay_hub=names["relay_hub"],
         outdated=_outdated(host),
         sources=list(content["sources"]),
-        next_steps=_next_steps(host, fill) if host.get("verdict", "inconclusive") == "inconclusive" else [],
+        next_steps=_next_steps(host, fill) if verdict == Verdict.INCONCLUSIVE else [],
     )
 
 
-def guidance_for_report(report: dict[str, Any], *, server: Any = None) -> list[Guidance]:
+def guidance_for_report(report: Report, *, server: Any = None) -> list[Guidance]:
     """One Guidance per host of the report, in the report's order."""
-    return [guidance_for(report, i, server=server) for i in range(len(report.get("hosts", [])))]
+    return [guidance_for(report, i, server=server) for i in range(len(report.hosts))]
 
 
-def succeeded_vectors(host: dict[str, Any]) -> list[dict[str, Any]]:
+def succeeded_vectors(host: HostReport) -> list[VectorResult]:
     """The relay vectors the host accepted (controls are not relay attempts)."""
     controls = {v.id for v in catalogue() if v.evidence == "control"}
     return [
         v
-        for v in host.get("vectors", [])
-        if v.get("outcome") == "accepted" and v.get("evidence") != "control" and v.get("id") not in controls
+        for v in host.vectors
+        if v.outcome == "accepted" and v.evidence != "control" and v.id not in controls
     ]
 
 
@@ -161,28 +163,24 @@ def _why(vector_id: str, content: dict[str, Any]) -> str:
     return vector.targets if vector else ""
 
 
-def _failing(vector: dict[str, Any], content: dict[str, Any], fill) -> FailingVector:
-    known = by_id().get(vector["id"])
+def _failing(vector: VectorResult, content: dict[str, Any], fill) -> FailingVector:
+    known = by_id().get(vector.id)
     return FailingVector(
-        id=vector["id"],
+        id=vector.id,
         explanation=known.explanation if known else "",
-        why=fill(_why(vector["id"], content)),
-        mail_from=vector.get("mail_from", ""),
-        rcpt_to=vector.get("rcpt_to", ""),
-        reply=vector.get("reply", ""),
-        delivered=vector.get("delivered"),
+        why=fill(_why(vector.id, content)),
+        mail_from=vector.mail_from,
+        rcpt_to=vector.rcpt_to,
+        reply=vector.reply,
+        delivered=vector.delivered,
     )
 
 
-def _next_steps(host: dict[str, Any], fill) -> list[str]:
+def _next_steps(host: HostReport, fill) -> list[str]:
     """What to do about an inconclusive host: one text per reason the attempts got no answer."""
-    texts = _load(GENERIC)["inconclusive"]
-    reasons = [
-        v.get("reason", "")
-        for v in host.get("vectors", [])
-        if v.get("outcome") != "accepted" and v.get("reason") not in REFUSALS
-    ]
-    if not host.get("vectors"):
+    texts = _load(GENERIC)[Verdict.INCONCLUSIVE]
+    reasons = [v.reason for v in host.vectors if v.outcome != "accepted" and v.reason not in REFUSALS]
+    if not host.vectors:
         reasons = ["no_session"]
     known = list(dict.fromkeys(r for r in reasons if r in texts))
     return [fill(texts[reason]) for reason in known] or [fill(texts["default"])]
@@ -192,31 +190,30 @@ def _step(data: dict[str, Any], fill) -> Step:
     return Step(title=data.get("title", ""), text=fill(data["text"]), snippet=fill(data.get("snippet", "")))
 
 
-def _outdated(host: dict[str, Any]) -> Check:
+def _outdated(host: HostReport) -> Check:
     """The check as the run recorded it, else computed now from the recorded banner."""
-    for check in host.get("checks", []):
-        if check.get("id") == OUTDATED_CHECK_ID:
-            return Check(check["id"], check["status"], check["detail"], check.get("data", {}))
-    software = Software(**host.get("software", {}))
-    return outdated_check(software, host.get("banner", ""))
+    recorded = next((check for check in host.checks if check.id == OUTDATED_CHECK_ID), None)
+    return recorded or outdated_check(host.software, host.banner)
 
 
-def _names(report: dict[str, Any], host: dict[str, Any], server: Any) -> dict[str, str]:
+def _names(report: Report, host: HostReport, server: Any) -> dict[str, str]:
     """The values filled into the texts: the server's own names first, then what the report saw."""
     hostname = (
-        host.get("name")
+        host.name
         or _server_target(server, "host")
-        or greeting_name(host.get("banner", ""))
-        or report.get("target")
-        or host.get("address", "")
+        or greeting_name(host.banner)
+        or report.target
+        or host.address
     )
     mail_domain = (
-        getattr(server, "mail_domain", "") or _server_target(server, "domain") or _parent_domain(hostname)
+        getattr(server, "mail_domain", "")
+        or _server_target(server, "domain")
+        or guessed_mail_domain(hostname)
     )
     return {
         "hostname": hostname,
         "mail_domain": mail_domain,
-        "address": host.get("address", ""),
+        "address": host.address,
         "relay_hub": settings.PORTAL_RELAY_HUB,
         "dept_net": DEPT_NET_HINT,
         "org_name": settings.PORTAL_ORG_NAME,
@@ -236,18 +233,11 @@ def _server_target(server: Any, kind: str) -> str:
     return getattr(server, "target", "") if getattr(server, "kind", "") == kind else ""
 
 
-def _parent_domain(hostname: str) -> str:
-    """mx.dept.example.edu -> dept.example.edu, as the probe guesses the mail domain."""
-    labels = hostname.split(".")
-    return ".".join(labels[1:]) if len(labels) > 2 else hostname
-
-
 def _filler(names: dict[str, str]):
     return lambda text: PLACEHOLDER.sub(lambda m: names[m.group(1)], text)
 
 
-def _host_label(host: dict[str, Any]) -> str:
-    address = host.get("address", "")
-    shown = f"[{address}]" if ":" in address else address
-    name = f"{host['name']} " if host.get("name") else ""
-    return f"{name}{shown}:{host.get('port', 25)}"
+def _host_label(host: HostReport) -> str:
+    shown = f"[{host.address}]" if ":" in host.address else host.address
+    name = f"{host.name} " if host.name else ""
+    return f"{name}{shown}:{host.port}"

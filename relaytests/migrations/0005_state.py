@@ -6,6 +6,7 @@ from django.db.models import OuterRef, Subquery
 
 from relaytests.deliveries import upgraded_by_late_delivery
 from relaytests.models import VERDICT_STATUSES, state_from_report
+from relaytests.probe.report import Report
 
 
 def fill_state(apps, schema_editor):
@@ -19,12 +20,14 @@ def fill_state(apps, schema_editor):
     latest = TestRun.objects.filter(pk__in=MailServer.objects.exclude(latest_run=None).values("latest_run"))
     for run in latest.only("server_id", "verdict", "created_at", "report").iterator(chunk_size=500):
         MailServer.objects.filter(pk=run.server_id).update(
-            latest_verdict=run.verdict, last_tested_at=run.created_at, **state_from_report(run.report)
+            latest_verdict=run.verdict,
+            last_tested_at=run.created_at,
+            **state_from_report(Report.from_dict(run.report)),
         )
     upgraded = [
         run.pk
         for run in TestRun.objects.filter(verdict="open_relay").only("report").iterator(chunk_size=500)
-        if upgraded_by_late_delivery(run.report)
+        if upgraded_by_late_delivery(Report.from_dict(run.report))
     ]
     TestRun.objects.filter(pk__in=upgraded).update(upgraded_late=True)
 

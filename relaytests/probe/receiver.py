@@ -18,10 +18,9 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import hashlib
-import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -29,6 +28,7 @@ from typing import cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from relaytests.probe.callbacks import Callback, call
 from relaytests.probe.canary import RECIPIENT, CanaryToken, parse_token
 from relaytests.probe.sanitise import safe_text
 
@@ -95,7 +95,7 @@ class Delivery:
         }
 
 
-OnMessage = Callable[[list[Delivery]], Awaitable[None] | None]
+OnMessage = Callback[list[Delivery]]
 MAX_MESSAGE_ID_CHARS = 200
 
 
@@ -159,9 +159,8 @@ class CanaryHandler:
         if not deliveries:
             log.info("canary: message from %s for sender tokens only (a bounce)", _peer(session))
         try:
-            result = self.on_message(deliveries) if deliveries else None
-            if inspect.isawaitable(result):
-                await result
+            if deliveries:
+                await call(self.on_message, deliveries)
         except Exception:
             # Nothing was stored: the relay keeps the message and tries again, never silently lost.
             log.exception("canary: recording a delivery from %s failed", _peer(session))

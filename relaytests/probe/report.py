@@ -7,17 +7,21 @@ everything else here is an addition that older readers may ignore.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from relaytests.probe.vocabulary import EXIT_SECURE, EXIT_WARNINGS, Verdict
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SCHEMA = "relaytest/1"
+T = TypeVar("T", bound="DataclassInstance")
 
-# Worst first: a run's verdict is the worst of its hosts'.
-VERDICT_SEVERITY = {"open_relay": 3, "accepts_relay": 2, "inconclusive": 1, "secure": 0}
 OUTCOMES = ("accepted", "rejected", "deferred", "failed")
 CHECK_STATUSES = ("pass", "info", "warn", "fail", "error")
-
-EXIT_SECURE, EXIT_WARNINGS, EXIT_RELAY, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass
@@ -51,6 +55,11 @@ class VectorResult:
     delivery: dict[str, Any] | None = None  # what the canary receiver recorded, when it arrived
 
 
+# A check that the engine makes once per something (a blocklist check per zone) is told apart by
+# that something in its data: these are the data fields that name it.
+CHECK_SUBJECT_FIELDS = ("zone",)
+
+
 @dataclass
 class Check:
     id: str
@@ -58,17 +67,12 @@ class Check:
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
 
-
-# A check that the engine makes once per something (a blocklist check per zone) is told apart by
-# that something in its data: these are the data fields that name it.
-CHECK_SUBJECT_FIELDS = ("zone",)
-
-
-def check_key(check: dict[str, Any]) -> str:
-    """A check's identity from one report to the next: its id, and the zone for a blocklist check
-    ("dnsbl zen.spamhaus.org"), since every blocklist's check has the id "dnsbl"."""
-    data = check.get("data") or {}
-    return " ".join([check.get("id", ""), *(str(data[f]) for f in CHECK_SUBJECT_FIELDS if data.get(f))])
+    @property
+    def key(self) -> str:
+        """The check's identity from one report to the next: its id, and the zone for a blocklist check
+        ("dnsbl zen.spamhaus.org"), since every blocklist's check has the id "dnsbl"."""
+        data = self.data or {}
+        return " ".join([self.id, *(str(data[f]) for f in CHECK_SUBJECT_FIELDS if data.get(f))])
 
 
 @dataclass
@@ -82,7 +86,7 @@ class HostReport:
     address: str
     port: int
     name: str | None = None
-    verdict: str = "inconclusive"
+    verdict: str = Verdict.INCONCLUSIVE  # a Verdict's value
     reason: str = ""
     banner: str = ""
     software: Software = field(default_factory=Software)
@@ -108,7 +112,7 @@ class Report:
     started_at: str
     finished_at: str = ""
     duration_s: float = 0.0
-    verdict: str = "inconclusive"
+    verdict: str = Verdict.INCONCLUSIVE  # a Verdict's value
     summary: str = ""
     probe: ProbeInfo = field(default_factory=ProbeInfo)
     hosts: list[HostReport] = field(default_factory=list)
@@ -126,41 +130,66 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        data = dict(data)
-        data["probe"] = ProbeInfo(**data.get("probe", {}))
-        data["hosts"] = [_host_from_dict(h) for h in data.get("hosts", [])]
-        data["checks"] = [Check(**_known_fields(Check, c)) for c in data.get("checks", [])]
-        return cls(**_known_fields(cls, data))
+        """A stored report, or what a run has so far (a progress snapshot of its hosts, a dead run's
+        partial report, nothing): a key it lacks reads as blank, a key it adds is ignored."""
+        return _from_dict(
+            cls,
+            data,
+            probe=lambda probe: _from_dict(ProbeInfo, probe),
+            hosts=lambda hosts: [_host_from_dict(h) for h in hosts],
+            checks=_checks_from_list,
+        )
 
     def all_checks(self) -> list[Check]:
         return self.checks + [c for host in self.hosts for c in host.checks]
 
     def exit_code(self) -> int:
-        """Monitoring-plugin exit code, as docs/report-schema.md says."""
-        if self.verdict in ("open_relay", "accepts_relay"):
-            return EXIT_RELAY
-        if self.verdict == "inconclusive":
-            return EXIT_INCONCLUSIVE
-        if any(c.status in ("warn", "fail") for c in self.all_checks()):
+        """Monitoring-plugin exit code, as docs/report-schema.md says: the verdict's, and for a secure
+        server with a check that warns or fails, warnings."""
+        code = Verdict(self.verdict).exit_code
+        if code == EXIT_SECURE and any(c.status in ("warn", "fail") for c in self.all_checks()):
             return EXIT_WARNINGS
-        return EXIT_SECURE
+        return code
 
 
-def worst_verdict(verdicts: list[str]) -> str:
+def worst_verdict(verdicts: list[str]) -> Verdict:
     """The run's verdict: the worst of its hosts'; no host at all tells nothing."""
-    return max(verdicts, key=VERDICT_SEVERITY.__getitem__, default="inconclusive")
+    return max(map(Verdict, verdicts), key=lambda verdict: verdict.severity, default=Verdict.INCONCLUSIVE)
 
 
-def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys a newer writer added, so an older reader still loads the report."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+# What a required key reads as when a stored report lacks it (a dead run's partial report).
+BLANK: dict[type, dict[str, Any]] = {
+    Report: {"target": "", "started_at": ""},
+    HostReport: {"address": "", "port": 25},
+    VectorResult: {"id": "", "helo": "", "mail_from": "", "rcpt_to": "", "outcome": "", "reason": ""},
+    Check: {"id": "", "status": "", "detail": ""},
+    TranscriptLine: {"dir": "", "line": "", "t": 0.0},
+}
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], **parts: Callable[[Any], Any]) -> T:
+    """One dataclass from its dict: keys a newer writer added are dropped (an older reader still loads
+    the report), required keys it lacks are blank, and `parts` turn nested values into their classes."""
+    names = _field_names(cls)
+    known = {**BLANK.get(cls, {}), **{k: v for k, v in data.items() if k in names}}
+    return cls(**{k: parts[k](v) if k in parts else v for k, v in known.items()})
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _checks_from_list(checks: list[dict[str, Any]]) -> list[Check]:
+    return [_from_dict(Check, c) for c in checks]
 
 
 def _host_from_dict(data: dict[str, Any]) -> HostReport:
-    data = dict(data)
-    data["software"] = Software(**data.get("software", {}))
-    data["vectors"] = [VectorResult(**_known_fields(VectorResult, v)) for v in data.get("vectors", [])]
-    data["checks"] = [Check(**_known_fields(Check, c)) for c in data.get("checks", [])]
-    data["transcript"] = [TranscriptLine(**t) for t in data.get("transcript", [])]
-    return HostReport(**_known_fields(HostReport, data))
+    return _from_dict(
+        HostReport,
+        data,
+        software=lambda software: _from_dict(Software, software),
+        vectors=lambda vectors: [_from_dict(VectorResult, v) for v in vectors],
+        checks=_checks_from_list,
+        transcript=lambda lines: [_from_dict(TranscriptLine, t) for t in lines],
+    )

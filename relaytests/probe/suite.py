@@ -20,19 +20,28 @@ server's error budget instead of ``max_vectors_per_connection``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import ipaddress
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relaytests.probe import canary, dnschecks, fingerprint, hygiene, message, pacing, verdict
+from relaytests.probe import (
+    callbacks,
+    canary,
+    dnschecks,
+    fingerprint,
+    hygiene,
+    message,
+    names,
+    pacing,
+    verdict,
+)
 from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import HostTarget, resolve_target
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
+from relaytests.probe.vocabulary import Verdict
 
 # The replies a vector on a shared connection waits for: RSET (or a new connection's EHLO), MAIL, RCPT.
 REPLIES_PER_VECTOR = 3
@@ -78,15 +87,12 @@ class ProgressEvent:
     vector: VectorResult | None = None
 
 
-Progress = Callable[[ProgressEvent], Awaitable[None] | None]
+Progress = callbacks.Callback[ProgressEvent]
 
 
 async def _notify(progress: Progress | None, event: ProgressEvent) -> None:
-    if progress is None:
-        return
-    result = progress(event)
-    if inspect.isawaitable(result):
-        await result
+    if progress is not None:
+        await callbacks.call(progress, event)
 
 
 def _now() -> str:
@@ -261,7 +267,7 @@ def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
         catalogue_version=catalogue_version(),
         probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain),
     )
-    report.summary = verdict.summary("inconclusive", [f"Could not test: {reason}."])
+    report.summary = verdict.summary(Verdict.INCONCLUSIVE, [f"Could not test: {reason}."])
     report.error = reason
     return report
 
@@ -366,8 +372,7 @@ class HostProbe:
         announced = fingerprint.announced_name(greeting.text) or fingerprint.announced_name(hello.text)
         self.target_host = self.target_host or announced
         if not self.target_domain and self.target_host:
-            labels = self.target_host.split(".")
-            self.target_domain = ".".join(labels[1:]) if len(labels) > 2 else self.target_host
+            self.target_domain = names.guessed_mail_domain(self.target_host)
 
     async def _dns_checks(self):
         return await hygiene.dns_host_checks(
@@ -635,13 +640,15 @@ class HostProbe:
         self.report.duration_s = round(time.monotonic() - self.started, 3)
         self.report.checks += verdict.relay_warnings(self.report.vectors)
         if self.report.reason and not self.report.vectors:
-            self.report.verdict = "inconclusive"
+            self.report.verdict = Verdict.INCONCLUSIVE
             return
         refusals = {v.id: v.refusals for v in self.vectors}
         self.report.verdict, reason = verdict.host_verdict(self.report.vectors, refusals)
         untested_core = [v.id for v in self.vectors if v.tier == "core" and v.id in self.not_run]
-        if self.report.verdict == "secure" and (self.report.reason or untested_core):
-            self.report.verdict = "inconclusive"  # what was refused is not everything: vectors are missing
+        if self.report.verdict == Verdict.SECURE and (self.report.reason or untested_core):
+            self.report.verdict = (
+                Verdict.INCONCLUSIVE
+            )  # what was refused is not everything: vectors are missing
             if untested_core:
                 reason = f"the core vectors tested were refused, but {len(untested_core)} were not tested"
         if self.not_run:

@@ -7,10 +7,11 @@ down: the ResolvedTarget carries the reason instead.
 
 from __future__ import annotations
 
-import encodings.idna
 import ipaddress
 import re
 from dataclasses import dataclass, field
+
+import idna
 
 from relaytests.probe.dnschecks import DnsClient, find_mail_hosts, mx_check, split_host_port
 from relaytests.probe.report import Check
@@ -75,7 +76,7 @@ def parse_target(text: str, default_port: int = SMTP_PORT) -> tuple[str, int]:
         return address, port
     if text.strip().startswith("["):
         raise TargetError(f"'{host}' is not an IP address: brackets are only for IP addresses")
-    return _host_name(host), port
+    return host_name(host), port
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -93,12 +94,16 @@ def _ip_address(text: str) -> str | None:
         return None
 
 
-def _host_name(text: str) -> str:
-    """The ASCII form of a host name, or TargetError saying what is wrong with it."""
+def host_name(text: str) -> str:
+    """The ASCII form of a host name, or TargetError saying what is wrong with it.
+
+    A name in Unicode is mapped and encoded as IDNA 2008 with UTS 46 (the `idna` package), as browsers
+    and current resolvers do: faß.de is xn--fa-hia.de, not IDNA 2003's fass.de.
+    """
     name = text[:-1] if text.endswith(".") else text  # a fully qualified name may end in a dot
     if not name:
         raise TargetError("no host name given")
-    labels = [_ascii_label(text, label) for label in name.split(".")]
+    labels = [_ascii_label(text, label) for label in _uts46_mapped(text, name).split(".")]
     for label in labels:
         for is_bad, why in LABEL_RULES:
             if is_bad(label):
@@ -113,15 +118,26 @@ def _host_name(text: str) -> str:
     return ascii_name
 
 
+def _uts46_mapped(text: str, name: str) -> str:
+    """A Unicode name as UTS 46 maps it (case folded, ideographic full stops to dots); ASCII as it is."""
+    if name.isascii():
+        return name
+    try:
+        return idna.uts46_remap(name, std3_rules=False, transitional=False)
+    except idna.IDNAError as exc:
+        raise TargetError(f"'{text}' is not a valid host name: {exc}") from None
+
+
 def _ascii_label(text: str, label: str) -> str:
+    """The label as IDNA 2008 writes it (an A-label for Unicode); an xn-- label must be a valid one."""
     if not label:
         raise TargetError(f"'{text}' is not a valid host name: empty label")
-    if label.isascii():
+    if label.isascii() and not label.lower().startswith("xn--"):
         return label
     try:
-        return encodings.idna.ToASCII(label).decode("ascii")
-    except UnicodeError as exc:
-        why = f"label '{label}' has no IDNA form ({exc})"
+        return idna.alabel(label).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        why = f"label '{label}' is not valid IDNA 2008 ({exc})"
         raise TargetError(f"'{text}' is not a valid host name: {why}") from None
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from relaytests.probe.report import Check, VectorResult
+from relaytests.probe.vocabulary import Verdict
 
 # Reasons fixed by the reply code alone, before the text is read.
 CODE_REASONS = {503: "protocol_error", 421: "rate_limited"}
@@ -115,15 +116,17 @@ def is_refusal(result: VectorResult, extra_refusals: tuple[str, ...]) -> bool:
     )
 
 
-def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+def host_verdict(
+    results: list[VectorResult], refusals_by_id: dict[str, tuple[str, ...]]
+) -> tuple[Verdict, str]:
     """(verdict, reason) of one host from its vector results (docs/architecture.md, Verdicts)."""
     relay_attempts = [r for r in results if r.evidence != "control"]
     delivered = [r.id for r in relay_attempts if r.delivered]
     if delivered:
-        return "open_relay", f"relayed test messages arrived at the canary: {_ids(delivered)}"
+        return Verdict.OPEN_RELAY, f"relayed test messages arrived at the canary: {_ids(delivered)}"
     accepted = [r for r in relay_attempts if r.outcome == "accepted" and r.evidence == "canary-final"]
     if accepted:
-        return "accepts_relay", _accepted_reason(accepted)
+        return Verdict.ACCEPTS_RELAY, _accepted_reason(accepted)
     blocked_control = [
         r
         for r in results
@@ -131,15 +134,15 @@ def host_verdict(results: list[VectorResult], refusals_by_id: dict[str, tuple[st
     ]
     if blocked_control:
         r = blocked_control[0]
-        return "inconclusive", f"the server refuses the probe itself ({r.reason}: {excerpt(r.reply)})"
+        return Verdict.INCONCLUSIVE, f"the server refuses the probe itself ({r.reason}: {excerpt(r.reply)})"
     unsettled = [
         r for r in relay_attempts if r.tier == "core" and not is_refusal(r, refusals_by_id.get(r.id, ()))
     ]
     if unsettled:
-        return "inconclusive", _unsettled_reason(unsettled)
+        return Verdict.INCONCLUSIVE, _unsettled_reason(unsettled)
     if not any(r.tier == "core" for r in relay_attempts):
-        return "inconclusive", "no core vector was tested"
-    return "secure", "every core vector was refused for a relay reason"
+        return Verdict.INCONCLUSIVE, "no core vector was tested"
+    return Verdict.SECURE, "every core vector was refused for a relay reason"
 
 
 def _accepted_reason(accepted: list[VectorResult]) -> str:
@@ -206,14 +209,6 @@ def relay_warnings(results: list[VectorResult]) -> list[Check]:
     return checks
 
 
-VERDICT_WORDS = {
-    "open_relay": "Open relay: test messages sent through the server to an outside address arrived.",
-    "accepts_relay": "Accepts relaying: the server took mail for an outside recipient.",
-    "inconclusive": "Inconclusive: the test could not settle whether the server relays.",
-    "secure": "Not an open relay: every relay attempt was refused.",
-}
-
-
 def summary(verdict: str, host_reasons: list[str]) -> str:
     """One paragraph for a person: the verdict in words, then why, per host."""
-    return " ".join([VERDICT_WORDS[verdict], *host_reasons])
+    return " ".join([Verdict(verdict).summary, *host_reasons])

@@ -1,4 +1,5 @@
-"""Small filters for the pages: durations in words, the words for a run's verdict, kinds of checks."""
+"""Small filters for the pages: durations in words, a verdict's name (from the engine's Verdict), kinds of
+checks."""
 
 from __future__ import annotations
 
@@ -10,33 +11,9 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from relaytests.models import TestRun, Verdict
+from relaytests.probe.report import VectorResult
 
 register = template.Library()
-
-# One sentence per verdict, under its name: what it means for the admin reading the page.
-VERDICT_MEANINGS = {
-    "open_relay": "A test message relayed through this server reached our canary: anyone can send mail "
-    "through it. Fix it now.",
-    "accepts_relay": "The server accepted mail for an outside recipient, but no test message arrived "
-    "(yet). Treat it as an open relay until a re-test says secure.",
-    "inconclusive": "The test could neither prove nor rule out relaying. What to do next: the first step "
-    "below says how to get a clear answer.",
-    "secure": "Every relay attempt was refused, and no test message arrived. Nothing to fix.",
-}
-
-
-# Checks about the server as the rest of the Internet sees it (DNS), shown in a section of their own.
-DNS_CHECKS = frozenset({"mx", "ptr", "dnsbl", "spf", "dmarc", "addresses"})
-
-
-@register.filter
-def dns_checks(checks: list[dict]) -> list[dict]:
-    return [c for c in checks if c["id"] in DNS_CHECKS]
-
-
-@register.filter
-def server_checks(checks: list[dict]) -> list[dict]:
-    return [c for c in checks if c["id"] not in DNS_CHECKS]
 
 
 @register.filter
@@ -66,11 +43,6 @@ def run_status_label(value: str) -> str:
 
 
 @register.filter
-def verdict_meaning(value: str) -> str:
-    return VERDICT_MEANINGS.get(value, "")
-
-
-@register.filter
 def when(value: datetime | None):
     """<time> with the date, the time and the zone: 2026-11-27 10:00 UTC."""
     if not value:
@@ -92,8 +64,8 @@ def ago(value: datetime | None) -> str:
 
 
 @register.filter
-def accepted_count(vectors: list[dict]) -> int:
-    return sum(v.get("outcome") == "accepted" for v in vectors)
+def accepted_count(vectors: list[VectorResult]) -> int:
+    return sum(v.outcome == "accepted" for v in vectors)
 
 
 @register.filter

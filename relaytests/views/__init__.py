@@ -1,1 +1,1 @@
-"""The portal's pages, one module per object: dashboards, servers, runs."""
+"""The portal's pages, one module per object: dashboards, servers, run_pages (a run's pages)."""

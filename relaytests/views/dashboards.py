@@ -15,15 +15,15 @@ from django.shortcuts import render
 
 from relaytests import access
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, Verdict
-from relaytests.probe.report import VERDICT_SEVERITY
+from relaytests.probe.vocabulary import Verdict as EngineVerdict
 
 SERVERS_PER_PAGE = 50
 # Central IT's overview sorts by this: a blocklisted server is as urgent as an open relay.
-BLOCKLISTED_SEVERITY = VERDICT_SEVERITY["open_relay"]
-UNTESTED_SEVERITY = VERDICT_SEVERITY["inconclusive"]
+BLOCKLISTED_SEVERITY = EngineVerdict.OPEN_RELAY.severity
+UNTESTED_SEVERITY = EngineVerdict.INCONCLUSIVE.severity
 SEVERITY = Case(
     When(blocklisted=True, then=Value(BLOCKLISTED_SEVERITY)),
-    *(When(latest_verdict=verdict, then=Value(severity)) for verdict, severity in VERDICT_SEVERITY.items()),
+    *(When(latest_verdict=verdict, then=Value(verdict.severity)) for verdict in EngineVerdict),
     default=Value(UNTESTED_SEVERITY),
     output_field=IntegerField(),
 )

@@ -19,8 +19,8 @@ from relaytests.management.commands.canary import record_in_long_running_process
 from relaytests.models import CanaryDelivery, MailServer, TestRun, VerdictChange
 from relaytests.probe.canary import parse_token, token_fields
 from relaytests.probe.receiver import CanaryReceiver, Delivery
+from relaytests.probe.vocabulary import Verdict
 from relaytests.tasks import finalise_run, run_suite
-from relaytests.views.runs import DELIVERY_EXPLANATIONS
 from tests.fakes.smtp import BEHAVIOURS, LOCAL_DOMAIN, FakeSMTPServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import host, make_run, report, vector
@@ -114,9 +114,9 @@ def test_the_verdict_says_relayed_and_delivered_or_accepted_but_not_delivered(me
 
     page = page_of(run, member)
 
-    assert f'<p class="delivery-explanation">{escape(DELIVERY_EXPLANATIONS[verdict])}</p>' in page
-    assert DELIVERY_EXPLANATIONS[verdict].startswith(says)
-    assert "queued, discarded or bounced" in DELIVERY_EXPLANATIONS["accepts_relay"]
+    assert f'<p class="delivery-explanation">{escape(Verdict(verdict).meaning)}</p>' in page
+    assert Verdict(verdict).meaning.startswith(says)
+    assert "queued, discarded or bounced" in Verdict.ACCEPTS_RELAY.meaning
 
 
 @pytest.mark.django_db
@@ -152,7 +152,7 @@ def test_a_delivery_during_the_wait_is_already_proof(member, server):
         report=delivery_report(delivered_vector("plain")),
     )
 
-    assert escape(DELIVERY_EXPLANATIONS["open_relay"]) in page_of(run, member)
+    assert escape(Verdict.OPEN_RELAY.meaning) in page_of(run, member)
 
 
 # ---- the server's history ----
@@ -212,7 +212,7 @@ def test_a_run_waits_is_finalised_then_a_late_delivery_upgrades_it(member, depar
     ]
     page = page_of(run, member)
     assert '<span class="late">late</span>' in rows_of(page)["plain"]
-    assert escape(DELIVERY_EXPLANATIONS["open_relay"]) in page
+    assert escape(Verdict.OPEN_RELAY.meaning) in page
     history = client_for(member).get(server.get_absolute_url()).content.decode()
     assert history.count("upgraded by a late delivery") == 2  # the run's row and its verdict change
     server.refresh_from_db()

@@ -1,7 +1,13 @@
-""" "Since last run": compare_reports is a pure function of two report dicts (no database)."""
+""" "Since last run": compare_reports is a pure function of two reports (no database)."""
 
-from relaytests.compare import Change, compare_reports
+from relaytests.compare import Change, Comparison, compare_reports
+from relaytests.probe.report import Report
 from tests.portal.factories import check, host, report, vector
+
+
+def compare(before: dict, after: dict) -> Comparison:
+    """Two stored reports compared, as the run page reads them (`TestRun.parsed_report`)."""
+    return compare_reports(Report.from_dict(before), Report.from_dict(after))
 
 
 def test_a_fixed_vector_is_listed_as_now_rejected_and_an_open_one_as_still_accepted():
@@ -13,7 +19,7 @@ def test_a_fixed_vector_is_listed_as_now_rejected_and_an_open_one_as_still_accep
         hosts=[host(vectors=[vector("plain", "accepted"), vector("percent-host", "rejected")])],
     )
 
-    comparison = compare_reports(before, after)
+    comparison = compare(before, after)
 
     assert [c.text for c in comparison.changed] == ["percent-host: now rejected (was accepted)"]
     assert [c.text for c in comparison.still_problems] == ["plain: still accepted"]
@@ -28,7 +34,7 @@ def test_unchanged_refusals_are_only_counted():
     before = report(hosts=[host(vectors=[vector("plain", "rejected"), vector("null-sender", "rejected")])])
     after = report(hosts=[host(vectors=[vector("plain", "rejected"), vector("null-sender", "rejected")])])
 
-    comparison = compare_reports(before, after)
+    comparison = compare(before, after)
 
     assert (comparison.changed, comparison.still_problems, comparison.unchanged_count) == ([], [], 2)
     assert not comparison.verdict_changed
@@ -38,14 +44,14 @@ def test_a_delivered_canary_counts_as_relayed_not_just_accepted():
     before = report(hosts=[host(vectors=[vector("plain", "accepted", delivered=False)])])
     after = report(hosts=[host(vectors=[vector("plain", "accepted", delivered=True)])])
 
-    assert [c.text for c in compare_reports(before, after).changed] == ["plain: now relayed (was accepted)"]
+    assert [c.text for c in compare(before, after).changed] == ["plain: now relayed (was accepted)"]
 
 
 def test_vectors_new_in_this_run_and_those_no_longer_tested_are_named():
     before = report(hosts=[host(vectors=[vector("bang-path", "rejected")])])
     after = report(hosts=[host(vectors=[vector("plain", "rejected")])])
 
-    changed = compare_reports(before, after).changed
+    changed = compare(before, after).changed
 
     assert [c.text for c in changed] == [
         "plain: new, rejected",
@@ -67,7 +73,7 @@ def test_hosts_are_matched_by_address_and_port_and_changes_name_their_host():
         ]
     )
 
-    changed = compare_reports(before, after).changed
+    changed = compare(before, after).changed
 
     assert changed == [
         Change("plain", "accepted", "rejected", "192.0.2.1:25"),
@@ -83,7 +89,7 @@ def test_checks_of_the_target_and_of_hosts_are_compared_and_failing_ones_stay_li
         checks=[check("spf", "warn")], hosts=[host(checks=[check("dnsbl-zen", "pass"), check("ptr", "pass")])]
     )
 
-    comparison = compare_reports(before, after)
+    comparison = compare(before, after)
 
     assert [(c.host, c.text) for c in comparison.changed] == [
         ("192.0.2.25:25", "dnsbl-zen: now pass (was fail)")
@@ -100,7 +106,7 @@ def test_a_listing_on_one_zone_between_two_runs_is_a_change():
         ]
         return report(hosts=[host(checks=checks)])
 
-    comparison = compare_reports(blocklists("pass"), blocklists("fail"))
+    comparison = compare(blocklists("pass"), blocklists("fail"))
 
     assert [change.text for change in comparison.changed] == ["dnsbl bl.spamcop.net: now fail (was pass)"]
     assert comparison.unchanged_count == 1

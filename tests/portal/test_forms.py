@@ -10,6 +10,7 @@ from tests.portal.factories import make_department, make_server
 ZONE = """
 mail.physics.example.edu. A 127.0.0.25
 xn--mller-kva.physics.example.edu. A 127.0.0.26
+mx.xn--fa-hia.physics.example.edu. A 127.0.0.27
 physics.example.edu. MX 10 mail.physics.example.edu.
 mail.example.com. A 145.0.2.27
 """
@@ -60,6 +61,26 @@ def test_a_host_name_is_stored_in_its_idna_form_with_the_addresses_it_resolved_t
 
     assert (server.target, server.kind, server.port) == ("xn--mller-kva.physics.example.edu", "host", 2525)
     assert (server.addresses, server.mail_domain) == (["127.0.0.26"], "physics.example.edu")
+
+
+def test_a_name_is_written_the_idna_2008_way_where_idna_2003_differs(department, member):
+    form = form_for(department, target="mx.fa\u00df.physics.example.edu")  # 2003: mx.fass.physics...
+
+    assert form.is_valid(), form.errors
+    assert (form.save(member).target, form.scoped.addresses) == (
+        "mx.xn--fa-hia.physics.example.edu",
+        ["127.0.0.27"],
+    )
+
+
+def test_a_label_idna_2008_refuses_gets_a_clear_message(department):
+    form = form_for(department, target="\u2603.physics.example.edu")
+
+    assert not form.is_valid()
+    assert form.errors["target"] == [
+        "'\u2603.physics.example.edu' is not a valid host name: label '\u2603' is not valid IDNA 2008 "
+        "(Codepoint U+2603 at position 1 of '\u2603' not allowed)"
+    ]
 
 
 def test_a_mail_domain_is_registered_with_its_mx_hosts_addresses_and_as_its_own_mail_domain(

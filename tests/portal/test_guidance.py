@@ -6,7 +6,8 @@ import pytest
 from django.template.loader import render_to_string
 from django.test import override_settings
 
-from relaytests.guidance import greeting_name, guidance_for
+from relaytests.guidance import Guidance, greeting_name, guidance_for
+from relaytests.probe.report import Report
 from relaytests.probe.suite import SuiteConfig, run_suite
 from relaytests.probe.targets import HostTarget
 from tests.fakes import BEHAVIOURS, FakeSMTPServer, with_banner
@@ -100,9 +101,14 @@ def report_for(family: str, accepted=(), *, name="mx.physics.example.edu", check
     }
 
 
+def guidance_of(report: dict, host_index: int, *, server=None) -> Guidance:
+    """The guidance for a host of a stored report, as the run page reads it (`TestRun.parsed_report`)."""
+    return guidance_for(Report.from_dict(report), host_index, server=server)
+
+
 def render(report: dict, server=None) -> str:
     return render_to_string(
-        "relaytests/guidance/panel.html", {"guidance": guidance_for(report, 0, server=server)}
+        "relaytests/guidance/panel.html", {"guidance": guidance_of(report, 0, server=server)}
     )
 
 
@@ -123,7 +129,7 @@ def test_each_family_gets_its_own_section_naming_exactly_the_vectors_that_got_th
 
 
 def test_each_named_vector_says_why_it_works_on_that_mta():
-    guidance = guidance_for(report_for("sendmail", ["percent-host"]), 0)
+    guidance = guidance_of(report_for("sendmail", ["percent-host"]), 0)
     (percent,) = guidance.failing
     assert "loose_relay_check" in percent.why
     assert "mx.physics.example.edu" in percent.why
@@ -131,8 +137,8 @@ def test_each_named_vector_says_why_it_works_on_that_mta():
 
 
 def test_the_same_vector_is_explained_differently_per_mta():
-    sendmail = guidance_for(report_for("sendmail", ["plain"]), 0).failing[0].why
-    exim = guidance_for(report_for("exim", ["plain"]), 0).failing[0].why
+    sendmail = guidance_of(report_for("sendmail", ["plain"]), 0).failing[0].why
+    exim = guidance_of(report_for("exim", ["plain"]), 0).failing[0].why
     assert "promiscuous_relay" in sendmail and "relay_from_hosts" in exim
     assert sendmail != exim
 
@@ -149,13 +155,13 @@ def test_unknown_software_gets_the_generic_text_with_how_to_tell_the_mta():
 def test_a_family_without_a_section_also_gets_the_generic_text():
     report = report_for("unknown", ["plain"])
     report["hosts"][0]["software"]["family"] = "haraka"
-    guidance = guidance_for(report, 0)
+    guidance = guidance_of(report, 0)
     assert (guidance.generic, guidance.family) == (True, "unknown")
 
 
 def test_the_server_names_and_the_hub_are_filled_into_the_snippets(department):
     server = factories.make_server(department, "mx.physics.example.edu", mail_domain="physics.example.edu")
-    guidance = guidance_for(report_for("postfix", ["plain"]), 0, server=server)
+    guidance = guidance_of(report_for("postfix", ["plain"]), 0, server=server)
     snippet = guidance.steps[0].snippet
     assert "myhostname = mx.physics.example.edu\nmydomain = physics.example.edu" in snippet
     assert "relayhost = [relay.example.edu]:587" in guidance.hub.snippet
@@ -163,8 +169,15 @@ def test_the_server_names_and_the_hub_are_filled_into_the_snippets(department):
 
 
 def test_without_a_registered_domain_the_mail_domain_is_the_host_names_parent():
-    guidance = guidance_for(report_for("exim", ["plain"], name="smtp.chem.example.edu"), 0)
+    guidance = guidance_of(report_for("exim", ["plain"], name="smtp.chem.example.edu"), 0)
     assert "domainlist local_domains    = @ : chem.example.edu" in guidance.steps[0].snippet
+
+
+def test_a_host_named_like_its_registered_domain_keeps_its_name_rather_than_a_public_suffix():
+    guidance = guidance_of(report_for("exim", ["plain"], name="chem.example.ac.uk"), 0)
+    assert "domainlist local_domains    = @ : example.ac.uk" in guidance.steps[0].snippet
+    guidance = guidance_of(report_for("exim", ["plain"], name="example.ac.uk"), 0)
+    assert "domainlist local_domains    = @ : example.ac.uk" in guidance.steps[0].snippet
 
 
 @override_settings(PORTAL_RELAY_HUB="relay.tc.umn.edu", PORTAL_ORG_NAME="University of Minnesota")
@@ -183,7 +196,7 @@ def test_the_outdated_release_is_flagged_in_the_guidance():
 
 def test_the_check_the_run_recorded_is_shown_rather_than_recomputed():
     recorded = {"id": "software-version", "status": "warn", "detail": "recorded at run time", "data": {}}
-    guidance = guidance_for(report_for("sendmail", ["plain"], checks=[recorded]), 0)
+    guidance = guidance_of(report_for("sendmail", ["plain"], checks=[recorded]), 0)
     assert (guidance.outdated.status, guidance.outdated.detail) == ("warn", "recorded at run time")
 
 
@@ -238,7 +251,7 @@ async def test_a_fake_sendmail_8_8_relaying_through_the_percent_hack_gets_the_se
     with FakeSMTPServer(behaviour) as server:
         host = HostTarget("127.0.0.1", server.port, name=HOSTNAME, mail_domain=LOCAL_DOMAIN)
         report = (await run_suite(HOSTNAME, [host], config)).to_dict()
-    guidance = guidance_for(report, 0)
+    guidance = guidance_of(report, 0)
     assert (guidance.family, guidance.name) == ("sendmail", "Sendmail")
     assert [v.id for v in guidance.failing] == ["percent-host"]
     assert guidance.outdated.status == "fail"
@@ -253,7 +266,7 @@ def test_a_server_registered_by_address_gets_the_name_its_greeting_gives_in_the_
         address="127.0.0.1", banner="220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)"
     )
 
-    snippet = guidance_for(report, 0, server=server).steps[0].snippet
+    snippet = guidance_of(report, 0, server=server).steps[0].snippet
 
     assert "myhostname = mx.dept.example.edu\nmydomain = dept.example.edu" in snippet
     assert "127.0.0.1" not in snippet.split("mynetworks")[0]
@@ -268,7 +281,7 @@ def test_a_greeting_that_names_no_host_gives_no_name(banner):
 
 def test_the_causes_are_grouped_one_entry_per_weakness_with_the_vectors_it_explains():
     sender = ["spoof-domain", "spoof-host", "spoof-iplit", "sender-localhost"]
-    guidance = guidance_for(report_for("postfix", ["plain", *sender, "percent-host"]), 0)
+    guidance = guidance_of(report_for("postfix", ["plain", *sender, "percent-host"]), 0)
 
     assert [(c.kind, [v.id for v in c.vectors]) for c in guidance.causes] == [
         ("open", ["plain"]),
@@ -293,6 +306,6 @@ def test_an_inconclusive_host_is_told_what_to_do_next_by_the_reason():
         ],
     )
 
-    (step,) = guidance_for(report, 0).next_steps
+    (step,) = guidance_of(report, 0).next_steps
 
     assert step.startswith("Your server greylisted the test")

@@ -6,8 +6,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from relaytests.models import MailServer, TestRun, VerdictChange
-from tests.portal.factories import make_run, make_server
+from relaytests.models import MailServer, TestRun, Verdict, VerdictChange
+from relaytests.probe import vocabulary
+from tests.portal.factories import make_run, make_server, report
 
 pytestmark = pytest.mark.django_db
 Status = TestRun.Status
@@ -88,3 +89,45 @@ def test_the_first_verdict_of_a_server_is_a_change_from_nothing_and_a_repeat_is_
 
     assert make_run(server, verdict="secure").record_verdict_change() is None
     assert VerdictChange.objects.count() == 1
+
+
+def test_a_verdict_so_far_writes_no_change_and_the_final_one_does(server):
+    make_run(server, verdict="secure")
+    waiting = make_run(server, status=Status.AWAITING_DELIVERY, verdict="accepts_relay")
+
+    waiting.record_verdict()
+    assert not VerdictChange.objects.exists()
+
+    TestRun.objects.filter(pk=waiting.pk).update(status=Status.DONE)
+    waiting.refresh_from_db()
+    waiting.record_verdict()
+    assert VerdictChange.objects.values_list("old_verdict", "new_verdict").get() == (
+        "secure",
+        "accepts_relay",
+    )
+
+
+def test_the_verdict_choices_are_the_engines_values_and_labels():
+    assert Verdict.choices == [(verdict.value, verdict.label) for verdict in vocabulary.Verdict]
+    assert TestRun._meta.get_field("verdict").choices == Verdict.choices
+
+
+def test_only_the_move_to_open_relay_of_a_late_upgraded_run_is_marked_late(server):
+    run = make_run(server, verdict="open_relay", upgraded_late=True)
+    first = VerdictChange.objects.create(server=server, run=run, old_verdict="", new_verdict="accepts_relay")
+    upgrade = VerdictChange.objects.create(
+        server=server, run=run, old_verdict="accepts_relay", new_verdict="open_relay"
+    )
+    assert (first.upgraded_late, upgrade.upgraded_late) == (False, True)
+
+
+def test_the_report_is_parsed_once_and_again_only_when_it_is_replaced(server):
+    run = make_run(server, verdict="secure", report=report("secure"))
+
+    assert run.parsed_report is run.parsed_report
+    assert run.parsed_report.verdict == "secure"
+
+    run.report = report("open_relay")
+    assert run.parsed_report.verdict == "open_relay"
+    run.refresh_from_db()
+    assert run.parsed_report.verdict == "secure"

@@ -3,7 +3,9 @@
 import re
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
+from portal import env
 from relaytests import scope
 from relaytests.probe.targets import TargetError
 from tests.dnsserver import ZoneServer
@@ -215,3 +217,20 @@ def test_the_mail_ports_are_allowed_by_default_and_others_by_setting(dns, settin
 
     settings.RELAYTEST_ALLOWED_PORTS = [6379]
     assert scope.check("mail.physics.example.edu", "host", 6379).port == 6379
+
+
+# ---- the scope domains as configured ----
+
+
+def test_scope_domains_are_read_as_targets_are_written_idna_2008(monkeypatch):
+    monkeypatch.setenv("RELAYTEST_SCOPE_DOMAINS", "Fa\u00df.Example.DE., dept.example.edu")
+    assert env.domains("RELAYTEST_SCOPE_DOMAINS") == ["xn--fa-hia.example.de", "dept.example.edu"]
+
+
+def test_a_scope_domain_that_is_no_domain_name_stops_the_start_with_the_reason(monkeypatch):
+    monkeypatch.setenv("RELAYTEST_SCOPE_NAMES_ANYWHERE", "dept.example.edu \u2603.example")
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env.domains("RELAYTEST_SCOPE_NAMES_ANYWHERE")
+    assert str(raised.value).startswith(
+        "RELAYTEST_SCOPE_NAMES_ANYWHERE: '\u2603.example' is not a valid host name: label '\u2603' is not valid IDNA 2008"
+    )

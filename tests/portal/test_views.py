@@ -15,9 +15,12 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from relaytests.models import MailServer, TestRun
-from relaytests.views import runs
+from relaytests.probe.hygiene import vantage_warning
+from relaytests.probe.report import Report
+from relaytests.views import run_pages
 from tests.dnsserver import ZoneServer
 from tests.portal.conftest import client_for
 from tests.portal.factories import (
@@ -302,6 +305,19 @@ def test_the_report_reads_verdict_then_what_to_do_then_checks_then_the_evidence_
     assert "(accepted)" not in page and "(relay denied)" in page
 
 
+def test_the_run_page_parses_each_report_once_into_the_engines_report(
+    member, server, open_relay_run, monkeypatch
+):
+    newer = make_run(server, verdict="secure", report=report("secure"))  # compared with open_relay_run
+    parsed = []
+    from_dict = Report.from_dict
+    monkeypatch.setattr(Report, "from_dict", lambda data: parsed.append(data) or from_dict(data))
+
+    assert client_for(member).get(newer.get_absolute_url()).status_code == 200
+
+    assert [p["verdict"] for p in parsed] == ["secure", "open_relay"]  # this run's and the previous run's
+
+
 def test_server_strings_are_escaped_and_no_page_carries_inline_script(member, open_relay_run):
     response = client_for(member).get(open_relay_run.get_absolute_url())
     page = response.content.decode()
@@ -379,7 +395,7 @@ def test_a_probe_inside_the_campus_networks_is_warned_about(member, server):
         not in client_for(member).get(outside.get_absolute_url()).content.decode()
     )
     page = client_for(member).get(warned.get_absolute_url()).content.decode()
-    assert "The probe ran from 10.20.0.5, inside the university's own networks." in page
+    assert f'<p class="warning vantage">{escape(vantage_warning("10.20.0.5").detail)}</p>' in page
 
 
 def test_an_active_run_shows_its_progress_so_far_and_refreshes_without_javascript(member, server):
@@ -707,7 +723,7 @@ def test_a_server_error_is_a_styled_500_page(member, server, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(runs, "_run_context", broken)
+    monkeypatch.setattr(run_pages, "_run_context", broken)
     response = client.get(run.get_absolute_url())
 
     assert response.status_code == 500

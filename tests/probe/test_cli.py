@@ -181,7 +181,8 @@ def test_list_vectors_names_every_catalogue_entry():
     ("args", "mentions"),
     [
         (["no-such-host.invalid"], "no-such-host.invalid"),
-        (["127.0.0.1", "--port", "70000"], "70000"),
+        (["127.0.0.1", "--port", "70000"], "port 70000 is out of range (1-65535)"),
+        (["127.0.0.1", "--port", "smtp"], "port 'smtp' is not a number from 1 to 65535"),  # as in HOST:PORT
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_3(args, mentions):

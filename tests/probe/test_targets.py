@@ -129,8 +129,39 @@ def test_a_unicode_label_without_an_idna_form_is_refused():
     with pytest.raises(TargetError) as raised:
         parse_target(f"mx.{label}.example")
     assert str(raised.value) == (
-        f"'mx.{label}.example' is not a valid host name: label '{label}' has no IDNA form (label empty or too long)"
+        f"'mx.{label}.example' is not a valid host name: label '{label}' is not valid IDNA 2008 (Label too long)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "ascii_name"),
+    [
+        ("mx.fa\u00df.de", "mx.xn--fa-hia.de"),  # IDNA 2003 (Python's "idna" codec) made it mx.fass.de
+        ("MX.FA\u00df.DE", "mx.xn--fa-hia.de"),
+        ("mx.M\u00fcller.example", "mx.xn--mller-kva.example"),
+        ("mx\u3002example\u3002edu", "mx.example.edu"),  # UTS 46 maps the ideographic full stop
+        ("mx.XN--FA-HIA.de", "mx.xn--fa-hia.de"),
+    ],
+)
+def test_a_unicode_name_is_written_as_idna_2008_with_uts_46_mapping(text, ascii_name):
+    assert parse_target(text) == (ascii_name, 25)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        # IDNA 2003 encoded symbols (xn--n3h); IDNA 2008 allows none of them in a name.
+        (
+            "\u2603.example",
+            "label '\u2603' is not valid IDNA 2008 (Codepoint U+2603 at position 1 of '\u2603' not allowed)",
+        ),
+        ("mx.xn--zz.example", "label 'xn--zz' is not valid IDNA 2008 (Invalid A-label)"),
+    ],
+)
+def test_a_label_that_idna_2008_refuses_is_refused_with_the_reason(text, why):
+    with pytest.raises(TargetError) as raised:
+        parse_target(text)
+    assert str(raised.value) == f"'{text}' is not a valid host name: {why}"
 
 
 # ---- resolve_target: host names and addresses -------------------------------------------------

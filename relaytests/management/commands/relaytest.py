@@ -16,13 +16,14 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from relaytests.probe import report as report_module
+from relaytests.probe.dnschecks import parse_port
 from relaytests.probe.receiver import CanaryReceiver, Delivery
 from relaytests.probe.report import Report
 from relaytests.probe.sanitise import safe_text
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, probe_target, settle_deliveries
 from relaytests.probe.targets import TargetError, parse_listen_address
 from relaytests.probe.vectors import catalogue
+from relaytests.probe.vocabulary import EXIT_INCONCLUSIVE
 
 VERDICT_COLUMN = 9
 DEFAULT_CANARY_WAIT = 60.0
@@ -31,12 +32,9 @@ CANARY_POLL_SECONDS = 0.1
 
 def port_number(text: str) -> int:
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
-    return port
+        return parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_seconds(text: str) -> float:
@@ -58,7 +56,7 @@ class Command(BaseCommand):
         def one_line_error(message: str):
             # Monitoring plugins answer UNKNOWN (3) to bad arguments, not argparse's 2.
             sys.stderr.write(f"relaytest: {message}\n")
-            sys.exit(report_module.EXIT_INCONCLUSIVE)
+            sys.exit(EXIT_INCONCLUSIVE)
 
         parser.error = one_line_error
         return parser

@@ -17,10 +17,16 @@ from django.db import connection, transaction
 from relaytests.models import Department, MailServer, Membership, TestRun, state_from_report
 from relaytests.probe.canary import new_run_id
 from relaytests.probe.report import SCHEMA
+from relaytests.probe.vocabulary import Verdict
 
 BATCH = 2000
 # How often each verdict comes up, roughly as a university's servers stand.
-VERDICT_WEIGHTS = {"secure": 85, "inconclusive": 8, "accepts_relay": 4, "open_relay": 3}
+VERDICT_WEIGHTS = {
+    Verdict.SECURE: 85,
+    Verdict.INCONCLUSIVE: 8,
+    Verdict.ACCEPTS_RELAY: 4,
+    Verdict.OPEN_RELAY: 3,
+}
 BLOCKLISTED_ONE_IN = 40
 
 
@@ -146,7 +152,7 @@ def set_state(runs) -> None:
             latest_run=run,
             latest_verdict=run.verdict,
             last_tested_at=run.created_at,
-            **state_from_report(run.report),
+            **state_from_report(run.parsed_report),
         )
         for run in runs
     ]
@@ -156,13 +162,13 @@ def set_state(runs) -> None:
 
 def engine_like_report(server: MailServer, verdict: str, blocklisted: bool) -> dict:
     address = server.addresses[0]
-    refused = "rejected" if verdict == "secure" else "accepted"
+    refused = "rejected" if verdict == Verdict.SECURE else "accepted"
     vectors = [
         {
             "id": f"vector-{n:02}", "helo": "relaytest.invalid", "mail_from": "<probe@canary.example.net>",
             "rcpt_to": f"<r-abcdefghij-{n:02}@canary.example.net>", "outcome": refused if n < 3 else "rejected",
             "reason": "relay_denied", "code": 554, "reply": "554 5.7.1 <r@canary.example.net>: Relay access denied",
-            "delivered": verdict == "open_relay" and n == 0, "step": "rcpt", "tls": False,
+            "delivered": verdict == Verdict.OPEN_RELAY and n == 0, "step": "rcpt", "tls": False,
             "evidence": "canary-final", "tier": "core", "token": f"r-abcdefghij-{n:02}-0123456789",
             "attempts": 1, "data_code": None, "data_reply": "", "sent_at": None, "delivery": None,
         }

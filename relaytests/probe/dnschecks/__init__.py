@@ -21,7 +21,13 @@ from relaytests.probe.dnschecks.blocklists import (
     blocklist,
     dnsbl_check,
 )
-from relaytests.probe.dnschecks.client import DnsClient, is_ip_address, parse_resolver, split_host_port
+from relaytests.probe.dnschecks.client import (
+    DnsClient,
+    is_ip_address,
+    parse_port,
+    parse_resolver,
+    split_host_port,
+)
 from relaytests.probe.dnschecks.mx import find_mail_hosts, mx_check
 from relaytests.probe.dnschecks.policy import dmarc_check, spf_check
 from relaytests.probe.dnschecks.ptr import ptr_check
@@ -38,6 +44,7 @@ __all__ = [
     "find_mail_hosts",
     "host_checks",
     "mx_check",
+    "parse_port",
     "parse_resolver",
     "split_host_port",
 ]

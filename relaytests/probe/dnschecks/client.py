@@ -36,14 +36,15 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
         host, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
             raise ValueError(f"'{text}' has an unclosed '[' or text after ']'")
-        return host, _port(rest[1:], default_port) if rest else default_port
+        return host, parse_port(rest[1:]) if rest else default_port
     if text.count(":") > 1:  # a bare IPv6 address has no room for a port
         return text, default_port
     host, colon, port = text.partition(":")
-    return host, _port(port, default_port) if colon else default_port
+    return host, parse_port(port) if colon else default_port
 
 
-def _port(text: str, default_port: int) -> int:
+def parse_port(text: str) -> int:
+    """A port number as a person writes it, 1 to 65535; ValueError with a sentence for them."""
     if not re.fullmatch(r"[0-9]{1,5}", text):
         raise ValueError(f"port '{text}' is not a number from 1 to 65535")
     port = int(text)

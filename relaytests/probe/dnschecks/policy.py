@@ -6,16 +6,13 @@ import asyncio
 import ipaddress
 import re
 
-from publicsuffixlist import PublicSuffixList
-
 from relaytests.probe.dnschecks.client import Answer, DnsClient, txt_text
 from relaytests.probe.dnschecks.findings import combine, finding
+from relaytests.probe.names import organisational_domain
 from relaytests.probe.report import Check
 
 # ---- SPF (RFC 7208) ------------------------------------------------------------------------
 
-# The list ships inside the package: no download at run time.
-_PUBLIC_SUFFIXES = PublicSuffixList()
 _SPF_VERSION = re.compile(r"v=spf1(\s|$)", re.IGNORECASE)
 _DOMAIN_SPEC = r"[!-.0-~]+"  # visible characters but "/": macros such as %{d} are allowed
 _DUAL_CIDR = r"(/\d{1,2})?(//\d{1,3})?"
@@ -181,7 +178,7 @@ async def dmarc_check(domain: str, client: DnsClient) -> Check:
 
 
 def _dmarc_owners(domain: str) -> list[str]:
-    organisational = _PUBLIC_SUFFIXES.privatesuffix(domain)
+    organisational = organisational_domain(domain)
     return [domain] if organisational in (None, domain) else [domain, organisational]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -19,21 +20,15 @@ from relaytests import access
 from relaytests.compare import compare_reports
 from relaytests.guidance import guidance_for_report
 from relaytests.models import TestRun
-from relaytests.templatetags.portal_format import verdict_meaning
+from relaytests.probe.hygiene import vantage_warning
+from relaytests.probe.report import Check, ProbeInfo, Report
+from relaytests.probe.vocabulary import Verdict
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
 NOSCRIPT_REFRESH_SECONDS = 10
 
-# Under the verdict: what the canary proved. Accepting is not yet relaying until the wait is over.
-DELIVERY_EXPLANATIONS = {
-    "open_relay": "Relayed and delivered: a test message sent through this server came out the other side "
-    "and reached the portal's canary. That is proof, not suspicion.",
-    "accepts_relay": "Accepted but not delivered: the server took mail for an outside recipient, but no test "
-    "message from it reached the canary (canary delivery off, or the server queued, discarded or bounced it "
-    "later). Treat it as an open relay: a queued message may still arrive, and the verdict then turns to "
-    "open relay, marked late.",
-}
+# Under the verdict while the canary wait lasts: accepting is not yet relaying until the wait is over.
 NOT_PROVEN_YET = (
     "Not proven yet: the server took mail for an outside recipient, and the portal is waiting for the test "
     "messages. Treat it as an open relay until a re-test says secure."
@@ -88,52 +83,60 @@ def live_state(run: TestRun) -> dict:
         "live": run.is_live,
         "version": f"{run.status}:{run.verdict}",
         "status": run.get_status_display(),
-        "hosts": len((run.report or {}).get("hosts", [])),
+        "hosts": len(run.parsed_report.hosts),
         "verdict": run.verdict,
         "waiting_until": waiting_until.isoformat() if waiting_until else None,
     }
 
 
 def _run_context(run: TestRun, user) -> dict:
-    report = run.report or {}
+    report = run.parsed_report
     previous = run.previous_run() if run.verdict else None
     waiting_until = _waiting_until(run)
     return {
         "run": run,
         "server": run.server,
         "report": report,
-        "probe": report.get("probe", {}),
+        "probe": report.probe,
         "previous": previous,
-        "comparison": compare_reports(previous.report, report) if previous else None,
+        "comparison": compare_reports(previous.parsed_report, report) if previous else None,
         "guidances": [] if run.is_active else guidance_for_report(report, server=run.server),
         "mail_hosts": _mail_hosts(report, user),
         "checks": _checks(report),
         "waiting_until": waiting_until,
         "minutes_left": _minutes_left(waiting_until) if waiting_until else None,
         "verdict_sentence": _verdict_sentence(run),
+        "vantage_warning": _vantage_warning(report.probe),
     }
 
 
-def _checks(report: dict) -> list[dict]:
+def _vantage_warning(probe: ProbeInfo) -> str:
+    """Above the report, in the engine's words: the probe saw the server from inside the campus."""
+    return vantage_warning(probe.source_address).detail if probe.inside_internal_networks else ""
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    where: str  # the target, or the host the check is about
+    check: Check
+
+
+def _checks(report: Report) -> list[CheckRow]:
     """Every check of the report in one table: the target's own (DNS of the domain), then each host's."""
-    hosts = report.get("hosts", [])
-    rows = [{**check, "where": report.get("target", "")} for check in report.get("checks", [])]
-    for host in hosts:
-        where = host.get("name") or host.get("address", "")
-        rows += [{**check, "where": where} for check in host.get("checks", [])]
+    rows = [CheckRow(report.target, check) for check in report.checks]
+    for host in report.hosts:
+        rows += [CheckRow(host.name or host.address, check) for check in host.checks]
     return rows
 
 
-def _mail_hosts(report: dict, user) -> dict | None:
+def _mail_hosts(report: Report, user) -> dict | None:
     """The mail domain's MX hosts, each with the registered servers (that this user may see) behind it."""
-    mx = next(
-        (c for c in report.get("checks", []) if c["id"] == "mx" and c.get("data", {}).get("hosts")), None
-    )
+    mx = next((c for c in report.checks if c.id == "mx" and c.data.get("hosts")), None)
     if mx is None:
         return None
     servers = list(access.servers_for(user))
-    hosts = [{**host, "servers": [s for s in servers if _serves(s, host)]} for host in mx["data"]["hosts"]]
-    return {"domain": mx["data"]["domain"], "hosts": hosts}
+    hosts = [{**host, "servers": [s for s in servers if _serves(s, host)]} for host in mx.data["hosts"]]
+    return {"domain": mx.data["domain"], "hosts": hosts}
 
 
 def _serves(server, mail_host: dict) -> bool:
@@ -153,7 +156,7 @@ def _minutes_left(until: datetime) -> int:
 
 
 def _verdict_sentence(run: TestRun) -> str:
-    """The one sentence under the verdict; while waiting, only a delivery is settled."""
-    if run.status == TestRun.Status.AWAITING_DELIVERY and run.verdict == "accepts_relay":
+    """The one sentence under the verdict (its meaning); while waiting, only a delivery is settled."""
+    if run.status == TestRun.Status.AWAITING_DELIVERY and run.verdict == Verdict.ACCEPTS_RELAY:
         return NOT_PROVEN_YET
-    return DELIVERY_EXPLANATIONS.get(run.verdict) or verdict_meaning(run.verdict)
+    return Verdict(run.verdict).meaning if run.verdict else ""
