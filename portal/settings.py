@@ -243,6 +243,11 @@ RELAYTEST_QUEUED_STALE_AFTER = env.integer("RELAYTEST_QUEUED_STALE_AFTER", 6 * 3
 RELAYTEST_REAP_EVERY = env.number("RELAYTEST_REAP_EVERY", 60.0)
 RELAYTEST_BUSY_RETRY_DELAY = env.integer("RELAYTEST_BUSY_RETRY_DELAY", 30)
 RELAYTEST_BUSY_RETRIES = env.integer("RELAYTEST_BUSY_RETRIES", 60)
+# Scheduled re-tests (relaytests/schedule.py): the portal's period (seconds; 0 = off, departments and
+# servers may override it), how often beat sweeps for due servers, and how many scheduled runs may wait.
+RELAYTEST_RETEST_EVERY = env.integer("RELAYTEST_RETEST_EVERY", 7 * 24 * 3600)
+RELAYTEST_SCHEDULE_SWEEP_EVERY = env.integer("RELAYTEST_SCHEDULE_SWEEP_EVERY", 600)
+RELAYTEST_SCHEDULE_MAX_QUEUED = env.integer("RELAYTEST_SCHEDULE_MAX_QUEUED", 20)
 
 # ---- The probe (names are documented in README, "Settings") ----
 RELAYTEST_PROBE_HELO = env.string("RELAYTEST_PROBE_HELO", "relaytest.invalid")

@@ -8,14 +8,27 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
+
+
+def retest_every_field(inherits: str) -> models.DurationField:
+    """Central IT's override of how often the schedule re-tests (`relaytests.schedule`)."""
+    return models.DurationField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(timedelta(0))],
+        help_text=f"How often the schedule re-tests, e.g. 7 00:00:00 for a week; 0 turns it off; "
+        f"blank: {inherits}.",
+    )
 
 
 class Department(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     contact_email = models.EmailField(blank=True)
+    retest_every = retest_every_field("the portal's RELAYTEST_RETEST_EVERY")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="departments", blank=True
     )
@@ -77,6 +90,7 @@ class MailServer(models.Model):
     last_tested_at = models.DateTimeField(null=True, blank=True)
     blocklisted = models.BooleanField(default=False, db_index=True)
     certificate_expires_at = models.DateTimeField(null=True, blank=True)
+    retest_every = retest_every_field("the department's period")
 
     class Meta:
         ordering = ["target", "port"]

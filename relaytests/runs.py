@@ -45,16 +45,18 @@ class AlreadyActive(NotStarted):
 
 def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun:
     """Create a queued run of the server for the user; NotStarted when the user's hourly cap says no,
-    AlreadyActive when the server has a run queued or running.
+    AlreadyActive when the server has a run queued or running. `user` is None for the schedule, whose
+    own cap (RELAYTEST_SCHEDULE_MAX_QUEUED, `schedule.sweep`) stands in for the hourly one.
 
     The cap is counted and the run created in one transaction that holds the user's row (SQLite's
     BEGIN IMMEDIATE holds the whole database), so parallel requests are counted one after another.
     """
     with transaction.atomic():
-        get_user_model().objects.select_for_update().get(pk=user.pk)
-        refusal = over_hourly_cap(user)
-        if refusal:
-            raise NotStarted(refusal)
+        if user is not None:
+            get_user_model().objects.select_for_update().get(pk=user.pk)
+            refusal = over_hourly_cap(user)
+            if refusal:
+                raise NotStarted(refusal)
         try:
             with transaction.atomic():
                 return TestRun.objects.create(

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import deliveries, evidence, runs
+from relaytests import deliveries, evidence, runs, schedule
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -43,8 +43,9 @@ ADDRESS_BUSY = (
 PROGRESS_EVERY = 1.0
 
 
-def enqueue_run(run: TestRun) -> bool:
-    """Send a queued run to the probe queue once its row is committed; False when the broker is down.
+def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
+    """Send a queued run to the probe queue once its row is committed, to start `countdown` seconds
+    later; False when the broker is down.
 
     Celery's `delay_on_commit` publishes from an on_commit hook too, but a broker error would escape
     that hook after the view's transaction committed (a 500) and leave the run queued for ever. So our
@@ -53,15 +54,16 @@ def enqueue_run(run: TestRun) -> bool:
     runs at commit, the run's status records the outcome, and this returns True ("on its way").
     """
     published: list[bool] = []
-    transaction.on_commit(lambda: published.append(_publish(run)))
+    transaction.on_commit(lambda: published.append(_publish(run, countdown)))
     return False not in published
 
 
-def _publish(run: TestRun) -> bool:
+def _publish(run: TestRun, countdown: float) -> bool:
     try:
         # The limits travel in the message (Celery puts the publisher's there), so set them from settings here.
         result = run_suite.apply_async(
             (run.pk,),
+            countdown=countdown,
             soft_time_limit=settings.RELAYTEST_TASK_SOFT_LIMIT,
             time_limit=settings.RELAYTEST_TASK_HARD_LIMIT,
         )
@@ -281,3 +283,15 @@ def trim_old_evidence() -> int:
     trimmed = evidence.trim_old_evidence(settings.RELAYTEST_EVIDENCE_DAYS)
     log.info("trimmed the evidence of %d run(s)", trimmed)
     return trimmed
+
+
+@shared_task(ignore_result=True)
+def schedule_retests() -> int:
+    """Periodic (beat, every RELAYTEST_SCHEDULE_SWEEP_EVERY seconds): queue the runs of the servers due
+    for their scheduled re-test, each to start after its share of the time to the next sweep."""
+    queued = schedule.sweep()
+    for run, countdown in queued:
+        enqueue_run(run, countdown=countdown)
+    if queued:
+        log.info("queued %d scheduled re-test(s)", len(queued))
+    return len(queued)

@@ -13,7 +13,7 @@ from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, S
 from django.http import Http404
 from django.shortcuts import render
 
-from relaytests import access
+from relaytests import access, schedule
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, Verdict
 from relaytests.probe.report import VERDICT_SEVERITY
 
@@ -36,10 +36,10 @@ COUNTED = {
 
 
 def server_rows(servers: QuerySet[MailServer]) -> QuerySet[MailServer]:
-    """The servers with their severity and their run queued or running, if any (`active_run_id`,
-    `active_status`), for the server table."""
+    """The servers with their severity, their run queued or running, if any (`active_run_id`,
+    `active_status`), and when the schedule re-tests them (`next_due`), for the server table."""
     active = TestRun.objects.filter(server=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-    return servers.annotate(
+    return schedule.with_next_due(servers).annotate(
         severity=SEVERITY,
         active_run_id=Subquery(active.values("pk")[:1]),
         active_status=Subquery(active.values("status")[:1]),
