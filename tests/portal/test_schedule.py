@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from portal.celery import app
 from relaytests import runs, schedule, tasks
 from relaytests.models import MailServer, TestRun
 from tests.portal import factories
@@ -246,3 +247,8 @@ def test_central_it_sets_the_periods_in_the_admin(server, staff):
 
     form = client.get(f"/admin/relaytests/mailserver/{server.pk}/change/").content.decode()
     assert 'name="retest_every"' in form
+
+
+def test_beat_sends_the_sweep_every_sweep_period(settings):
+    beat = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
+    assert beat["relaytests.tasks.schedule_retests"] == settings.RELAYTEST_SCHEDULE_SWEEP_EVERY
