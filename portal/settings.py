@@ -203,6 +203,10 @@ EMAIL_BACKEND = env.string("EMAIL_BACKEND", "django.core.mail.backends.console.E
 EMAIL_HOST = env.string("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.integer("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "relaytest@localhost")
+# Seconds a mail server may take to answer: one that hangs delays an alert, never a worker for ever.
+EMAIL_TIMEOUT = env.number("EMAIL_TIMEOUT", 30.0)
+# Central IT's address: every alert goes there too, and no preference turns it off.
+PORTAL_ALERT_EMAIL = env.string("PORTAL_ALERT_EMAIL")
 
 # ---- Celery: an embedded filesystem broker by default, Redis in production ----
 CELERY_BROKER_URL = env.string("CELERY_BROKER_URL", "filesystem://")

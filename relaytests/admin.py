@@ -7,7 +7,15 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from relaytests.models import CanaryDelivery, Department, MailServer, Membership, TestRun, VerdictChange
+from relaytests.models import (
+    Alert,
+    CanaryDelivery,
+    Department,
+    MailServer,
+    Membership,
+    TestRun,
+    VerdictChange,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,14 +26,21 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Department)
 class DepartmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "contact_email"]
+    list_display = ["name", "slug", "contact_email", "retest_every"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
 
 # How the server stands, written with its runs' verdicts (`TestRun.record_state`): never edited here.
-STATE_FIELDS = ["latest_run", "latest_verdict", "last_tested_at", "blocklisted", "certificate_expires_at"]
+STATE_FIELDS = [
+    "latest_run",
+    "latest_verdict",
+    "last_tested_at",
+    "blocklisted",
+    "certificate_expires_at",
+    "alert_state",
+]
 
 
 @admin.register(MailServer)
@@ -84,3 +99,9 @@ class VerdictChangeAdmin(WrittenByWorkers, admin.ModelAdmin):
 class CanaryDeliveryAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["run", "vector_id", "received_at", "peer_address", "late"]
     list_filter = ["late"]
+
+
+@admin.register(Alert)
+class AlertAdmin(WrittenByWorkers, admin.ModelAdmin):
+    list_display = ["server", "run", "created_at", "queued", "sent_at"]
+    list_filter = ["queued"]

@@ -22,6 +22,7 @@ from itertools import groupby
 
 from django.db import transaction
 
+from relaytests import alerts
 from relaytests.models import CanaryDelivery, TestRun
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
@@ -143,6 +144,7 @@ def _settle(run: TestRun) -> None:
     run.record_state()
     if run.status in OVER:
         run.record_verdict_change(was=old_verdict)
+        alerts.note(run)
 
 
 def _finalise(run: TestRun, report: Report) -> bool:
@@ -154,4 +156,5 @@ def _finalise(run: TestRun, report: Report) -> bool:
         run.refresh_from_db()
         run.record_state()
         run.record_verdict_change()
+        alerts.note(run)
     return bool(won)

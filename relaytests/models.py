@@ -43,6 +43,8 @@ class Department(models.Model):
 class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
+    # The member's own choice: the department's contact address and central IT get every alert regardless.
+    alerts = models.BooleanField(default=True, help_text="Mail this member the department's alerts.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "department"], name="one_membership_per_user")]
@@ -91,6 +93,8 @@ class MailServer(models.Model):
     blocklisted = models.BooleanField(default=False, db_index=True)
     certificate_expires_at = models.DateTimeField(null=True, blank=True)
     retest_every = retest_every_field("the department's period")
+    # What the last alert said is wrong, by condition (`relaytests.alerts`): the next alert is the difference.
+    alert_state = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["target", "port"]
@@ -306,3 +310,22 @@ class CanaryDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vector_id} for {self.run}"
+
+
+class Alert(models.Model):
+    """A mail about a change in how a server stands (`relaytests.alerts`): written with the run's verdict,
+    sent by a task that retries until the mail server takes it."""
+
+    server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="alerts")
+    run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="alerts")
+    # Each {"condition", "was", "now", "since", "worse"}: the levels before and now ("" = fine).
+    changes = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued = models.BooleanField(default=False)  # its task reached the broker; else the reaper sends it
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"alert {self.pk} about {self.server}"

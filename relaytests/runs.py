@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from relaytests import alerts
 from relaytests.deliveries import recorded_arrivals, settled_report
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
@@ -152,6 +153,7 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
             run.record_state()
             if status == Status.DONE:
                 run.record_verdict_change()
+                alerts.note(run)
     return status if won else None
 
 

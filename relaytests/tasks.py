@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import deliveries, evidence, runs, schedule
+from relaytests import alerts, deliveries, evidence, runs, schedule
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -41,6 +41,9 @@ ADDRESS_BUSY = (
 )
 # A run's progress is written at most this often (seconds): the live page polls about as often.
 PROGRESS_EVERY = 1.0
+# Seconds before an alert's mail is tried again after its mail server failed: doubling up to the most.
+ALERT_RETRY_FIRST = 2
+ALERT_RETRY_MAX = 600
 
 
 def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
@@ -125,6 +128,22 @@ def _schedule_finaliser(run_id: int) -> None:
         finalise_run.apply_async((run_id,), countdown=settings.RELAYTEST_CANARY_WAIT)
     except PUBLISH_ERRORS:
         log.warning("broker unreachable: run %s is finalised by the reaper instead", run_id, exc_info=True)
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    # A mail server that is down or refuses (SMTPException is an OSError) is tried again, a little later
+    # each time up to ALERT_RETRY_MAX seconds apart, for as long as it takes: an alert is delayed, never lost.
+    autoretry_for=(OSError,),
+    retry_backoff=ALERT_RETRY_FIRST,
+    retry_backoff_max=ALERT_RETRY_MAX,
+    retry_jitter=True,
+    max_retries=None,
+)
+def send_alert(alert_id: int) -> bool:
+    """Mail an alert (default queue `celery`): never part of a run, so a mail server down fails no run."""
+    return alerts.send(alert_id)
 
 
 @shared_task(ignore_result=True)
@@ -274,6 +293,9 @@ def reap_stale_runs() -> int:
     for run_id in runs.awaiting_past(settings.RELAYTEST_CANARY_WAIT, settings.RELAYTEST_STALE_AFTER):
         log.warning("run %s waited for deliveries past its finaliser (lost); finalising it now", run_id)
         finalise_run(run_id)
+    for alert in alerts.unqueued(older_than=settings.RELAYTEST_REAP_EVERY):
+        log.warning("alert %s never reached the broker; queuing it now", alert.pk)
+        alerts.queue(alert)
     return reaped
 
 

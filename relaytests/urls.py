@@ -21,6 +21,7 @@ urlpatterns = [
     path("", dashboards.home, name="home"),
     path("overview/", dashboards.overview, name="overview"),
     path("departments/<slug:slug>/", dashboards.department, name="department"),
+    path("departments/<slug:slug>/alerts/", dashboards.department_alerts, name="department-alerts"),
     path("servers/new/", servers.register, name="register"),
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),

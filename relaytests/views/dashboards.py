@@ -7,14 +7,16 @@ number of queries that does not grow with the number of servers.
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from relaytests import access, schedule
-from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, Verdict
+from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict
 from relaytests.probe.report import VERDICT_SEVERITY
 
 SERVERS_PER_PAGE = 50
@@ -81,8 +83,22 @@ def home(request):
 def department(request, slug: str):
     department = access.get_department_for_user(request.user, slug)
     page = page_of(request, server_rows(department.servers.all()))
-    context = {"department": department, "rows": page.object_list, "page": page}
+    membership = department.memberships.filter(user=request.user).first()
+    context = {"department": department, "rows": page.object_list, "page": page, "membership": membership}
     return render(request, "relaytests/department.html", context)
+
+
+@login_required
+@require_POST
+def department_alerts(request, slug: str):
+    """A member turns the department's alert mails to themselves on ("on") or off; nobody else's."""
+    membership = get_object_or_404(Membership, user=request.user, department__slug=slug)
+    membership.alerts = request.POST.get("alerts") == "on"
+    membership.save(update_fields=["alerts"])
+    messages.success(
+        request, "You get this department's alert mails." if membership.alerts else "You get no alert mails."
+    )
+    return redirect("relaytests:department", slug=slug)
 
 
 @login_required
