@@ -7,8 +7,9 @@ conditions the last alert told about; when a run becomes final (done, or upgrade
 and is the server's latest, the conditions are read again and an Alert is written only where they
 differ, in the same transaction: one mail per change, none for a run that changes nothing.
 
-An inconclusive run proves nothing about relaying or TLS, and a blocklist that could not be asked says
-nothing about a listing: those conditions stay as they were, so a timeout is never reported as a fix.
+What a run cannot tell about stays as it was (`unknowable`): an inconclusive run proves nothing about
+relaying, a run that saw no certificate nothing about its expiry, and a blocklist that was not or could
+not be asked nothing about a listing, so a timeout is never reported as a fix.
 The mail goes out from a task once the transaction commits (`tasks.send_alert`, retried until the
 mail server takes it); an alert whose task could not be queued is queued again by the reaper.
 """
@@ -35,8 +36,8 @@ INCONCLUSIVE_IN_A_ROW = 3
 RELAY_VERDICTS = (Verdict.OPEN_RELAY, Verdict.ACCEPTS_RELAY)
 # How bad each level is: a change to a higher level is worse news, to a lower one (or none) better.
 LEVELS = {"accepts_relay": 1, "open_relay": 2, "listed": 1, "expiring": 1, "expired": 2, "inconclusive": 1}
-# Conditions an inconclusive run cannot tell anything about: they stay as they were.
-UNKNOWABLE_WHEN_INCONCLUSIVE = ("relay", "certificate")
+# The order the changes are told in: the most urgent first.
+CONDITION_ORDER = ["relay", "blocklist", "certificate", "inconclusive"]
 
 # What each change means, by condition and its level now ("" = fixed): the subject's words, then the rest.
 NEWS = {
@@ -110,28 +111,41 @@ def unqueued(older_than: float) -> list[Alert]:
 def conditions(server: MailServer, run: TestRun) -> dict[str, dict]:
     """What is wrong with the server after `run`, its latest: {condition: {"level", "since"}}."""
     before = server.alert_state
-    levels: dict[str, str] = {}
+    statuses = blocklist_statuses(run.report)
+    levels = {f"blocklist:{zone}": "listed" for zone, status in statuses.items() if status == "fail"}
     if run.verdict in RELAY_VERDICTS:
         levels["relay"] = run.verdict
-    for zone, status in blocklist_statuses(run.report).items():
-        key = f"blocklist:{zone}"
-        if status == "fail":
-            levels[key] = "listed"
-        elif status == "error" and key in before:
-            levels[key] = before[key]["level"]
     certificate = certificate_level(server.certificate_expires_at, timezone.now())
     if certificate:
         levels["certificate"] = certificate
     streak = inconclusive_streak(server)
     if streak:
         levels["inconclusive"] = "inconclusive"
-    if run.verdict == Verdict.INCONCLUSIVE:
-        levels.update({key: before[key]["level"] for key in UNKNOWABLE_WHEN_INCONCLUSIVE if key in before})
+    unknown = unknowable(run, statuses, server)
+    levels.update(
+        {key: state["level"] for key, state in before.items() if key not in levels and unknown(key)}
+    )
     started = {"inconclusive": streak} if streak else {}
     return {
         key: {"level": level, "since": _since(before.get(key), level, started.get(key, run.created_at))}
         for key, level in levels.items()
     }
+
+
+def unknowable(run: TestRun, statuses: dict[str, str], server: MailServer):
+    """Whether the run could not tell about a condition, which then stays as it was: an inconclusive
+    run about relaying, a run that saw no certificate about its expiry, a blocklist not asked or that
+    could not be asked about a listing."""
+
+    def unknown(key: str) -> bool:
+        kind, _, zone = key.partition(":")
+        return {
+            "relay": run.verdict == Verdict.INCONCLUSIVE,
+            "certificate": server.certificate_expires_at is None,
+            "blocklist": statuses.get(zone, "error") == "error",
+        }.get(kind, False)
+
+    return unknown
 
 
 def _since(before: dict | None, level: str, started: datetime) -> str:
@@ -148,7 +162,9 @@ def changes(before: dict[str, dict], now: dict[str, dict]) -> list[dict]:
             since = (now.get(key) or before[key])["since"]
             worse = LEVELS.get(level, 0) > LEVELS.get(was, 0)
             moved.append({"condition": key, "was": was, "now": level, "since": since, "worse": worse})
-    return sorted(moved, key=lambda change: not change["worse"])
+    return sorted(
+        moved, key=lambda c: (not c["worse"], CONDITION_ORDER.index(c["condition"].partition(":")[0]))
+    )
 
 
 def blocklist_statuses(report: dict) -> dict[str, str]:

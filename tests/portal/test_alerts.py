@@ -172,15 +172,29 @@ def test_an_inconclusive_run_is_no_fix(alerted_server, inbox):
     assert len(inbox.messages) == 1  # a timeout says nothing about relaying
 
 
+def test_what_a_run_could_not_tell_about_stays_as_it_was(alerted_server, inbox):
+    unknown_zone = {**listed(), "status": "error", "detail": "could not check"}
+    finished(alerted_server, "open_relay", checks=[listed(), certificate(timedelta(days=3))], **relayed())
+    finished(alerted_server, "inconclusive")  # no certificate seen, no blocklist asked
+    finished(alerted_server, "inconclusive", checks=[unknown_zone])
+
+    assert len(inbox.messages) == 1
+    assert "is an open relay" in inbox.subjects[0]  # the most urgent first
+    assert inbox.text().index("open relay") < inbox.text().index("blocklist") < inbox.text().index("certif")
+
+
 def test_a_new_blocklist_listing_is_mailed_with_how_to_get_off_it(alerted_server, inbox):
     finished(alerted_server, "secure", checks=[listed()])
     finished(alerted_server, "secure", checks=[listed(), listed("bl.spamcop.net")])
     finished(alerted_server, "secure", checks=[listed(), listed("bl.spamcop.net")])
+    not_listed = {**listed("bl.spamcop.net"), "status": "pass", "detail": "not listed"}
+    finished(alerted_server, "secure", checks=[listed(), not_listed])
 
-    assert len(inbox.messages) == 2
+    assert len(inbox.messages) == 3
+    assert "is off the blocklist bl.spamcop.net" in inbox.subjects[2]
     assert "is on the blocklist zen.spamhaus.org" in inbox.subjects[0]
     assert "is on the blocklist bl.spamcop.net" in inbox.subjects[1]
-    assert "What to do first: 192.0.2.25 is listed on bl.spamcop.net; ask for removal" in inbox.text()
+    assert "What to do first: 192.0.2.25 is listed on bl.spamcop.net; ask for removal" in inbox.text(1)
 
 
 def test_a_certificate_that_expires_within_14_days_then_expired_then_renewed(alerted_server, inbox):
