@@ -11,7 +11,7 @@ unexpected and proves nothing); when nothing more is awaited the run is finalise
 `finalise` ends the wait for the rest (the finalising task, or the reaper when that task was lost).
 After the run is over (done, failed, interrupted) a delivery is *late*: a proof still upgrades the
 verdict, and the move is written as a VerdictChange unless a newer run has a verdict already
-(`TestRun.record_verdict_change`).
+(`TestRun.record_verdict_change`); whenever a run becomes final here, `alerts.note` mails what changed.
 """
 
 from __future__ import annotations
