@@ -7,19 +7,27 @@ number of queries that does not grow with the number of servers.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from relaytests import access, schedule
-from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict
+from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict, VerdictChange
 from relaytests.probe.report import VERDICT_SEVERITY
 
 SERVERS_PER_PAGE = 50
+# Central IT's overview over time: the counts now beside those this long ago, and the verdict changes
+# since this long ago, the newest first, at most this many.
+COMPARED_WITH = timedelta(days=30)
+RECENT_CHANGES_SINCE = timedelta(days=7)
+RECENT_CHANGES_SHOWN = 50
 # Central IT's overview sorts by this: a blocklisted server is as urgent as an open relay.
 BLOCKLISTED_SEVERITY = VERDICT_SEVERITY["open_relay"]
 UNTESTED_SEVERITY = VERDICT_SEVERITY["inconclusive"]
@@ -65,6 +73,20 @@ def verdict_counts(servers: QuerySet[MailServer]) -> list[tuple[str, str, int]]:
     return result
 
 
+def verdict_counts_then(servers: QuerySet[MailServer], when: datetime) -> dict[str, int]:
+    """How many of the servers registered by `when` had each verdict then (the verdict of their newest
+    run started before it), and were untested: one query, a subquery per server."""
+    then = TestRun.objects.with_verdict().filter(server=OuterRef("pk"), created_at__lt=when)
+    rows = (
+        servers.filter(created_at__lt=when)
+        .annotate(verdict_then=Subquery(then.values("verdict")[:1]))
+        .order_by()
+        .values("verdict_then")
+        .annotate(number=Count("pk"))
+    )
+    return {row["verdict_then"] or "untested": row["number"] for row in rows}
+
+
 def page_of(request, servers: QuerySet[MailServer]):
     return Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
 
@@ -107,7 +129,13 @@ def overview(request):
     if not request.user.is_staff:
         raise Http404
     servers = MailServer.objects.all()
-    counts = verdict_counts(servers)
+    now = timezone.now()
+    then = verdict_counts_then(servers, now - COMPARED_WITH)
+    # Blocklistings are kept per server, not per run: there is no count of them back then.
+    counts = [(css, words, number, then.get(css, 0)) for css, words, number in verdict_counts(servers)]
+    changes = VerdictChange.objects.filter(created_at__gte=now - RECENT_CHANGES_SINCE).select_related(
+        "server__department", "run"
+    )
     shown = request.GET.get("verdict", "")
     if shown not in COUNTED:
         shown = ""  # an unknown count shows every server
@@ -117,5 +145,12 @@ def overview(request):
         "-severity", "department__name", "target"
     )
     page = page_of(request, ordered)
-    context = {"rows": page.object_list, "page": page, "counts": counts, "filtered": shown}
+    context = {
+        "rows": page.object_list,
+        "page": page,
+        "counts": counts,
+        "filtered": shown,
+        "changes": changes.defer("run__report", "run__addresses")[:RECENT_CHANGES_SHOWN],
+        "compared_with": COMPARED_WITH.days,
+    }
     return render(request, "relaytests/overview.html", context)

@@ -6,11 +6,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery import Celery
 from django.utils import timezone
 
-from portal.celery import app
+from portal import celery as portal_celery
 from relaytests import runs, schedule, tasks
-from relaytests.models import MailServer, TestRun
+from relaytests.models import MailServer, TestRun, VerdictChange
 from tests.portal import factories
 from tests.portal.conftest import client_for
 
@@ -250,5 +251,32 @@ def test_central_it_sets_the_periods_in_the_admin(server, staff):
 
 
 def test_beat_sends_the_sweep_every_sweep_period(settings):
-    beat = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
-    assert beat["relaytests.tasks.schedule_retests"] == settings.RELAYTEST_SCHEDULE_SWEEP_EVERY
+    settings.RELAYTEST_SCHEDULE_SWEEP_EVERY = 123
+    beat = Celery("beat-test")
+
+    portal_celery.schedule_retests(beat)
+
+    entry = beat.conf.beat_schedule["schedule re-tests"]
+    assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.schedule_retests", 123)
+    assert entry["options"]["expires"] == 123  # a sweep missed is skipped, not piled up
+
+
+def test_the_overview_shows_the_counts_30_days_ago_and_the_weeks_changes(department, staff, clock):
+    old, fixed, new = (registered_server(department, n, None) for n in range(3))
+    MailServer.objects.update(created_at=START - timedelta(days=60))
+    clock.now = START - timedelta(days=40)
+    factories.make_run(old, verdict="open_relay")
+    factories.make_run(fixed, verdict="open_relay")
+    clock.now = START - timedelta(days=3)
+    opened = factories.make_run(fixed, verdict="secure")
+    VerdictChange.objects.create(server=fixed, run=opened, old_verdict="open_relay", new_verdict="secure")
+    clock.now = START
+    MailServer.objects.filter(pk=new.pk).update(created_at=START - timedelta(days=1))  # not there then
+
+    response = client_for(staff).get("/overview/")
+
+    counts = {css: (now, then) for css, _, now, then in response.context["counts"]}
+    assert counts["open_relay"] == (1, 2) and counts["secure"] == (1, 0) and counts["untested"] == (1, 0)
+    page = response.content.decode()
+    assert "30 days ago: 2" in page and "Changed in the last week" in page
+    assert [change.server for change in response.context["changes"]] == [fixed]
