@@ -66,11 +66,11 @@ async def test_the_sweep_finds_each_listener_with_its_greeting_and_reads_nothing
 
     found = await sweep(((a, "") for a in ADDRESSES[:4]), [smtp, submission], rate=50, timeout=2)
 
-    assert sorted(found, key=lambda listener: (listener.address, listener.port)) == [
+    assert set(found) == {
         Listener("127.0.0.2", smtp, "220 mx.dept.example.edu ESMTP Postfix"),
         Listener("127.0.0.3", smtp, "220-mail.chem.example.edu ESMTP 220 hello"),
         Listener("127.0.0.3", submission, "220 \ufffd[31mevil"),  # no terminal escape gets through
-    ]
+    }
     assert listeners.heard == [b"QUIT\r\n"] * 3  # the greeting, QUIT, nothing more
 
 
