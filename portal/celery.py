@@ -37,3 +37,13 @@ def schedule_retests(sender: Celery, **kwargs) -> None:
     every = settings.RELAYTEST_SCHEDULE_SWEEP_EVERY
     sweep = sender.signature("relaytests.tasks.schedule_retests", options={"expires": every})
     sender.add_periodic_task(every, sweep, name="schedule re-tests")
+
+
+@app.on_after_configure.connect
+def schedule_discovery(sender: Celery, **kwargs) -> None:
+    """Beat looks for the mail servers in scope every RELAYTEST_DISCOVERY_EVERY seconds (a day)."""
+    from django.conf import settings
+
+    every = settings.RELAYTEST_DISCOVERY_EVERY
+    discovery = sender.signature("relaytests.tasks.discover_servers", options={"expires": every})
+    sender.add_periodic_task(every, discovery, name="discover mail servers")

@@ -11,6 +11,7 @@ from relaytests.models import (
     Alert,
     CanaryDelivery,
     Department,
+    FoundServer,
     MailServer,
     Membership,
     TestRun,
@@ -105,3 +106,16 @@ class CanaryDeliveryAdmin(WrittenByWorkers, admin.ModelAdmin):
 class AlertAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["server", "run", "created_at", "queued", "sent_at"]
     list_filter = ["queued"]
+
+
+@admin.register(FoundServer)
+class FoundServerAdmin(admin.ModelAdmin):
+    """What discovery found (central IT assigns or marks them on the overview's page of them)."""
+
+    list_display = ["address", "port", "source", "name", "ptr", "last_seen", "ignored"]
+    list_filter = ["source", "ignored"]
+    search_fields = ["address", "name", "ptr", "greeting", "note"]
+    readonly_fields = ["address", "port", "source", "name", "ptr", "greeting", "first_seen", "last_seen"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

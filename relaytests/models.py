@@ -329,3 +329,37 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.pk} about {self.server}"
+
+
+class FoundServer(models.Model):
+    """A mail server discovery found in scope (`relaytests.discovery`): an MX host or a listener of the
+    scope networks, by address and port. Registered or not follows from the registered servers."""
+
+    class Source(models.TextChoices):
+        MX = "mx", "MX host"
+        SWEEP = "sweep", "Network sweep"
+
+    address = models.CharField(max_length=64)
+    port = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    name = models.CharField(max_length=255, blank=True)  # the MX host name it was found under
+    ptr = models.CharField(max_length=255, blank=True)
+    greeting = models.CharField(max_length=255, blank=True)  # "" when nothing answered (an MX host)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    # Central IT knows it and does not want it registered (a printer's SMTP, a hosted service).
+    ignored = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["address", "port"]
+        constraints = [models.UniqueConstraint(fields=["address", "port"], name="one_found_server_per_host")]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.address}:{self.port}"
+
+    @property
+    def target_text(self) -> str:
+        """What a person would type to register it: its MX name, else its address, with the port."""
+        host = self.name or (f"[{self.address}]" if ":" in self.address else self.address)
+        return f"{host}:{self.port}"
