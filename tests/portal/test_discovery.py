@@ -8,8 +8,10 @@ import socket
 import threading
 
 import pytest
+from celery import Celery
 from django.urls import reverse
 
+from portal import celery as portal_celery
 from relaytests import discovery, tasks
 from relaytests.models import FoundServer, MailServer, TestRun
 from tests.dnsserver import ZoneServer
@@ -207,3 +209,14 @@ def test_a_network_too_large_to_sweep_is_named_and_skipped(scope, settings, staf
     assert discovery.swept_networks() == ["127.0.0.2/31"]
     page = client_for(staff).get(reverse("relaytests:found-servers")).content.decode()
     assert "Not swept, too many addresses" in page and "10.0.0.0/8" in page
+
+
+def test_beat_sends_discovery_every_discovery_period(settings):
+    settings.RELAYTEST_DISCOVERY_EVERY = 3600
+    beat = Celery("beat-test")
+
+    portal_celery.schedule_discovery(beat)
+
+    entry = beat.conf.beat_schedule["discover mail servers"]
+    assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.discover_servers", 3600)
+    assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "probe"}
