@@ -185,10 +185,11 @@ def certificate_level(expires_at: datetime | None, now: datetime) -> str:
 
 def inconclusive_streak(server: MailServer) -> datetime | None:
     """When the latest INCONCLUSIVE_IN_A_ROW runs with a verdict began, if all were inconclusive."""
-    latest = list(TestRun.objects.with_verdict().filter(server=server)[:INCONCLUSIVE_IN_A_ROW])
-    if len(latest) < INCONCLUSIVE_IN_A_ROW or any(r.verdict != Verdict.INCONCLUSIVE for r in latest):
+    runs = TestRun.objects.with_verdict().filter(server=server).values_list("verdict", "created_at")
+    latest = list(runs[:INCONCLUSIVE_IN_A_ROW])
+    if len(latest) < INCONCLUSIVE_IN_A_ROW or any(verdict != Verdict.INCONCLUSIVE for verdict, _ in latest):
         return None
-    return latest[-1].created_at
+    return latest[-1][1]
 
 
 # ---- the mail ----
