@@ -252,7 +252,7 @@ def test_central_it_sets_the_periods_in_the_admin(server, staff):
 
 def test_beat_sends_the_sweep_every_sweep_period(settings):
     settings.RELAYTEST_SCHEDULE_SWEEP_EVERY = 123
-    beat = Celery("beat-test")
+    beat = Celery("beat-test", set_as_current=False)  # the tasks stay bound to the portal's app
 
     portal_celery.schedule_retests(beat)
 

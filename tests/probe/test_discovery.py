@@ -6,12 +6,16 @@ import asyncio
 import socket
 from collections import defaultdict
 
+import dns.reversename
 import pytest
 
 from relaytests.probe.discovery import Listener, mail_hosts, network_hosts, sweep
 from tests.dnsserver import ZoneServer
+from tests.parallel import loopback
 
-ADDRESSES = [f"127.0.0.{n}" for n in range(2, 12)]
+# In this test process's own loopback block (tests/parallel.py), clear of the Postfix instances'.
+ADDRESSES = [loopback(n) for n in range(40, 50)]
+A, B = ADDRESSES[:2]
 JITTER = 0.01  # seconds a connection may reach the listener late, by the event loop's scheduling
 
 
@@ -59,23 +63,23 @@ async def listeners():
 
 
 async def test_the_sweep_finds_each_listener_with_its_greeting_and_reads_nothing_more(listeners):
-    smtp, submission = free_port("127.0.0.2"), free_port("127.0.0.2")
-    await listeners.start("127.0.0.2", smtp, b"220 mx.dept.example.edu ESMTP Postfix\r\n")
-    await listeners.start("127.0.0.3", smtp, b"220-mail.chem.example.edu ESMTP\r\n220 hello\r\n")
-    await listeners.start("127.0.0.3", submission, b"220 \x1b[31mevil\r\n")
+    smtp, submission = free_port(A), free_port(A)
+    await listeners.start(A, smtp, b"220 mx.dept.example.edu ESMTP Postfix\r\n")
+    await listeners.start(B, smtp, b"220-mail.chem.example.edu ESMTP\r\n220 hello\r\n")
+    await listeners.start(B, submission, b"220 \x1b[31mevil\r\n")
 
     found = await sweep(((a, "") for a in ADDRESSES[:4]), [smtp, submission], rate=50, timeout=2)
 
     assert set(found) == {
-        Listener("127.0.0.2", smtp, "220 mx.dept.example.edu ESMTP Postfix"),
-        Listener("127.0.0.3", smtp, "220-mail.chem.example.edu ESMTP 220 hello"),
-        Listener("127.0.0.3", submission, "220 \ufffd[31mevil"),  # no terminal escape gets through
+        Listener(A, smtp, "220 mx.dept.example.edu ESMTP Postfix"),
+        Listener(B, smtp, "220-mail.chem.example.edu ESMTP 220 hello"),
+        Listener(B, submission, "220 \ufffd[31mevil"),  # no terminal escape gets through
     }
     assert listeners.heard == [b"QUIT\r\n"] * 3  # the greeting, QUIT, nothing more
 
 
 async def test_the_sweep_stays_under_its_rate_with_one_connection_per_address(listeners):
-    smtp, submission = free_port("127.0.0.2"), free_port("127.0.0.2")
+    smtp, submission = free_port(A), free_port(A)
     for address in ADDRESSES:
         await listeners.start(address, smtp, b"220 ok\r\n")
         await listeners.start(address, submission, b"220 ok\r\n")
@@ -96,31 +100,31 @@ async def test_the_sweep_stays_under_its_rate_with_one_connection_per_address(li
 
 
 async def test_mx_hosts_are_found_in_dns_and_listed_even_when_silent(listeners):
-    port = free_port("127.0.0.2")
-    await listeners.start("127.0.0.2", port, b"220 mx1.dept.example.edu ESMTP\r\n")
+    port = free_port(A)
+    await listeners.start(A, port, b"220 mx1.dept.example.edu ESMTP\r\n")
     zone = "\n".join(
         [
             "dept.example.edu. MX 10 mx1.dept.example.edu.",
             "dept.example.edu. MX 20 mx2.dept.example.edu.",
-            "mx1.dept.example.edu. A 127.0.0.2",
-            "mx2.dept.example.edu. A 127.0.0.3",
-            "2.0.0.127.in-addr.arpa. PTR mx1.dept.example.edu.",
+            f"mx1.dept.example.edu. A {A}",
+            f"mx2.dept.example.edu. A {B}",
+            f"{dns.reversename.from_address(A)} PTR mx1.dept.example.edu.",
         ]
     )
-    with ZoneServer(zone) as dns:
-        hosts = await mail_hosts(["dept.example.edu"], dns.address, timeout=2)
-        found = await sweep(hosts.items(), [port], rate=50, timeout=2, resolver=dns.address)
+    with ZoneServer(zone) as zone_server:
+        hosts = await mail_hosts(["dept.example.edu"], zone_server.address, timeout=2)
+        found = await sweep(hosts.items(), [port], rate=50, timeout=2, resolver=zone_server.address)
 
-    assert hosts == {"127.0.0.2": "mx1.dept.example.edu", "127.0.0.3": "mx2.dept.example.edu"}
+    assert hosts == {A: "mx1.dept.example.edu", B: "mx2.dept.example.edu"}
     assert sorted(found, key=lambda listener: listener.address) == [
         Listener(
-            "127.0.0.2",
+            A,
             port,
             "220 mx1.dept.example.edu ESMTP",
             "mx1.dept.example.edu",
             "mx1.dept.example.edu",
         ),
-        Listener("127.0.0.3", port, "", "mx2.dept.example.edu"),  # from DNS: nothing answered
+        Listener(B, port, "", "mx2.dept.example.edu"),  # from DNS: nothing answered
     ]
 
 
