@@ -203,6 +203,10 @@ EMAIL_BACKEND = env.string("EMAIL_BACKEND", "django.core.mail.backends.console.E
 EMAIL_HOST = env.string("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.integer("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "relaytest@localhost")
+# Seconds a mail server may take to answer: one that hangs delays an alert, never a worker for ever.
+EMAIL_TIMEOUT = env.number("EMAIL_TIMEOUT", 30.0)
+# Central IT's address: every alert goes there too, and no preference turns it off.
+PORTAL_ALERT_EMAIL = env.string("PORTAL_ALERT_EMAIL")
 
 # ---- Celery: an embedded filesystem broker by default, Redis in production ----
 CELERY_BROKER_URL = env.string("CELERY_BROKER_URL", "filesystem://")
@@ -223,7 +227,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ROUTES = {"relaytests.tasks.run_suite": {"queue": "probe"}}
+CELERY_TASK_ROUTES = {
+    "relaytests.tasks.run_suite": {"queue": "probe"},
+    "relaytests.tasks.discover_servers": {"queue": "probe"},  # connects out, as a probe does
+}
 # A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
@@ -243,6 +250,20 @@ RELAYTEST_QUEUED_STALE_AFTER = env.integer("RELAYTEST_QUEUED_STALE_AFTER", 6 * 3
 RELAYTEST_REAP_EVERY = env.number("RELAYTEST_REAP_EVERY", 60.0)
 RELAYTEST_BUSY_RETRY_DELAY = env.integer("RELAYTEST_BUSY_RETRY_DELAY", 30)
 RELAYTEST_BUSY_RETRIES = env.integer("RELAYTEST_BUSY_RETRIES", 60)
+# Scheduled re-tests (relaytests/schedule.py): the portal's period (seconds; 0 = off, departments and
+# servers may override it), how often beat sweeps for due servers, and how many scheduled runs may wait.
+RELAYTEST_RETEST_EVERY = env.integer("RELAYTEST_RETEST_EVERY", 7 * 24 * 3600)
+RELAYTEST_SCHEDULE_SWEEP_EVERY = env.integer("RELAYTEST_SCHEDULE_SWEEP_EVERY", 600)
+RELAYTEST_SCHEDULE_MAX_QUEUED = env.integer("RELAYTEST_SCHEDULE_MAX_QUEUED", 20)
+# Discovery (relaytests/discovery.py): the MX hosts of more domains than the scope's and the registered
+# ones, and the optional sweep of the scope networks: its ports, its rate (connections a second), the
+# largest network it sweeps, and how often beat sends it.
+RELAYTEST_DISCOVERY_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_DISCOVERY_DOMAINS")]
+RELAYTEST_DISCOVERY_SWEEP = env.boolean("RELAYTEST_DISCOVERY_SWEEP", False)
+RELAYTEST_DISCOVERY_PORTS = env.integers("RELAYTEST_DISCOVERY_PORTS", "25 587")
+RELAYTEST_DISCOVERY_RATE = env.number("RELAYTEST_DISCOVERY_RATE", 10.0)
+RELAYTEST_DISCOVERY_MAX_ADDRESSES = env.integer("RELAYTEST_DISCOVERY_MAX_ADDRESSES", 65536)
+RELAYTEST_DISCOVERY_EVERY = env.integer("RELAYTEST_DISCOVERY_EVERY", 24 * 3600)
 
 # ---- The probe (names are documented in README, "Settings") ----
 RELAYTEST_PROBE_HELO = env.string("RELAYTEST_PROBE_HELO", "relaytest.invalid")

@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, run_pages, servers
+from relaytests.views import dashboards, discovery, run_pages, servers
 
 app_name = "relaytests"
 
@@ -20,7 +20,12 @@ run_urls = [
 urlpatterns = [
     path("", dashboards.home, name="home"),
     path("overview/", dashboards.overview, name="overview"),
+    path("overview/found/", discovery.found_servers, name="found-servers"),
+    path("overview/found/search/", discovery.discover_now, name="found-servers-search"),
+    path("overview/found/<int:pk>/assign/", discovery.assign, name="found-server-assign"),
+    path("overview/found/<int:pk>/ignore/", discovery.ignore, name="found-server-ignore"),
     path("departments/<slug:slug>/", dashboards.department, name="department"),
+    path("departments/<slug:slug>/alerts/", dashboards.department_alerts, name="department-alerts"),
     path("servers/new/", servers.register, name="register"),
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),
