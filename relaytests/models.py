@@ -138,6 +138,7 @@ class TestRun(models.Model):
         MANUAL = "manual", "Test button"
         RETEST = "retest", "Re-test button"
         SCHEDULE = "schedule", "Schedule"
+        API = "api", "API"
 
     server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -292,3 +293,34 @@ class CanaryDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vector_id} for {self.run}"
+
+
+class ApiToken(models.Model):
+    """A personal API token (relaytests/tokens.py): it acts with its user's rights until it expires or is
+    revoked. Its secret is shown once, when it is created; only the SHA-256 of the whole token is kept,
+    found by its public prefix."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. the ticket system.")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}) of {self.user}"
+
+    def refusal(self, now: datetime) -> str:
+        """Why the token may not be used now, or "" when it may."""
+        if self.revoked_at:
+            return "This API token was revoked."
+        if self.expires_at and self.expires_at <= now:
+            return "This API token has expired."
+        if not self.user.is_active:
+            return "The account of this API token is disabled."
+        return ""

@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, runs, servers
+from relaytests.views import dashboards, runs, servers, tokens
 
 app_name = "relaytests"
 
@@ -25,4 +25,6 @@ urlpatterns = [
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),
     path("about/<slug:slug>/", info_views.info_page, name="info"),
+    path("account/tokens/", tokens.tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", tokens.revoke, name="token-revoke"),
 ]

@@ -1,0 +1,124 @@
+"""What the API shows of each object: the columns the pages read, never a report but on its own path."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from relaytests.forms import KIND_CHOICES
+from relaytests.models import MailServer, TestRun, VerdictChange
+from relaytests.views.dashboards import COUNTED
+
+
+class ServerSerializer(serializers.ModelSerializer):
+    department = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    active_run = serializers.IntegerField(
+        source="active_run_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The run queued or running, if any.",
+    )
+    page = serializers.CharField(source="get_absolute_url", read_only=True, help_text="Its page's path.")
+
+    class Meta:
+        model = MailServer
+        fields = [
+            "id",
+            "department",
+            "target",
+            "kind",
+            "port",
+            "mail_domain",
+            "addresses",
+            "created_at",
+            "latest_run",
+            "latest_verdict",
+            "last_tested_at",
+            "blocklisted",
+            "certificate_expires_at",
+            "active_run",
+            "page",
+        ]
+        read_only_fields = fields
+
+
+class RegisterServerSerializer(serializers.Serializer):
+    """The registration form's fields. Only their types are checked here; the form checks the rest and
+    says what it says on the page."""
+
+    department = serializers.CharField(required=False, allow_blank=True, help_text="The department's slug.")
+    what = serializers.ChoiceField(choices=KIND_CHOICES, default="server")
+    target = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    mail_domain = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    server = serializers.PrimaryKeyRelatedField(read_only=True)
+    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    page = serializers.CharField(source="get_absolute_url", read_only=True, help_text="Its page's path.")
+
+    class Meta:
+        model = TestRun
+        fields = [
+            "id",
+            "server",
+            "status",
+            "status_reason",
+            "verdict",
+            "trigger",
+            "started_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "settled_later",
+            "upgraded_late",
+            "evidence_trimmed",
+            "page",
+        ]
+        read_only_fields = fields
+
+
+class RefusedRunSerializer(serializers.Serializer):
+    """Why no run was started (the hourly cap, a run already active) or why it failed at once."""
+
+    detail = serializers.CharField()
+    run = RunSerializer(allow_null=True, required=False)
+
+
+class VerdictChangeSerializer(serializers.ModelSerializer):
+    server = serializers.PrimaryKeyRelatedField(read_only=True)
+    target = serializers.CharField(source="server.__str__", read_only=True)
+    department = serializers.CharField(source="server.department.slug", read_only=True)
+    run = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = VerdictChange
+        fields = ["id", "server", "target", "department", "run", "old_verdict", "new_verdict", "created_at"]
+        read_only_fields = fields
+
+
+class VerdictChangesQuery(serializers.Serializer):
+    since = serializers.DateTimeField(
+        required=False, help_text="Only changes recorded at or after this time (ISO 8601)."
+    )
+
+
+class ServersQuery(serializers.Serializer):
+    department = serializers.SlugField(required=False, help_text="Only this department's servers.")
+    verdict = serializers.ChoiceField(
+        choices=list(COUNTED),
+        required=False,
+        help_text="Only servers with this verdict now, untested or blocklisted.",
+    )
+
+
+class RunsQuery(serializers.Serializer):
+    server = serializers.IntegerField(required=False, min_value=1)
+    status = serializers.ChoiceField(choices=TestRun.Status.choices, required=False)
+
+
+class DashboardSerializer(serializers.Serializer):
+    servers = serializers.IntegerField(help_text="Every registered server.")
+    counts = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Servers per verdict now, then untested and blocklisted (the overview's counts).",
+    )
