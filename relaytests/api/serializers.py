@@ -45,9 +45,11 @@ class RegisterServerSerializer(serializers.Serializer):
     """The registration form's fields. Only their types are checked here; the form checks the rest and
     says what it says on the page."""
 
-    department = serializers.CharField(required=False, allow_blank=True, help_text="The department's slug.")
+    department = serializers.CharField(allow_blank=True, help_text="The department's slug.")
     what = serializers.ChoiceField(choices=KIND_CHOICES, default="server")
-    target = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    target = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, help_text="Hostname, IP address or mail domain, with :PORT"
+    )
     mail_domain = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 
 
@@ -111,8 +113,12 @@ class ServersQuery(serializers.Serializer):
     )
 
 
+# The largest id a database's integer column holds: a larger one is refused, not sent to the database.
+MAX_ID = 2**63 - 1
+
+
 class RunsQuery(serializers.Serializer):
-    server = serializers.IntegerField(required=False, min_value=1)
+    server = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(choices=TestRun.Status.choices, required=False)
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
@@ -21,12 +22,11 @@ from relaytests.tasks import enqueue_run
 from relaytests.views.dashboards import COUNTED, server_rows, verdict_counts
 from relaytests.views.servers import _site_url
 
-ID = r"\d+"
-
 
 def query_of(request, serializer_class) -> dict:
-    """The query string, checked by `serializer_class`: a 400 naming the bad parameter, never a 500."""
-    query = serializer_class(data=request.query_params)
+    """The query string, checked by `serializer_class`: a 400 naming the bad parameter, never a 500.
+    As a plain dict, so an empty parameter (`?since=`) is refused rather than taken for an absent one."""
+    query = serializer_class(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     return query.validated_data
 
@@ -35,7 +35,7 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     """The servers this user may see: their departments', or every one for central IT."""
 
     serializer_class = api.ServerSerializer
-    lookup_value_regex = ID
+    lookup_value_converter = "int"
 
     def get_queryset(self):
         return server_rows(access.servers_for(self.request.user))
@@ -56,7 +56,7 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(
         request=api.RegisterServerSerializer,
-        responses={201: api.ServerSerializer, 400: OpenApiTypes.OBJECT},
+        responses={201: api.ServerSerializer},
         description="Register a server, as the Register page does: the same scope check and the same "
         "error messages, by field.",
     )
@@ -107,7 +107,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     """The runs of the servers this user may see, newest first."""
 
     serializer_class = api.RunSerializer
-    lookup_value_regex = ID
+    lookup_value_converter = "int"
 
     def get_queryset(self):
         visible = access.runs_for(self.request.user)
@@ -159,6 +159,12 @@ class Dashboard(APIView):
         servers = MailServer.objects.all()
         counts = {value: number for value, _label, number in verdict_counts(servers)}
         return Response(api.DashboardSerializer({"servers": servers.count(), "counts": counts}).data)
+
+
+@csrf_exempt  # nothing to protect: a POST here must get the same 404, not the CSRF page
+def not_found(request, path: str = ""):
+    """Any other path under /api/: a 404 in JSON, as the API's own, not the pages' HTML one."""
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 class Documentation(SpectacularSwaggerSplitView):

@@ -353,3 +353,27 @@ def test_a_dead_broker_fails_the_run_at_once_and_says_so(member, department):
     assert response.status_code == 503
     assert response.json()["detail"] == runs.BROKER_UNREACHABLE
     assert (response.json()["run"]["id"], run.status) == (run.pk, Status.FAILED)
+
+
+@pytest.mark.parametrize("query", [{"since": ""}, {"since": "2026-13-01"}])
+def test_an_empty_or_impossible_parameter_is_refused_not_ignored(member, query):
+    response = api_for(member).get("/api/verdict-changes/", query)
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["since"]
+
+
+@pytest.mark.parametrize(
+    "method, url", [("get", "/api/servers/x/"), ("post", "/api/servers/1,2/test/"), ("get", "/api/nope\n")]
+)
+def test_a_path_the_api_does_not_have_is_a_json_404(member, method, url):
+    response = getattr(api_for(member), method)(url)
+
+    assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+
+
+def test_a_body_that_is_no_json_is_refused_in_one_sentence(member, department):
+    response = api_for(member).post("/api/servers/", "\x00", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
