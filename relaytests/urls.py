@@ -1,13 +1,14 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, runs, servers, tokens
+from relaytests.views import dashboards, exports, runs, servers, tokens
 
 app_name = "relaytests"
 
 server_urls = [
     path("", servers.server, name="server"),
     path("test/", servers.start_test, name="server-test"),
+    path("history.csv", exports.server_history_csv, name="server-history-csv"),
 ]
 
 run_urls = [
@@ -20,7 +21,9 @@ run_urls = [
 urlpatterns = [
     path("", dashboards.home, name="home"),
     path("overview/", dashboards.overview, name="overview"),
+    path("overview/servers.csv", exports.overview_csv, name="overview-csv"),
     path("departments/<slug:slug>/", dashboards.department, name="department"),
+    path("departments/<slug:slug>/servers.csv", exports.department_csv, name="department-csv"),
     path("servers/new/", servers.register, name="register"),
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),

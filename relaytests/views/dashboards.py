@@ -90,16 +90,19 @@ def overview(request):
     """Central IT's view of every department's servers, the worst first."""
     if not request.user.is_staff:
         raise Http404
-    servers = MailServer.objects.all()
-    counts = verdict_counts(servers)
-    shown = request.GET.get("verdict", "")
-    if shown not in COUNTED:
-        shown = ""  # an unknown count shows every server
-    if shown:
-        servers = servers.filter(COUNTED[shown])
-    ordered = server_rows(servers.select_related("department")).order_by(
-        "-severity", "department__name", "target"
-    )
+    counts = verdict_counts(MailServer.objects.all())
+    shown, ordered = overview_rows(request.GET.get("verdict", ""))
     page = page_of(request, ordered)
     context = {"rows": page.object_list, "page": page, "counts": counts, "filtered": shown}
     return render(request, "relaytests/overview.html", context)
+
+
+def overview_rows(shown: str) -> tuple[str, QuerySet[MailServer]]:
+    """The count shown ("" for an unknown one: every server) and its servers' rows, the worst first."""
+    if shown not in COUNTED:
+        shown = ""
+    servers = MailServer.objects.filter(COUNTED[shown]) if shown else MailServer.objects.all()
+    ordered = server_rows(servers.select_related("department")).order_by(
+        "-severity", "department__name", "target"
+    )
+    return shown, ordered
