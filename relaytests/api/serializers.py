@@ -9,6 +9,19 @@ from relaytests.models import MailServer, TestRun, VerdictChange
 from relaytests.views.dashboards import COUNTED
 
 
+class PageField(serializers.CharField):
+    """The address of the object's page, for a ticket or an alert to link to."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            source="get_absolute_url", read_only=True, help_text="The address of its page.", **kwargs
+        )
+
+    def to_representation(self, value):
+        request = self.context.get("request")
+        return request.build_absolute_uri(value) if request else value
+
+
 class ServerSerializer(serializers.ModelSerializer):
     department = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     active_run = serializers.IntegerField(
@@ -17,7 +30,7 @@ class ServerSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The run queued or running, if any.",
     )
-    page = serializers.CharField(source="get_absolute_url", read_only=True, help_text="Its page's path.")
+    page = PageField()
 
     class Meta:
         model = MailServer
@@ -56,7 +69,7 @@ class RegisterServerSerializer(serializers.Serializer):
 class RunSerializer(serializers.ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(read_only=True)
     started_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    page = serializers.CharField(source="get_absolute_url", read_only=True, help_text="Its page's path.")
+    page = PageField()
 
     class Meta:
         model = TestRun

@@ -88,19 +88,19 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         try:
             run = runs.start(server, request.user, TestRun.Trigger.API, site_url=_site_url(request))
         except runs.AlreadyActive as refusal:
-            return refused(str(refusal), status.HTTP_409_CONFLICT, refusal.run)
+            return refused(request, str(refusal), status.HTTP_409_CONFLICT, refusal.run)
         except runs.NotStarted as refusal:
-            return refused(str(refusal), status.HTTP_429_TOO_MANY_REQUESTS)
+            return refused(request, str(refusal), status.HTTP_429_TOO_MANY_REQUESTS)
         if not enqueue_run(run):
-            return refused(run.status_reason, status.HTTP_503_SERVICE_UNAVAILABLE, run)
+            return refused(request, run.status_reason, status.HTTP_503_SERVICE_UNAVAILABLE, run)
+        shown = api.RunSerializer(run, context={"request": request}).data
         location = reverse("api-run-detail", args=[run.pk])
-        return Response(
-            api.RunSerializer(run).data, status=status.HTTP_201_CREATED, headers={"Location": location}
-        )
+        return Response(shown, status=status.HTTP_201_CREATED, headers={"Location": location})
 
 
-def refused(detail: str, code: int, run: TestRun | None = None) -> Response:
-    return Response({"detail": detail, "run": api.RunSerializer(run).data if run else None}, status=code)
+def refused(request, detail: str, code: int, run: TestRun | None = None) -> Response:
+    shown = api.RunSerializer(run, context={"request": request}).data if run else None
+    return Response({"detail": detail, "run": shown}, status=code)
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -137,7 +137,7 @@ def test_a_server_shows_its_state_and_its_run_in_progress(member, objects):
         "open_relay",
         active.pk,
     )
-    assert body["page"] == server.get_absolute_url()
+    assert body["page"] == f"http://testserver{server.get_absolute_url()}"
 
 
 def test_lists_filter_by_their_query_and_refuse_a_bad_one_by_name(staff, objects, department):
@@ -310,6 +310,7 @@ def test_starting_a_test_queues_a_run_marked_as_from_the_api(
     assert response["Location"] == f"/api/runs/{run.pk}/"
     assert (run.status, run.trigger, run.started_by) == (Status.QUEUED, "api", member)
     assert response.json()["id"] == run.pk
+    assert response.json()["page"] == f"http://testserver{run.get_absolute_url()}"
     assert len(enqueued) == 1
 
 
