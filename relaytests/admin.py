@@ -1,4 +1,4 @@
-"""Central IT's administration: departments and their members, servers, and (read-only) runs."""
+"""Central IT's administration: departments and their members, servers, (read-only) runs, API tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from relaytests.models import CanaryDelivery, Department, MailServer, Membership, TestRun, VerdictChange
+from relaytests import tokens
+from relaytests.models import (
+    ApiToken,
+    CanaryDelivery,
+    Department,
+    MailServer,
+    Membership,
+    TestRun,
+    VerdictChange,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -84,3 +93,25 @@ class VerdictChangeAdmin(WrittenByWorkers, admin.ModelAdmin):
 class CanaryDeliveryAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["run", "vector_id", "received_at", "peer_address", "late"]
     list_filter = ["late"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Who holds which token: central IT revokes one (a leaked token, a person who left). Tokens are made
+    by their users on the portal's tokens page, so nothing here creates or changes one."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            tokens.revoke(token)

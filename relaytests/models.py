@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 class Department(models.Model):
@@ -315,11 +316,14 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}) of {self.user}"
 
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return bool(self.expires_at and self.expires_at <= (now or timezone.now()))
+
     def refusal(self, now: datetime) -> str:
         """Why the token may not be used now, or "" when it may."""
         if self.revoked_at:
             return "This API token was revoked."
-        if self.expires_at and self.expires_at <= now:
+        if self.is_expired(now):
             return "This API token has expired."
         if not self.user.is_active:
             return "The account of this API token is disabled."

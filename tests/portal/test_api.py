@@ -12,12 +12,14 @@ import socket
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from relaytests import runs, tokens
 from relaytests.forms import RegisterServerForm
-from relaytests.models import Department, MailServer, TestRun, VerdictChange
+from relaytests.models import ApiToken, Department, MailServer, TestRun, VerdictChange
 from tests.portal.factories import check, host, make_run, make_server, report, vector
 from tests.portal.worker import loopback_server, publishing_to
 
@@ -79,6 +81,31 @@ def test_each_persona_gets_what_the_pages_give_it(personas, objects, persona, me
 
 
 LISTS = ["/api/servers/", "/api/runs/", "/api/verdict-changes/"]
+EVERY_ENDPOINT = [
+    *OBJECT_ENDPOINTS,
+    *(("get", url) for url in LISTS),
+    ("get", "/api/dashboard/"),
+    ("post", "/api/servers/"),
+]
+
+
+@pytest.mark.parametrize("spoilt", ["expired", "revoked"])
+@pytest.mark.parametrize("method, path", EVERY_ENDPOINT)
+def test_an_expired_or_revoked_token_opens_no_endpoint(staff, objects, spoilt, method, path):
+    token, text = tokens.issue(staff, "spoilt")
+    now = timezone.now()
+    ApiToken.objects.filter(pk=token.pk).update(
+        **({"expires_at": now} if spoilt == "expired" else {"revoked_at": now})
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
+
+    response = getattr(client, method)(path.format(server=objects["server"].pk, run=objects["run"].pk))
+
+    assert response.status_code == 401
+    assert not TestRun.objects.filter(trigger=TestRun.Trigger.API).exists()
+
+
 SEEN = {"anonymous": None, "outsider": 0, "member": 1, "staff": 2}
 
 
@@ -154,6 +181,27 @@ def test_lists_filter_by_their_query_and_refuse_a_bad_one_by_name(staff, objects
     assert list(bad.json()) == ["verdict"]
 
 
+@pytest.mark.parametrize("url", ["/api/servers/", "/api/runs/", "/api/verdict-changes/"])
+def test_a_list_takes_the_same_queries_for_a_few_rows_as_for_a_page(
+    staff, department, url, django_assert_num_queries
+):
+    def add(number):
+        for _ in range(number):
+            server = make_server(department, target=f"mx{MailServer.objects.count()}.physics.example.edu")
+            run = make_run(server, verdict="secure")
+            VerdictChange.objects.create(server=server, run=run, old_verdict="", new_verdict="secure")
+
+    client = api_for(staff)
+    add(2)
+    client.get(url)  # the token's first use is noted once
+
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).json()["count"] == 2
+    add(40)
+    with django_assert_num_queries(len(few.captured_queries)):
+        assert client.get(url).json()["count"] == 42
+
+
 # ---- the report ----
 
 
@@ -220,6 +268,20 @@ def test_a_since_that_is_no_time_is_refused_with_a_reason(member):
 @pytest.fixture
 def loopback_scope(settings):
     settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.mark.parametrize(
+    "persona, status", [("anonymous", 401), ("outsider", 400), ("member", 201), ("staff", 201)]
+)
+def test_a_server_is_registered_for_a_department_by_its_members_and_central_it(
+    personas, department, loopback_scope, persona, status
+):
+    response = api_for(personas[persona]).post(
+        "/api/servers/", {"department": "physics", "target": "127.0.0.7"}, format="json"
+    )
+
+    assert response.status_code == status
+    assert MailServer.objects.filter(department=department).count() == (1 if status == 201 else 0)
 
 
 def test_registering_creates_the_server_as_the_form_does(member, department, loopback_scope):

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from relaytests import tokens
 from relaytests.models import ApiToken
 from tests.portal.conftest import client_for
+from tests.portal.factories import make_user
 
 pytestmark = pytest.mark.django_db
 TOKENS_PAGE = reverse("relaytests:tokens")
@@ -170,3 +171,25 @@ def test_past_its_rate_a_token_gets_429_while_another_token_goes_on(member, sett
     assert answers == [200, 200, 200, 429]
     assert "Retry-After" in bearer(first).get("/api/servers/")
     assert bearer(second).get("/api/servers/").status_code == 200
+
+
+def test_an_expired_token_is_listed_as_expired(member):
+    token, _text = tokens.issue(member, "old", expires_at=timezone.now() + timedelta(days=1))
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(days=1))
+
+    assert "expired " in client_for(member).get(TOKENS_PAGE).text
+
+
+def test_central_it_revokes_a_users_token_in_the_admin(member, settings):
+    admin = make_user("root", staff=True)
+    admin.is_superuser = True
+    admin.save()
+    token, text = tokens.issue(member, "leaked")
+
+    response = client_for(admin).post(
+        reverse("admin:relaytests_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [token.pk]},
+    )
+
+    assert response.status_code == 302
+    assert bearer(text).get("/api/servers/").status_code == 401
