@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from relaytests import tokens
 from relaytests.models import ApiToken
+from tests.portal import browser as browser_helpers
 from tests.portal.conftest import client_for
 from tests.portal.factories import make_user
 
@@ -193,3 +194,19 @@ def test_central_it_revokes_a_users_token_in_the_admin(member, settings):
 
     assert response.status_code == 302
     assert bearer(text).get("/api/servers/").status_code == 401
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_token_made_on_a_phone_is_readable_whole_and_works(browser, live_server, member):
+    phone = browser.new_page(viewport=browser_helpers.PHONE)
+    browser_helpers.sign_in(phone, live_server.url, member.get_username())
+
+    phone.goto(live_server.url + TOKENS_PAGE)
+    phone.get_by_label("Name").fill("inventory")
+    phone.get_by_role("button", name="Create token").click()
+
+    text = phone.locator("#new-token").text_content()
+    assert not browser_helpers.scrolls_sideways(phone)
+    assert browser_helpers.serious_violations(phone) == []
+    assert bearer(text).get("/api/servers/").status_code == 200
