@@ -195,7 +195,7 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": 1 if PORTAL_BEHIND_PROXY else 0,
 }
 # Requests one token (or one signed-in session, or one address without either) may make, as "N/period".
-PORTAL_API_RATE = env.string("PORTAL_API_RATE", "120/minute")
+PORTAL_API_RATE = env.rate("PORTAL_API_RATE", "120/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Relay Test Portal API",
     "DESCRIPTION": "Servers, runs, their relaytest/1 reports and verdict changes, as the portal shows them.",

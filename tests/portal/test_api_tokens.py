@@ -7,10 +7,12 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from portal import env
 from relaytests import tokens
 from relaytests.models import ApiToken
 from tests.portal import browser as browser_helpers
@@ -210,3 +212,20 @@ def test_a_token_made_on_a_phone_is_readable_whole_and_works(browser, live_serve
     assert not browser_helpers.scrolls_sideways(phone)
     assert browser_helpers.serious_violations(phone) == []
     assert bearer(text).get("/api/servers/").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["120", "120/fortnight", "fast", "/minute"])
+def test_a_rate_setting_that_is_no_rate_stops_the_start(monkeypatch, value):
+    monkeypatch.setenv("PORTAL_API_RATE", value)
+
+    with pytest.raises(ImproperlyConfigured, match="PORTAL_API_RATE must be a number of requests per"):
+        env.rate("PORTAL_API_RATE", "120/minute")
+
+
+@pytest.mark.parametrize(
+    "value, read", [("", "120/minute"), ("5/second", "5/second"), ("1000/day", "1000/day")]
+)
+def test_a_rate_setting_is_read_as_given_or_its_default(monkeypatch, value, read):
+    monkeypatch.setenv("PORTAL_API_RATE", value)
+
+    assert env.rate("PORTAL_API_RATE", "120/minute") == read
