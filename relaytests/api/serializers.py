@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from relaytests.forms import KIND_CHOICES
-from relaytests.models import MailServer, TestRun, VerdictChange
+from relaytests.models import Department, MailServer, TestRun, VerdictChange
 from relaytests.views.dashboards import COUNTED
 
 
@@ -20,6 +20,13 @@ class PageField(serializers.CharField):
     def to_representation(self, value):
         request = self.context.get("request")
         return request.build_absolute_uri(value) if request else value
+
+
+class DepartmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Department
+        fields = ["slug", "name", "contact_email"]
+        read_only_fields = fields
 
 
 class ServerSerializer(serializers.ModelSerializer):

@@ -9,6 +9,7 @@ router.register("servers", views.ServerViewSet, basename="api-server")
 router.register("runs", views.RunViewSet, basename="api-run")
 
 urlpatterns = [
+    path("departments/", views.DepartmentList.as_view(), name="api-departments"),
     *router.urls,
     path("verdict-changes/", views.VerdictChangeList.as_view(), name="api-verdict-changes"),
     path("dashboard/", views.Dashboard.as_view(), name="api-dashboard"),

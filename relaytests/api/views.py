@@ -31,6 +31,15 @@ def query_of(request, serializer_class) -> dict:
     return query.validated_data
 
 
+class DepartmentList(generics.ListAPIView):
+    """The departments this user may register servers for: their own, or every one for central IT."""
+
+    serializer_class = api.DepartmentSerializer
+
+    def get_queryset(self):
+        return access.departments_for(self.request.user)
+
+
 class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The servers this user may see: their departments', or every one for central IT."""
 

@@ -14,6 +14,7 @@ from django.test import Client
 
 pytestmark = pytest.mark.django_db
 ENDPOINTS = {
+    "/api/departments/": {"get"},
     "/api/servers/": {"get", "post"},
     "/api/servers/{id}/": {"get"},
     "/api/servers/{id}/test/": {"post"},
