@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from relaytests.forms import KIND_CHOICES
-from relaytests.models import Department, MailServer, TestRun, VerdictChange
+from relaytests.models import Department, MailServer, TestRun, Verdict, VerdictChange
 from relaytests.views.dashboards import COUNTED
 
 
@@ -22,7 +22,16 @@ class PageField(serializers.CharField):
         return request.build_absolute_uri(value) if request else value
 
 
+def verdict_field(**kwargs) -> serializers.ChoiceField:
+    """A verdict, or "" while there is none (a server never tested, a run still working): said so in the
+    schema, which a model field that is only read would not."""
+    return serializers.ChoiceField(choices=Verdict.choices, allow_blank=True, read_only=True, **kwargs)
+
+
 class DepartmentSerializer(serializers.ModelSerializer):
+    # Not an email field: the schema's "email" format would not allow the "" of a department without one.
+    contact_email = serializers.CharField(read_only=True, help_text="An e-mail address, or empty.")
+
     class Meta:
         model = Department
         fields = ["slug", "name", "contact_email"]
@@ -37,6 +46,7 @@ class ServerSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The run queued or running, if any.",
     )
+    latest_verdict = verdict_field(help_text="How it stands now; empty: never tested.")
     page = PageField()
 
     class Meta:
@@ -76,6 +86,7 @@ class RegisterServerSerializer(serializers.Serializer):
 class RunSerializer(serializers.ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(read_only=True)
     started_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    verdict = verdict_field(help_text="Empty until it has one; so far while awaiting_delivery.")
     page = PageField()
 
     class Meta:
@@ -111,6 +122,7 @@ class VerdictChangeSerializer(serializers.ModelSerializer):
     target = serializers.CharField(source="server.__str__", read_only=True)
     department = serializers.CharField(source="server.department.slug", read_only=True)
     run = serializers.PrimaryKeyRelatedField(read_only=True)
+    old_verdict = verdict_field(help_text="Empty for a server's first verdict.")
 
     class Meta:
         model = VerdictChange

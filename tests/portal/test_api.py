@@ -441,3 +441,11 @@ def test_a_body_that_is_no_json_is_refused_in_one_sentence(member, department):
 
     assert response.status_code == 400
     assert response.json()["detail"].startswith("JSON parse error")
+
+
+@pytest.mark.parametrize("page", ["", "last", "0", "2"])
+def test_a_page_of_a_list_that_is_not_there_is_a_404(member, objects, page):
+    response = api_for(member).get("/api/runs/", {"page": page})
+
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith("Invalid page")

@@ -90,3 +90,19 @@ def test_the_documentation_page_shows_every_endpoint_in_chromium_under_our_polic
     }
     assert paths == set(ENDPOINTS)
     assert (violations, elsewhere) == ([], [])
+
+
+def test_the_schema_allows_no_verdict_yet_where_there_may_be_none(tmp_path):
+    path = tmp_path / "schema.yaml"
+    call_command("spectacular", "--file", str(path))
+    components = yaml.safe_load(path.read_text())["components"]["schemas"]
+
+    for component, field in [
+        ("Run", "verdict"),
+        ("Server", "latest_verdict"),
+        ("VerdictChange", "old_verdict"),
+    ]:
+        assert {"$ref": "#/components/schemas/BlankEnum"} in components[component]["properties"][field][
+            "oneOf"
+        ]
+    assert components["BlankEnum"] == {"enum": [""]}
