@@ -15,11 +15,11 @@ from relaytests.forms import ApiTokenForm
 @login_required
 def tokens(request):
     form = ApiTokenForm(request.POST or None)
-    created = None
+    created, text = None, ""
     if request.method == "POST" and form.is_valid():
-        created = api_tokens.issue(request.user, form.cleaned_data["name"], form.expires_at())
+        created, text = api_tokens.issue(request.user, form.cleaned_data["name"], form.expires_at())
         form = ApiTokenForm()
-    context = {"form": form, "tokens": request.user.api_tokens.all(), "created": created}
+    context = {"form": form, "tokens": request.user.api_tokens.all(), "created": created, "text": text}
     response = render(request, "relaytests/tokens.html", context)
     add_never_cache_headers(response)  # the new token's only showing: no cache keeps it
     return response
