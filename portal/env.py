@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -11,6 +12,8 @@ from relaytests.probe.targets import TargetError, host_name
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# A request rate as Django REST framework reads it: a number, then a period it knows by its first letter.
+_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 def string(name: str, default: str = "") -> str:
@@ -87,3 +90,13 @@ def integers(name: str, default: str = "") -> list[int]:
         return [int(item) for item in words(name, default)]
     except ValueError:
         raise ImproperlyConfigured(f"{name} must list whole numbers, not {os.environ.get(name)!r}") from None
+
+
+def rate(name: str, default: str) -> str:
+    """A rate such as 120/minute, checked now: a typo would otherwise fail each request it limits."""
+    value = os.environ.get(name) or default
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a number of requests per second, minute, hour or day (120/minute), not {value!r}"
+        )
+    return value

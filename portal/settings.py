@@ -96,6 +96,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "relaytests",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -172,6 +175,39 @@ if PORTAL_BEHIND_PROXY:
     AXES_IPWARE_PROXY_ORDER = "right-most"
 # Password-reset requests: at most this many an hour per client address and per e-mail address.
 PORTAL_PASSWORD_RESETS_PER_HOUR = env.integer("PORTAL_PASSWORD_RESETS_PER_HOUR", 5)
+# ---- The JSON API (Django REST framework, relaytests/api/): personal tokens or the session ----
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "relaytests.api.authentication.ApiTokenAuthentication",  # first: its header names the 401's scheme
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["relaytests.api.throttling.PerTokenThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "relaytests.api.pagination.Pages",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Throttling counts unsigned requests by address: the right-most forwarded one behind our proxy only.
+    "NUM_PROXIES": 1 if PORTAL_BEHIND_PROXY else 0,
+}
+# Requests one token (or one signed-in session, or one address without either) may make, as "N/period".
+PORTAL_API_RATE = env.rate("PORTAL_API_RATE", "120/minute")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Relay Test Portal API",
+    "DESCRIPTION": "Servers, runs, their relaytest/1 reports and verdict changes, as the portal shows them.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"Verdict": "relaytests.models.Verdict"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "relaytests.api.schema.error_responses",
+    ],
+}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"

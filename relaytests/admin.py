@@ -1,4 +1,4 @@
-"""Central IT's administration: departments and their members, servers, and (read-only) runs."""
+"""Central IT's administration: departments and their members, servers, (read-only) runs, API tokens."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from relaytests import tokens
 from relaytests.models import (
     Alert,
+    ApiToken,
     CanaryDelivery,
     Department,
     FoundServer,
@@ -119,3 +121,25 @@ class FoundServerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Who holds which token: central IT revokes one (a leaked token, a person who left). Tokens are made
+    by their users on the portal's tokens page, so nothing here creates or changes one."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            tokens.revoke(token)

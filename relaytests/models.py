@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from relaytests.probe.report import Report
 from relaytests.probe.vocabulary import Verdict as EngineVerdict
@@ -151,6 +152,7 @@ class TestRun(models.Model):
         MANUAL = "manual", "Test button"
         RETEST = "retest", "Re-test button"
         SCHEDULE = "schedule", "Schedule"
+        API = "api", "API"
 
     server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -380,3 +382,37 @@ class FoundServer(models.Model):
         """What a person would type to register it: its MX name, else its address, with the port."""
         host = self.name or (f"[{self.address}]" if ":" in self.address else self.address)
         return f"{host}:{self.port}"
+
+
+class ApiToken(models.Model):
+    """A personal API token (relaytests/tokens.py): it acts with its user's rights until it expires or is
+    revoked. Its secret is shown once, when it is created; only the SHA-256 of the whole token is kept,
+    found by its public prefix."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. the ticket system.")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}) of {self.user}"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return bool(self.expires_at and self.expires_at <= (now or timezone.now()))
+
+    def refusal(self, now: datetime) -> str:
+        """Why the token may not be used now, or "" when it may."""
+        if self.revoked_at:
+            return "This API token was revoked."
+        if self.is_expired(now):
+            return "This API token has expired."
+        if not self.user.is_active:
+            return "The account of this API token is disabled."
+        return ""

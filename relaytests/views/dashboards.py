@@ -128,22 +128,16 @@ def overview(request):
     """Central IT's view of every department's servers, the worst first."""
     if not request.user.is_staff:
         raise Http404
-    servers = MailServer.objects.all()
     now = timezone.now()
-    then = verdict_counts_then(servers, now - COMPARED_WITH)
+    then = verdict_counts_then(MailServer.objects.all(), now - COMPARED_WITH)
     # Blocklistings are kept per server, not per run: there is no count of them back then.
-    counts = [(css, words, number, then.get(css, 0)) for css, words, number in verdict_counts(servers)]
+    counts = [
+        (css, words, number, then.get(css, 0)) for css, words, number in verdict_counts(MailServer.objects.all())
+    ]
     changes = VerdictChange.objects.filter(created_at__gte=now - RECENT_CHANGES_SINCE).select_related(
         "server__department", "run"
     )
-    shown = request.GET.get("verdict", "")
-    if shown not in COUNTED:
-        shown = ""  # an unknown count shows every server
-    if shown:
-        servers = servers.filter(COUNTED[shown])
-    ordered = server_rows(servers.select_related("department")).order_by(
-        "-severity", "department__name", "target"
-    )
+    shown, ordered = overview_rows(request.GET.get("verdict", ""))
     page = page_of(request, ordered)
     context = {
         "rows": page.object_list,
@@ -154,3 +148,14 @@ def overview(request):
         "compared_with": COMPARED_WITH.days,
     }
     return render(request, "relaytests/overview.html", context)
+
+
+def overview_rows(shown: str) -> tuple[str, QuerySet[MailServer]]:
+    """The count shown ("" for an unknown one: every server) and its servers' rows, the worst first."""
+    if shown not in COUNTED:
+        shown = ""
+    servers = MailServer.objects.filter(COUNTED[shown]) if shown else MailServer.objects.all()
+    ordered = server_rows(servers.select_related("department")).order_by(
+        "-severity", "department__name", "target"
+    )
+    return shown, ordered

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -24,12 +23,8 @@ def register(request):
         return render(request, "relaytests/register.html", {"form": None})
     form = RegisterServerForm(request.POST or None, departments=departments)
     if request.method == "POST" and form.is_valid():
-        try:
-            with transaction.atomic():
-                server = form.save(request.user)
-        except IntegrityError:  # registered by someone else between the check and now
-            form.add_error("target", "This server was registered a moment ago by someone else.")
-        else:
+        server = form.register(request.user)
+        if server:
             messages.success(request, _registered_message(server, form.scoped.host_names))
             return redirect(server)
     return render(request, "relaytests/register.html", {"form": form})
