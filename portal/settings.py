@@ -291,7 +291,7 @@ RELAYTEST_BUSY_RETRIES = env.integer("RELAYTEST_BUSY_RETRIES", 60)
 RELAYTEST_RETEST_EVERY = env.integer("RELAYTEST_RETEST_EVERY", 7 * 24 * 3600)
 RELAYTEST_SCHEDULE_SWEEP_EVERY = env.integer("RELAYTEST_SCHEDULE_SWEEP_EVERY", 600)
 RELAYTEST_SCHEDULE_MAX_QUEUED = env.integer("RELAYTEST_SCHEDULE_MAX_QUEUED", 20)
-# Discovery (relaytests/discovery.py): the MX hosts of more domains than the scope's and the registered
+# Discovery (relaytests/unregistered.py): the MX hosts of more domains than the scope's and the registered
 # ones, and the optional sweep of the scope networks: its ports, its rate (connections a second), the
 # largest network it sweeps, and how often beat sends it.
 RELAYTEST_DISCOVERY_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_DISCOVERY_DOMAINS")]

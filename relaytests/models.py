@@ -351,7 +351,7 @@ class Alert(models.Model):
 
 
 class FoundServer(models.Model):
-    """A mail server discovery found in scope (`relaytests.discovery`): an MX host or a listener of the
+    """A mail server discovery found in scope (`relaytests.unregistered`): an MX host or a listener of the
     scope networks, by address and port. Registered or not follows from the registered servers."""
 
     class Source(models.TextChoices):

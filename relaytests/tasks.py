@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import alerts, deliveries, discovery, evidence, runs, schedule
+from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -323,6 +323,6 @@ def schedule_retests() -> int:
 def discover_servers() -> int:
     """Periodic (beat, every RELAYTEST_DISCOVERY_EVERY seconds) and central IT's button, on the probe
     queue: look for the mail servers in scope, registered or not."""
-    found = discovery.discover()
+    found = unregistered.discover()
     log.info("discovery found %d mail server(s) in scope", found)
     return found

@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, discovery, exports, run_pages, servers, tokens
+from relaytests.views import dashboards, exports, found_pages, run_pages, servers, token_pages
 
 app_name = "relaytests"
 
@@ -21,10 +21,10 @@ run_urls = [
 urlpatterns = [
     path("", dashboards.home, name="home"),
     path("overview/", dashboards.overview, name="overview"),
-    path("overview/found/", discovery.found_servers, name="found-servers"),
-    path("overview/found/search/", discovery.discover_now, name="found-servers-search"),
-    path("overview/found/<int:pk>/assign/", discovery.assign, name="found-server-assign"),
-    path("overview/found/<int:pk>/ignore/", discovery.ignore, name="found-server-ignore"),
+    path("overview/found/", found_pages.found_servers, name="found-servers"),
+    path("overview/found/search/", found_pages.discover_now, name="found-servers-search"),
+    path("overview/found/<int:pk>/assign/", found_pages.assign, name="found-server-assign"),
+    path("overview/found/<int:pk>/ignore/", found_pages.ignore, name="found-server-ignore"),
     path("overview/servers.csv", exports.overview_csv, name="overview-csv"),
     path("departments/<slug:slug>/", dashboards.department, name="department"),
     path("departments/<slug:slug>/alerts/", dashboards.department_alerts, name="department-alerts"),
@@ -33,6 +33,6 @@ urlpatterns = [
     path("servers/<int:pk>/", include(server_urls)),
     path("runs/<int:pk>/", include(run_urls)),
     path("about/<slug:slug>/", info_views.info_page, name="info"),
-    path("account/tokens/", tokens.tokens, name="tokens"),
-    path("account/tokens/<int:pk>/revoke/", tokens.revoke, name="token-revoke"),
+    path("account/tokens/", token_pages.tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", token_pages.revoke, name="token-revoke"),
 ]

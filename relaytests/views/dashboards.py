@@ -132,7 +132,8 @@ def overview(request):
     then = verdict_counts_then(MailServer.objects.all(), now - COMPARED_WITH)
     # Blocklistings are kept per server, not per run: there is no count of them back then.
     counts = [
-        (css, words, number, then.get(css, 0)) for css, words, number in verdict_counts(MailServer.objects.all())
+        (css, words, number, then.get(css, 0))
+        for css, words, number in verdict_counts(MailServer.objects.all())
     ]
     changes = VerdictChange.objects.filter(created_at__gte=now - RECENT_CHANGES_SINCE).select_related(
         "server__department", "run"

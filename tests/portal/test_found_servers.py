@@ -13,7 +13,7 @@ from celery import Celery
 from django.urls import reverse
 
 from portal import celery as portal_celery
-from relaytests import discovery, tasks
+from relaytests import tasks, unregistered
 from relaytests.models import FoundServer, MailServer, TestRun
 from tests.dnsserver import ZoneServer
 from tests.parallel import loopback
@@ -129,7 +129,7 @@ def test_the_mx_hosts_and_the_swept_listeners_are_found_with_greeting_and_revers
         PRINTER: ("sweep", "", "printer.dept.example.edu", "220 printer ESMTP"),
         REGISTERED: ("sweep", "", "", "220 mail.physics.example.edu ESMTP Exim"),
     }
-    coverage = discovery.coverage()
+    coverage = unregistered.coverage()
     assert (coverage["registered"], coverage["found"]) == (1, 4)
     assert [f.address for f in coverage["unregistered"]] == [MX1, MX2, PRINTER]
 
@@ -159,7 +159,7 @@ def test_central_it_assigns_a_found_server_in_one_step_and_it_is_tested(
     run = TestRun.objects.get(server=server)
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
     assert published == [run.pk]
-    coverage = discovery.coverage()
+    coverage = unregistered.coverage()
     assert (coverage["registered"], coverage["found"]) == (1, 4)
 
 
@@ -188,7 +188,7 @@ def test_central_it_marks_a_found_server_known_with_a_note(scope, staff):
     )
 
     page = client.get(reverse("relaytests:found-servers")).content.decode()
-    coverage = discovery.coverage()
+    coverage = unregistered.coverage()
     assert [f.address for f in coverage["known"]] == [PRINTER]
     assert PRINTER not in [f.address for f in coverage["unregistered"]]
     assert "the copier&#x27;s scan-to-mail" in page and "0 of 4" in page
@@ -210,7 +210,7 @@ def test_a_network_too_large_to_sweep_is_named_and_skipped(scope, settings, staf
     settings.RELAYTEST_SCOPE_NETWORKS = [f"{MX1}/31", "10.0.0.0/8"]
     settings.RELAYTEST_DISCOVERY_MAX_ADDRESSES = 1024
 
-    assert discovery.swept_networks() == [f"{MX1}/31"]
+    assert unregistered.swept_networks() == [f"{MX1}/31"]
     page = client_for(staff).get(reverse("relaytests:found-servers")).content.decode()
     assert "Not swept, too many addresses" in page and "10.0.0.0/8" in page
 

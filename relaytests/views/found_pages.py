@@ -10,7 +10,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from relaytests import discovery
+from relaytests import unregistered
 from relaytests.models import Department, FoundServer, TestRun
 from relaytests.tasks import PUBLISH_ERRORS, discover_servers
 from relaytests.views.servers import start_run
@@ -28,12 +28,12 @@ def central_it_only(view):
 @central_it_only
 def found_servers(request):
     context = {
-        **discovery.coverage(),
+        **unregistered.coverage(),
         "departments": Department.objects.all(),
-        "domains": discovery.domains(),
+        "domains": unregistered.domains(),
         "sweep": settings.RELAYTEST_DISCOVERY_SWEEP,
         "networks": settings.RELAYTEST_SCOPE_NETWORKS,
-        "too_large": discovery.too_large(),
+        "too_large": unregistered.too_large(),
         "ports": settings.RELAYTEST_DISCOVERY_PORTS,
         "rate": settings.RELAYTEST_DISCOVERY_RATE,
     }
@@ -60,7 +60,7 @@ def assign(request, pk: int):
     department = get_object_or_404(Department, pk=request.POST.get("department") or 0)
     try:
         with transaction.atomic():
-            server, refusals = discovery.assign(found, department, request.user)
+            server, refusals = unregistered.assign(found, department, request.user)
     except IntegrityError:  # registered by someone else between the check and now
         server, refusals = None, [f"{found.target_text} was registered a moment ago by someone else."]
     if server is None:
@@ -75,6 +75,6 @@ def assign(request, pk: int):
 @require_POST
 def ignore(request, pk: int):
     found = get_object_or_404(FoundServer, pk=pk)
-    discovery.ignore(found, request.POST.get("note", ""))
+    unregistered.ignore(found, request.POST.get("note", ""))
     messages.success(request, f"{found.target_text} is marked as known.")
     return redirect("relaytests:found-servers")
