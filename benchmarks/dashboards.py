@@ -90,7 +90,7 @@ def report_sizes() -> tuple[float, float]:
 def main(servers: int, runs: int, repeat: int, keep: bool) -> None:
     # Not setup_test_environment(): its template instrumentation would be timed too.
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    name = connection.creation.create_test_db(verbosity=0, keepdb=keep)
+    name = connection.creation.create_test_db(verbosity=0, keepdb=keep, serialize=False)
     try:
         seed(servers, runs)
         staff, _ = get_user_model().objects.get_or_create(username="central", is_staff=True)
