@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -21,7 +21,6 @@ from django.views.decorators.http import require_POST
 
 from relaytests import access, schedule
 from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict, VerdictChange
-from relaytests.probe.vocabulary import Verdict as EngineVerdict
 
 SERVERS_PER_PAGE = 50
 # Central IT's overview over time: the counts now beside those this long ago, and the verdict changes
@@ -30,15 +29,6 @@ COMPARED_WITH = timedelta(days=30)
 RECENT_CHANGES_SINCE = timedelta(days=7)
 RECENT_CHANGES_SHOWN = 50
 COUNTS_KEPT = 24 * 3600  # seconds a past day's verdict counts stay in the cache
-# Central IT's overview sorts by this: a blocklisted server is as urgent as an open relay.
-BLOCKLISTED_SEVERITY = EngineVerdict.OPEN_RELAY.severity
-UNTESTED_SEVERITY = EngineVerdict.INCONCLUSIVE.severity
-SEVERITY = Case(
-    When(blocklisted=True, then=Value(BLOCKLISTED_SEVERITY)),
-    *(When(latest_verdict=verdict, then=Value(verdict.severity)) for verdict in EngineVerdict),
-    default=Value(UNTESTED_SEVERITY),
-    output_field=IntegerField(),
-)
 # What each count of the overview selects.
 COUNTED = {
     **{verdict: Q(latest_verdict=verdict) for verdict in Verdict.values},
@@ -48,11 +38,10 @@ COUNTED = {
 
 
 def server_rows(servers: QuerySet[MailServer]) -> QuerySet[MailServer]:
-    """The servers with their severity, their run queued or running, if any (`active_run_id`,
+    """The servers with their run queued or running, if any (`active_run_id`,
     `active_status`), and when the schedule re-tests them (`next_due`), for the server table."""
     active = TestRun.objects.filter(server=OuterRef("pk"), status__in=ACTIVE_STATUSES)
     return schedule.with_next_due(servers).annotate(
-        severity=SEVERITY,
         active_run_id=Subquery(active.values("pk")[:1]),
         active_status=Subquery(active.values("status")[:1]),
     )
