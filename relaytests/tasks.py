@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered
+from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered, worker_loop
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -97,17 +97,21 @@ def run_suite(self, run_id: int) -> None:
         log.info("run %s is not queued any more (taken or reaped); nothing to do", run_id)
         return
     # From here on this worker holds the run: whatever goes wrong, the run ends, not left to the reaper.
+    soft, hard = _time_limits(self)
     try:
         if runs.busy_runs(run):
             _wait_for_free_hosts(self, run)
             return
-        report = asyncio.run(ProgressRecorder(run).probe(suite_config(run)))
+        # On the process's shared loop, with the other runs of this worker; the threads pool has no time
+        # limits of its own, so the soft limit is enforced here (prefork's signal may come first).
+        probing = ProgressRecorder(run).probe(suite_config(run))
+        report = worker_loop.run(probing, within=soft, grace=hard - soft)
         status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
     except Retry:
         raise
-    except SoftTimeLimitExceeded:
+    except (SoftTimeLimitExceeded, worker_loop.Overran):
         log.warning("run %s hit its soft time limit", run_id)
-        runs.interrupt(run_id, TIME_LIMIT.format(seconds=_soft_limit(self)))
+        runs.interrupt(run_id, TIME_LIMIT.format(seconds=soft))
     except Exception:
         log.exception("run %s failed", run_id)
         runs.fail(run_id, INTERNAL_ERROR)
@@ -152,10 +156,10 @@ def finalise_run(run_id: int) -> bool:
     return deliveries.finalise(run_id)
 
 
-def _soft_limit(task) -> int:
-    """The soft limit this message carried ([hard, soft] in the request), else the task's own."""
-    hard_and_soft = task.request.timelimit or (None, None)
-    return hard_and_soft[1] or task.soft_time_limit
+def _time_limits(task) -> tuple[float, float]:
+    """The soft and hard limits this message carried ([hard, soft] in the request), else the task's own."""
+    hard, soft = task.request.timelimit or (None, None)
+    return soft or task.soft_time_limit, hard or task.time_limit
 
 
 def _wait_for_free_hosts(task, run: TestRun) -> None:
