@@ -105,6 +105,9 @@ def run_suite(self, run_id: int) -> None:
         # On the process's shared loop, with the other runs of this worker; the threads pool has no time
         # limits of its own, so the soft limit is enforced here (prefork's signal may come first).
         probing = ProgressRecorder(run).probe(suite_config(run))
+        # The wait holds no database connection (the loop writes through its own): a worker of dozens
+        # of runs would otherwise keep dozens open, idle, for minutes.
+        connections.close_all()
         report = worker_loop.run(probing, within=soft, grace=hard - soft)
         status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
     except Retry:

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 
 import pytest
 import redis
+from django.db import connection
 from django.utils import timezone
 
-from relaytests import runs, tasks
+from relaytests import runs, tasks, worker_loop
 from relaytests.models import TestRun, VerdictChange
 from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
@@ -108,6 +109,26 @@ def test_with_the_canary_off_an_accepting_server_is_done_at_once_and_sent_no_mes
     assert (run.status, run.verdict) == (Status.DONE, "accepts_relay")
     assert b"DATA" not in fake.seen.commands
     assert {v["delivered"] for v in run.report["hosts"][0]["vectors"]} == {None}
+
+
+def test_a_run_holds_no_database_connection_while_it_waits_for_the_probe(department, monkeypatch):
+    """A worker thread waits minutes for its run; dozens of them must not keep dozens of connections."""
+    held = []
+    run_on_the_loop = worker_loop.run
+
+    def waiting(*args, **kwargs):
+        held.append(connection.connection is not None)
+        return run_on_the_loop(*args, **kwargs)
+
+    monkeypatch.setattr(worker_loop, "run", waiting)
+    with FakeSMTPServer("closed") as fake:
+        run = queued_run(server_for(department, fake))
+
+        run_suite.apply((run.pk,))
+
+    assert held == [False]
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "secure")
 
 
 def test_a_run_that_is_not_queued_any_more_is_left_alone(department):
