@@ -163,9 +163,13 @@ def peak_rss_mb(worker: Worker) -> float:
 
 
 def cpu_seconds(worker: Worker) -> float:
-    fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+    """User and system time of the worker and its pool processes (prefork's children live on)."""
+    ticks = 0
+    for pid in process_tree(worker.process.pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main(fakes: int, in_flight: int, delay: float, minutes: float, pool: str) -> None:
