@@ -3,7 +3,7 @@
 A real worker (`--pool threads`) works on several runs at once; each ends with its own verdict and
 its own progress, the cap on hosts in flight holds for the process across its runs (counted at the
 fake servers), the soft time limit holds without prefork's signals, and a killed worker's runs are
-reaped like any other's.
+reaped like any other's, and a run whose address is busy tries again later.
 """
 
 from __future__ import annotations
@@ -88,6 +88,28 @@ def test_the_cap_on_hosts_in_flight_holds_for_the_worker_process_across_its_runs
     assert {(run.status, run.verdict) for run in ended} == {(Status.DONE, "secure")}
     assert crowd.most == 2  # five runs of one host each: a cap per run (or per thread) would allow five
     assert max(fake.seen.max_concurrent for fake in fakes) == 1
+
+
+def test_a_run_whose_address_another_run_of_the_same_worker_tests_waits_and_tries_again(
+    department, redis_broker
+):
+    """One connection per address and port: a second server registered on the same address."""
+    with (
+        FakeSMTPServer(UNHURRIED) as fake,
+        celery_worker("threads", concurrency=4, RELAYTEST_BUSY_RETRY_DELAY="1") as worker,
+    ):
+        [first] = started_runs(department, [fake])
+        wait_for_run(first, lambda r: r.status == Status.RUNNING, worker=worker)
+        alias = loopback_server(department, "127.0.0.2", port=fake.port, addresses=["127.0.0.1"])
+        second = queued_run(alias)
+        assert enqueue_run(second)
+        ended = [wait_for_run(run, is_final, worker=worker) for run in (first, second)]
+        log = worker.output()
+
+    assert [(run.status, run.verdict) for run in ended] == [(Status.DONE, "secure")] * 2
+    assert ended[1].started_at > ended[0].finished_at
+    assert " retry: Retry in" in log
+    assert fake.seen.max_concurrent == 1
 
 
 def test_a_threads_worker_ends_a_run_over_its_soft_time_limit_itself(department, redis_broker, settings):
