@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from celery import shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from kombu.exceptions import OperationalError
 
 from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered, worker_loop
@@ -44,6 +47,8 @@ PROGRESS_EVERY = 1.0
 # Seconds before an alert's mail is tried again after its mail server failed: doubling up to the most.
 ALERT_RETRY_FIRST = 2
 ALERT_RETRY_MAX = 600
+
+T = TypeVar("T")
 
 
 def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
@@ -209,14 +214,29 @@ def _mail_domain(server: MailServer) -> str | None:
     return server.target if server.kind == MailServer.Kind.DOMAIN else None
 
 
+def like_a_request(work: Callable[..., T]) -> Callable[..., T]:
+    """Database work on a thread of the loop's, bracketed as Django brackets a request: a connection
+    that is broken or older than DATABASE_CONN_MAX_AGE (0: every one) is closed before and after."""
+
+    @functools.wraps(work)
+    def bracketed(*args) -> T:
+        close_old_connections()
+        try:
+            return work(*args)
+        finally:
+            close_old_connections()
+
+    return bracketed
+
+
 class ProgressRecorder:
     """Runs the engine for one run and writes its progress to the run as it happens.
 
     Events only note which host changed; a writer task turns the hosts into a snapshot and writes it
     at most every PROGRESS_EVERY seconds (the latest snapshot wins, the last one is always written),
-    through one database thread (`sync_to_async`), so the event loop never waits on the database, an
-    older snapshot never overwrites a newer one, and a run of many events is not many rewrites of
-    its report. A heartbeat tells the reaper this worker is alive even while a slow server keeps
+    on the loop's database threads (`sync_to_async`), one write of a run at a time, so the event loop
+    never waits on the database, an older snapshot never overwrites a newer one, and a run of many
+    events is not many rewrites of its report. A heartbeat tells the reaper this worker is alive even while a slow server keeps
     every vector waiting.
     """
 
@@ -227,8 +247,11 @@ class ProgressRecorder:
         # Each host's report as the engine keeps it (its own object, still changing), and its state.
         self.hosts: dict[tuple[str, int], tuple[HostReport, str]] = {}
         self._changed = False
-        self._save = sync_to_async(runs.save_progress)
-        self._touch = sync_to_async(runs.touch)
+        database = worker_loop.shared_loop.database()
+        self._save = sync_to_async(
+            like_a_request(runs.save_progress), thread_sensitive=False, executor=database
+        )
+        self._touch = sync_to_async(like_a_request(runs.touch), thread_sensitive=False, executor=database)
 
     async def probe(self, config: SuiteConfig) -> Report:
         heartbeat = asyncio.create_task(self._beat())
@@ -243,7 +266,6 @@ class ProgressRecorder:
                 )
         finally:
             heartbeat.cancel()
-            await sync_to_async(connections.close_all)()  # the database thread's own connection
 
     @contextlib.asynccontextmanager
     async def writing_progress(self):
