@@ -19,7 +19,7 @@ It prints:
 - false tarpits: hosts of closed servers (which never slow down) that got more connections than
   the run alone needed, or vectors left out for a host budget;
 - the most connections open at once to one server (address and port), counted in the fakes, and
-  to all of them together;
+  to all of them together; on PostgreSQL, the most database connections open at once;
 - the load average before and after (the machine may be shared).
 
 DNS goes to an empty server on loopback, as in the tests. Not a test: figures for the README.
@@ -112,25 +112,37 @@ def alone(farm: Farm, rounds: int) -> tuple[float, int]:
     return statistics.median(durations), max(connections)
 
 
-def sustained(farm: Farm, in_flight: int, run_alone: float, seconds: float) -> tuple[list[int], float]:
-    """Keep `in_flight` runs going; the runs that ended in the measured window, and its length.
+def database_connections() -> int:
+    """Connections open to this database now (PostgreSQL), the benchmark's own included; 0 on SQLite."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def sustained(farm: Farm, in_flight: int, run_alone: float, seconds: float) -> tuple[list[int], float, int]:
+    """Keep `in_flight` runs going; the runs that ended in the measured window, its length, and the
+    most database connections open at once.
 
     The first runs start spread over one run time, as runs that arrive one by one would, so that
     they do not end (and start again) in waves; the window opens once all of them are in flight.
     """
     counted: list[int] = []
+    most_connections = 0
     started = time.perf_counter()
     window_started = started + run_alone
     spacing = run_alone / in_flight
     while time.perf_counter() < window_started + seconds:
         time.sleep(min(POLL, spacing))
         ended = farm.ended()
+        most_connections = max(most_connections, database_connections())
         if time.perf_counter() >= window_started:
             counted += ended
         due = min(in_flight, 1 + int((time.perf_counter() - started) / spacing))
         for _ in range(due - len(farm.testing)):
             farm.start_run()
-    return counted, time.perf_counter() - window_started
+    return counted, time.perf_counter() - window_started, most_connections
 
 
 def false_tarpits(run_ids: list[int], lone_connections: int) -> int:
@@ -190,7 +202,7 @@ def main(fakes: int, in_flight: int, delay: float, minutes: float, pool: str) ->
             stack.enter_context(publishing_to(REDIS_URL))
             run_alone, lone_connections = alone(farm, rounds=2)
             cpu_before = cpu_seconds(worker)
-            counted, window = sustained(farm, in_flight, run_alone, minutes * 60)
+            counted, window, most_connections = sustained(farm, in_flight, run_alone, minutes * 60)
             cpu = cpu_seconds(worker) - cpu_before
             rss = peak_rss_mb(worker)
             errors = worker.output().count("Traceback")
@@ -216,6 +228,8 @@ def main(fakes: int, in_flight: int, delay: float, minutes: float, pool: str) ->
         f"  worker peak RSS {rss:.0f} MB; CPU {cpu:.0f} s in the window ({1000 * cpu / len(counted):.0f} ms a run)"
     )
     print(f"  false tarpits: {tarpits}")
+    if connection.vendor == "postgresql":
+        print(f"  most database connections at once: {most_connections} (the benchmark's own one included)")
     print(
         f"  most connections at once to one server: {max(f.seen.max_concurrent for f in servers)}; "
         f"to all servers together: {crowd.most}"
