@@ -28,7 +28,7 @@ from tests.dnsserver import ZoneServer
 
 EMPTY_DNS = ZoneServer("").__enter__()  # no lookup leaves loopback; the worker inherits the setting
 os.environ["RELAYTEST_RESOLVER"] = EMPTY_DNS.address
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")  # the test database as a file
 
 import django
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from celery import shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered
+from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered, worker_loop
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -44,6 +47,8 @@ PROGRESS_EVERY = 1.0
 # Seconds before an alert's mail is tried again after its mail server failed: doubling up to the most.
 ALERT_RETRY_FIRST = 2
 ALERT_RETRY_MAX = 600
+
+T = TypeVar("T")
 
 
 def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
@@ -97,17 +102,24 @@ def run_suite(self, run_id: int) -> None:
         log.info("run %s is not queued any more (taken or reaped); nothing to do", run_id)
         return
     # From here on this worker holds the run: whatever goes wrong, the run ends, not left to the reaper.
+    soft, hard = _time_limits(self)
     try:
         if runs.busy_runs(run):
             _wait_for_free_hosts(self, run)
             return
-        report = asyncio.run(ProgressRecorder(run).probe(suite_config(run)))
+        # On the process's shared loop, with the other runs of this worker; the threads pool has no time
+        # limits of its own, so the soft limit is enforced here (prefork's signal may come first).
+        probing = ProgressRecorder(run).probe(suite_config(run))
+        # The wait holds no database connection (the loop writes through its own): a worker of dozens
+        # of runs would otherwise keep dozens open, idle, for minutes.
+        connections.close_all()
+        report = worker_loop.run(probing, within=soft, grace=hard - soft)
         status = runs.finish(run_id, report.to_dict(), awaited_tokens(report))
     except Retry:
         raise
-    except SoftTimeLimitExceeded:
+    except (SoftTimeLimitExceeded, worker_loop.Overran):
         log.warning("run %s hit its soft time limit", run_id)
-        runs.interrupt(run_id, TIME_LIMIT.format(seconds=_soft_limit(self)))
+        runs.interrupt(run_id, TIME_LIMIT.format(seconds=soft))
     except Exception:
         log.exception("run %s failed", run_id)
         runs.fail(run_id, INTERNAL_ERROR)
@@ -152,10 +164,10 @@ def finalise_run(run_id: int) -> bool:
     return deliveries.finalise(run_id)
 
 
-def _soft_limit(task) -> int:
-    """The soft limit this message carried ([hard, soft] in the request), else the task's own."""
-    hard_and_soft = task.request.timelimit or (None, None)
-    return hard_and_soft[1] or task.soft_time_limit
+def _time_limits(task) -> tuple[float, float]:
+    """The soft and hard limits this message carried ([hard, soft] in the request), else the task's own."""
+    hard, soft = task.request.timelimit or (None, None)
+    return soft or task.soft_time_limit, hard or task.time_limit
 
 
 def _wait_for_free_hosts(task, run: TestRun) -> None:
@@ -202,14 +214,29 @@ def _mail_domain(server: MailServer) -> str | None:
     return server.target if server.kind == MailServer.Kind.DOMAIN else None
 
 
+def like_a_request(work: Callable[..., T]) -> Callable[..., T]:
+    """Database work on a thread of the loop's, bracketed as Django brackets a request: a connection
+    that is broken or older than DATABASE_CONN_MAX_AGE (0: every one) is closed before and after."""
+
+    @functools.wraps(work)
+    def bracketed(*args) -> T:
+        close_old_connections()
+        try:
+            return work(*args)
+        finally:
+            close_old_connections()
+
+    return bracketed
+
+
 class ProgressRecorder:
     """Runs the engine for one run and writes its progress to the run as it happens.
 
     Events only note which host changed; a writer task turns the hosts into a snapshot and writes it
     at most every PROGRESS_EVERY seconds (the latest snapshot wins, the last one is always written),
-    through one database thread (`sync_to_async`), so the event loop never waits on the database, an
-    older snapshot never overwrites a newer one, and a run of many events is not many rewrites of
-    its report. A heartbeat tells the reaper this worker is alive even while a slow server keeps
+    on the loop's database threads (`sync_to_async`), one write of a run at a time, so the event loop
+    never waits on the database, an older snapshot never overwrites a newer one, and a run of many
+    events is not many rewrites of its report. A heartbeat tells the reaper this worker is alive even while a slow server keeps
     every vector waiting.
     """
 
@@ -220,8 +247,11 @@ class ProgressRecorder:
         # Each host's report as the engine keeps it (its own object, still changing), and its state.
         self.hosts: dict[tuple[str, int], tuple[HostReport, str]] = {}
         self._changed = False
-        self._save = sync_to_async(runs.save_progress)
-        self._touch = sync_to_async(runs.touch)
+        database = worker_loop.shared_loop.database()
+        self._save = sync_to_async(
+            like_a_request(runs.save_progress), thread_sensitive=False, executor=database
+        )
+        self._touch = sync_to_async(like_a_request(runs.touch), thread_sensitive=False, executor=database)
 
     async def probe(self, config: SuiteConfig) -> Report:
         heartbeat = asyncio.create_task(self._beat())
@@ -236,7 +266,6 @@ class ProgressRecorder:
                 )
         finally:
             heartbeat.cancel()
-            await sync_to_async(connections.close_all)()  # the database thread's own connection
 
     @contextlib.asynccontextmanager
     async def writing_progress(self):

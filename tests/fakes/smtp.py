@@ -6,7 +6,8 @@ that counts errors and can tarpit or hang up, and raw stream writes for the host
 aiosmtpd is too polite to send. Each server listens on 127.0.0.1 with an OS-chosen port, runs its
 own event loop on its own thread (so in-process async tests and subprocess CLI tests can both use
 it), is a context manager, and records what it saw in ``server.seen``: every connection, every
-command line exactly as it arrived, the errors and tarpit sleeps per connection.
+command line exactly as it arrived, the errors and tarpit sleeps per connection. Servers given one
+``Crowd`` also count the connections open at once across all of them.
 
 Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
 
@@ -281,6 +282,24 @@ class Seen:
         return sum(conn.sync_errors for conn in self.connections)
 
 
+@dataclass
+class Crowd:
+    """Connections open at once across several fake servers (each on its own thread), and the most."""
+
+    active: int = 0
+    most: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def opened(self) -> None:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+
+    def closed(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
 class _Handler:
     """aiosmtpd's hooks for the commands the fake leaves to aiosmtpd, with Postfix's wording."""
 
@@ -373,6 +392,8 @@ class FakeSMTP(SMTP):
         if not self._finished:
             self._finished = True
             self.fake.seen.active -= 1
+            if self.fake.crowd:
+                self.fake.crowd.closed()
 
     # -- what goes out --------------------------------------------------------------------------
 
@@ -555,8 +576,9 @@ HOSTILE_WRITERS = {"endless": _write_endless, "overlong": _write_overlong, "garb
 class FakeSMTPServer:
     """A fake server on its own thread and event loop; use it as a context manager."""
 
-    def __init__(self, behaviour: Behaviour | str = CLOSED, *, port: int = 0):
+    def __init__(self, behaviour: Behaviour | str = CLOSED, *, port: int = 0, crowd: Crowd | None = None):
         self.behaviour = BEHAVIOURS[behaviour] if isinstance(behaviour, str) else behaviour
+        self.crowd = crowd  # counts this server's connections together with other servers' too
         self.requested_port = port
         self.port = 0
         self.seen = Seen()
@@ -654,6 +676,8 @@ class FakeSMTPServer:
         self.seen.connections.append(log)
         self.seen.active += 1
         self.seen.max_concurrent = max(self.seen.max_concurrent, self.seen.active)
+        if self.crowd:
+            self.crowd.opened()
         connection = FakeSMTP(self, log)
         self.open_connections.add(connection)
         return connection

@@ -87,6 +87,8 @@ def test_each_portal_service_runs_its_own_part(compose):
     assert "gunicorn portal.wsgi --bind 0.0.0.0:8000" in command_of(services["web"])
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
     assert "probe" in services["worker"]["command"][services["worker"]["command"].index("-Q") + 1].split(",")
+    # One process works on many runs at once: threads sharing one event loop (and its cap on hosts).
+    assert "--pool threads --concurrency 64" in command_of(services["worker"])
     assert services["beat"]["command"][:4] == ["celery", "-A", "portal", "beat"]
     assert services["canary"]["command"] == ["python", "manage.py", "canary"]
     assert services["canary"]["environment"]["RELAYTEST_CANARY_LISTEN"] == "0.0.0.0:2525"

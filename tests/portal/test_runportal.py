@@ -181,7 +181,7 @@ def test_first_start_creates_the_admin_and_shows_the_password_once_and_ctrl_c_st
     exit_code, children = interrupt(first)
 
     assert exit_code == 0, first.output()
-    assert len(children) >= 5  # worker + pool + web server + its workers + canary receiver
+    assert len(children) >= 5  # worker + its beat + web server + its workers + canary receiver
     assert alive(children) == set()
     assert "canary receiver stopped" in first.output()
     with pytest.raises(ConnectionRefusedError):
@@ -225,6 +225,15 @@ def test_the_canary_receiver_is_started_only_while_canary_delivery_is_on(setting
 
     settings.RELAYTEST_CANARY_ENABLED = False
     assert "canary receiver" not in Command._commands("127.0.0.1:8000")
+
+
+def test_the_worker_works_on_many_runs_in_one_process(monkeypatch):
+    monkeypatch.delenv("PORTAL_WORKER_CONCURRENCY", raising=False)
+    worker = " ".join(Command._commands("127.0.0.1:8000")["Celery worker"])
+    assert "--pool threads --concurrency 16" in worker  # threads sharing one event loop
+
+    monkeypatch.setenv("PORTAL_WORKER_CONCURRENCY", "40")
+    assert "--concurrency 40" in " ".join(Command._commands("127.0.0.1:8000")["Celery worker"])
 
 
 @pytest.mark.parametrize(

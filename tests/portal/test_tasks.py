@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
 import redis
+from django.db import connection
 from django.utils import timezone
 
-from relaytests import runs, tasks
+from relaytests import runs, tasks, worker_loop
 from relaytests.models import TestRun, VerdictChange
 from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
@@ -110,6 +113,26 @@ def test_with_the_canary_off_an_accepting_server_is_done_at_once_and_sent_no_mes
     assert {v["delivered"] for v in run.report["hosts"][0]["vectors"]} == {None}
 
 
+def test_a_run_holds_no_database_connection_while_it_waits_for_the_probe(department, monkeypatch):
+    """A worker thread waits minutes for its run; dozens of them must not keep dozens of connections."""
+    held = []
+    run_on_the_loop = worker_loop.run
+
+    def waiting(*args, **kwargs):
+        held.append(connection.connection is not None)
+        return run_on_the_loop(*args, **kwargs)
+
+    monkeypatch.setattr(worker_loop, "run", waiting)
+    with FakeSMTPServer("closed") as fake:
+        run = queued_run(server_for(department, fake))
+
+        run_suite.apply((run.pk,))
+
+    assert held == [False]
+    run.refresh_from_db()
+    assert (run.status, run.verdict) == (Status.DONE, "secure")
+
+
 def test_a_run_that_is_not_queued_any_more_is_left_alone(department):
     with FakeSMTPServer("closed") as fake:
         run = queued_run(
@@ -191,6 +214,46 @@ def test_progress_is_written_at_most_once_a_period_and_the_last_snapshot_always(
     assert len(writes) == 2  # 42 events: the first snapshot, then the last (coalesced)
     [last] = writes[-1]["hosts"]
     assert (last["state"], len(last["vectors"])) == ("done", 40)
+
+
+def test_the_progress_of_several_runs_is_written_on_several_threads_at_once(department, monkeypatch):
+    """Dozens of runs share one loop: their writes must not queue behind each other on one thread."""
+    writing, most = [], []
+    lock = threading.Lock()
+
+    def slow_write(run_id, report):
+        with lock:
+            writing.append(run_id)
+            most.append(len(writing))
+        time.sleep(0.2)  # a database that takes its time
+        with lock:
+            writing.remove(run_id)
+        return True
+
+    monkeypatch.setattr(runs, "save_progress", slow_write)
+    recorders = [ProgressRecorder(runs.claim(queued_run(loopback_server(department, f"127.0.0.{n}")).pk))
+                 for n in range(1, 5)]  # fmt: skip
+
+    async def one_event_each():
+        async def write(recorder):
+            async with recorder.writing_progress():
+                await recorder.on_progress(ProgressEvent("host_started", HostReport("127.0.0.1", 25)))
+
+        await asyncio.gather(*(write(recorder) for recorder in recorders))
+
+    asyncio.run(one_event_each())
+
+    assert len(most) == 4 and max(most) > 1
+
+
+def test_database_work_on_the_loops_threads_keeps_no_connection_past_its_age(department, settings):
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0  # the default: none outlives its work
+    run = queued_run(loopback_server(department))
+
+    touched = tasks.like_a_request(runs.touch)(run.pk)
+
+    assert touched is False  # the run is queued, not running: the query ran all the same
+    assert connection.connection is None
 
 
 def test_the_reaper_task_interrupts_what_a_dead_worker_left(department, settings):

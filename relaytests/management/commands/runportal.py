@@ -108,10 +108,12 @@ class Command(BaseCommand):
 
     @staticmethod
     def _commands(listen: str) -> dict[str, list[str]]:
-        concurrency = str(env.integer("PORTAL_WORKER_CONCURRENCY", 2))
+        # One process, its runs on threads that share one event loop (relaytests/worker_loop.py).
+        concurrency = str(env.integer("PORTAL_WORKER_CONCURRENCY", 16))
         commands = {
             "Celery worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B",
-                              "-Q", "celery,probe", "--concurrency", concurrency, "--loglevel", "INFO"],
+                              "-Q", "celery,probe", "--pool", "threads", "--concurrency", concurrency,
+                              "--loglevel", "INFO"],
             # Workers, threads and timeout: gunicorn.conf.py in the working directory.
             "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen, "--access-logfile", "-"],
         }  # fmt: skip
