@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from relaytests.probe.names import guessed_mail_domain, organisational_domain
+from publicsuffixlist import PublicSuffixList
+
+from relaytests.probe.names import _public_suffixes, guessed_mail_domain, organisational_domain
+
+
+def test_the_list_holds_the_rules_the_library_builds_itself_unicode_and_punycode():
+    assert _public_suffixes()._publicsuffix == PublicSuffixList()._publicsuffix
 
 
 @pytest.mark.parametrize(
@@ -14,6 +20,8 @@ from relaytests.probe.names import guessed_mail_domain, organisational_domain
         ("mx.dept.example.ac.uk", "example.ac.uk"),
         ("Example.AC.UK.", "example.ac.uk"),
         ("ac.uk", None),
+        ("mx.example.xn--55qx5d.cn", "example.xn--55qx5d.cn"),  # 公司.cn, a suffix written in Unicode
+        ("mx.example.\u516c\u53f8.cn", "example.\u516c\u53f8.cn"),
     ],
 )
 def test_the_organisational_domain_is_the_registered_one_under_the_public_suffix(name, organisational):
