@@ -12,9 +12,9 @@ from publicsuffixlist import PSLFILE, PublicSuffixList, encode_idn
 def _public_suffixes() -> PublicSuffixList:
     """The list that ships inside the package (no download at run time), built on first use.
 
-    The library writes every rule in punycode as well, through Python's slow idna codec: a tenth of
-    a second, most of the relaytest command's start-up. Only the few hundred rules with letters
-    outside ASCII need it, so they get their punycode spelling here and every rule is read as it is.
+    The library writes every rule in punycode as well, through Python's slow idna codec (about 60 ms
+    of the relaytest command's start-up). Only the few hundred rules with letters outside ASCII need
+    it, so they get their punycode spelling here and every rule is read as it is (about 25 ms).
     """
     with open(PSLFILE, encoding="utf-8") as file:
         lines = file.read().splitlines()
