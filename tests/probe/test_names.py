@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from publicsuffixlist import PSLFILE, PublicSuffixList, encode_idn
 
-from publicsuffixlist import PublicSuffixList
-
-from relaytests.probe.names import _public_suffixes, guessed_mail_domain, organisational_domain
+from relaytests.probe.names import guessed_mail_domain, organisational_domain
 
 
-def test_the_list_holds_the_rules_the_library_builds_itself_unicode_and_punycode():
-    assert _public_suffixes()._publicsuffix == PublicSuffixList()._publicsuffix
+def test_a_name_in_punycode_finds_the_rules_written_in_unicode_as_the_librarys_own_spelling_does():
+    with_punycode_rules = PublicSuffixList()  # the library's default: every rule in punycode too
+    with open(PSLFILE, encoding="utf-8") as file:
+        unicode_rules = [line.split()[0] for line in file if not line.isascii() and not line.startswith("//")]
+    assert len(unicode_rules) > 100
+    for rule in unicode_rules:
+        name = "mx.example." + encode_idn(rule.lstrip("!*."))
+        assert organisational_domain(name) == with_punycode_rules.privatesuffix(name), name
 
 
 @pytest.mark.parametrize(
