@@ -12,10 +12,8 @@ catalogue for --list-vectors, the suite for a test, the receiver for --canary-li
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
-import logging
 import secrets
 import socket
 import sys
@@ -116,13 +114,14 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: ProbeDefaults) -> N
 
 def run(options: argparse.Namespace, defaults: ProbeDefaults, stdout: TextIO) -> int:
     """Lists the catalogue or tests the target; prints the report and returns its exit code."""
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
     survive_any_encoding(sys.stdout, sys.stderr)
     if options.list_vectors:
         stdout.write(vector_list() + "\n")
         return 0
     if bool(options.target) == bool(options.domain):
         return say_failure("give a TARGET or --domain D (one of them)")
+    import asyncio  # here, not for --list-vectors: importing it is half of that one's start-up
+
     try:
         report = asyncio.run(probe(options, suite_config(options, defaults)))
     except CommandFailed as failure:
@@ -169,8 +168,12 @@ async def probe(options: argparse.Namespace, config: SuiteConfig) -> Report:
     """The report on the target; with --canary-listen, the test messages that arrived settle it."""
     if not options.canary_listen:
         return await probe_the_target(options, config)
+    import logging
+
     from relaytests.probe.receiver import CanaryReceiver, Delivery
     from relaytests.probe.suite import settle_deliveries
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
 
     arrived: dict[str, dict] = {}
 
@@ -204,6 +207,8 @@ async def probe_the_target(options: argparse.Namespace, config: SuiteConfig) -> 
 
 async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:
     """Until every test message a server took has arrived, or the wait is over."""
+    import asyncio
+
     from relaytests.probe.suite import awaited_tokens
 
     loop = asyncio.get_running_loop()
