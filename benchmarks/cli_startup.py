@@ -4,7 +4,8 @@
 
 For each command it times `--list-vectors` (start-up and the catalogue, no network) and a JSON run
 against a closed fake server (tests/fakes, in this process; start-up plus one whole probe), and
-prints the median and the fastest of N rounds. The console script is the venv's `relaytest`
+prints the median and the fastest wall time of N rounds, the median wall time besides the probe
+(the report's duration_s: start-up and exit) and the median CPU time. The console script is the venv's `relaytest`
 (`make` installs it), else `python -m relaytests.probe.cli`. Every DNS lookup goes to an empty
 DNS server on loopback (--resolver), as in the tests. The commands run as on an operator's machine,
 with their bytecode cached (PYTHONDONTWRITEBYTECODE is dropped; a first round, not counted, writes
@@ -14,6 +15,7 @@ it). Not a test: figures to compare between changes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -36,9 +38,10 @@ def console_script() -> list[str]:
     return [installed] if installed else [sys.executable, "-m", "relaytests.probe.cli"]
 
 
-def seconds(command: list[str]) -> tuple[float, float]:
-    """The wall time of one run and the CPU time (user and system) it took: on a busy machine the
-    second says more about start-up than the first."""
+def seconds(command: list[str]) -> tuple[float, float, float]:
+    """One run: its wall time, the CPU time (user and system) it took, which on a busy machine says
+    more than the wall time, and the wall time besides the probe (the report's duration_s), which
+    is the command's start-up and exit."""
     cpu_before = children_cpu()
     started = time.perf_counter()
     result = subprocess.run(
@@ -47,7 +50,8 @@ def seconds(command: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - started
     if result.returncode > 3 or "Traceback" in result.stderr:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return wall, children_cpu() - cpu_before
+    probing = json.loads(result.stdout)["duration_s"] if "--json" in command else 0.0
+    return wall, children_cpu() - cpu_before, wall - probing
 
 
 def children_cpu() -> float:
@@ -68,9 +72,10 @@ def main() -> None:
         for name, command in commands.items():
             for label, args in (("--list-vectors", ["--list-vectors"]), ("closed fake", probe)):
                 seconds([*command, *args])  # writes the bytecode
-                walls, cpus = zip(*(seconds([*command, *args]) for _ in range(rounds)), strict=True)
+                walls, cpus, besides = zip(*(seconds([*command, *args]) for _ in range(rounds)), strict=True)
                 print(
-                    f"{name:<20} {label:<15} wall median {statistics.median(walls):.3f} s, fastest {min(walls):.3f} s;"
+                    f"{name:<20} {label:<15} wall median {statistics.median(walls):.3f} s"
+                    f" (fastest {min(walls):.3f} s, besides the probe {statistics.median(besides):.3f} s);"
                     f" CPU median {statistics.median(cpus):.3f} s  ({rounds} rounds)"
                 )
 
