@@ -353,3 +353,29 @@ def test_a_bad_environment_variable_is_one_line_and_exit_3():
         3,
         "relaytest: RELAYTEST_COMMAND_TIMEOUT must be a number, not 'soon'\n",
     )
+
+
+def test_without_a_canary_secret_a_run_signs_with_its_own_and_its_receiver_checks_it(fake_smtp):
+    receiver_port = free_port()
+    forger = fake_smtp(
+        "closed", forge_to=("127.0.0.1", receiver_port)
+    )  # sends the token it refuses to the canary
+    no_secret = {
+        name: value for name, value in environment().items() if not name.startswith("RELAYTEST_CANARY_SECRET")
+    }
+    result = subprocess.run(
+        command_line(
+            *("127.0.0.1", "--port", str(forger.port), "--json", "--vectors", "plain"),
+            *("--canary-listen", f"127.0.0.1:{receiver_port}", "--canary-wait", "5"),
+        ),
+        cwd=PROJECT,
+        env=no_secret,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    report = json.loads(result.stdout)
+    [plain] = report["hosts"][0]["vectors"]
+    [arrival] = report["unexpected_deliveries"]  # the receiver took the token: its MAC is this run's
+    assert (arrival["token"], arrival["vector_id"]) == (plain["token"], "plain")
