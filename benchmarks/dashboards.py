@@ -2,13 +2,15 @@
 polls) take with many servers and runs.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/relaytest python benchmarks/dashboards.py \\
-        [--servers 5000] [--runs 50000] [--repeat 20]
+        [--servers 5000] [--runs 50000] [--repeat 20] [--keep]
 
 It makes a throw-away test database (Django's test database of DATABASE_URL, SQLite by default),
 seeds it with `manage.py seedportal`, then asks each page through Django's test client in this
 process, `--repeat` times, and prints its p50 and p95 (milliseconds), its number of queries and the
 size of its HTML. It also prints the average stored size of a report before and after trimming
-(`relaytests.evidence`). Not a test: figures to compare between changes.
+(`relaytests.evidence`). With --keep the seeded database stays, and the next run with --keep
+measures it without seeding again (on PostgreSQL `dropdb test_<name>` removes it). Not a test:
+figures to compare between changes.
 """
 
 from __future__ import annotations
@@ -85,17 +87,13 @@ def report_sizes() -> tuple[float, float]:
     return before, after
 
 
-def main(servers: int, runs: int, repeat: int) -> None:
+def main(servers: int, runs: int, repeat: int, keep: bool) -> None:
     # Not setup_test_environment(): its template instrumentation would be timed too.
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    name = connection.creation.create_test_db(verbosity=0)
+    name = connection.creation.create_test_db(verbosity=0, keepdb=keep)
     try:
-        started = time.perf_counter()
-        call_command("seedportal", servers=servers, runs=runs, member="bench", verbosity=0)
-        print(
-            f"{connection.vendor}: seeded {servers} servers, {runs} runs in {time.perf_counter() - started:.0f} s"
-        )
-        staff = get_user_model().objects.create_user("central", is_staff=True)
+        seed(servers, runs)
+        staff, _ = get_user_model().objects.get_or_create(username="central", is_staff=True)
         member = get_user_model().objects.get(username="bench")
         clients = {}
         for user in (staff, member):
@@ -111,7 +109,22 @@ def main(servers: int, runs: int, repeat: int) -> None:
         size = f"{before / 1024:.1f} KB a run, {after / 1024:.1f} KB trimmed"
         print(f"seeded report stored: {size} (repetitive: compresses more than an engine's)")
     finally:
-        connection.creation.destroy_test_db(name, verbosity=0)
+        if not keep:
+            connection.creation.destroy_test_db(name, verbosity=0)
+
+
+def seed(servers: int, runs: int) -> None:
+    """Seed the database unless a run with --keep left it seeded (then measure what is there)."""
+    if MailServer.objects.exists():
+        print(
+            f"{connection.vendor}: {MailServer.objects.count()} servers, {TestRun.objects.count()} runs kept"
+        )
+        return
+    started = time.perf_counter()
+    call_command("seedportal", servers=servers, runs=runs, member="bench", verbosity=0)
+    print(
+        f"{connection.vendor}: seeded {servers} servers, {runs} runs in {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":
@@ -119,5 +132,8 @@ if __name__ == "__main__":
     parser.add_argument("--servers", type=int, default=200)
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the seeded database, and measure it next time"
+    )
     arguments = parser.parse_args()
-    main(arguments.servers, arguments.runs, arguments.repeat)
+    main(arguments.servers, arguments.runs, arguments.repeat, arguments.keep)

@@ -7,6 +7,8 @@ its defaults with too); here a bad value stops Django's start with ImproperlyCon
 from __future__ import annotations
 
 import functools
+import os
+import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -16,6 +18,8 @@ from relaytests.probe import environment
 
 P = ParamSpec("P")
 T = TypeVar("T")
+# A request rate as Django REST framework reads it: a number, then a period it knows by its first letter.
+_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 def _improperly_configured(read: Callable[P, T]) -> Callable[P, T]:
@@ -38,3 +42,14 @@ networks = _improperly_configured(environment.networks)
 domains = _improperly_configured(environment.domains)
 integers = _improperly_configured(environment.integers)
 probe_defaults = _improperly_configured(environment.ProbeDefaults.from_environment)
+
+
+def rate(name: str, default: str) -> str:
+    """A rate such as 120/minute (the API's, for Django REST framework), checked now: a typo would
+    otherwise fail each request it limits."""
+    value = os.environ.get(name) or default
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a number of requests per second, minute, hour or day (120/minute), not {value!r}"
+        )
+    return value

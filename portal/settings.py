@@ -96,6 +96,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "relaytests",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -172,6 +175,39 @@ if PORTAL_BEHIND_PROXY:
     AXES_IPWARE_PROXY_ORDER = "right-most"
 # Password-reset requests: at most this many an hour per client address and per e-mail address.
 PORTAL_PASSWORD_RESETS_PER_HOUR = env.integer("PORTAL_PASSWORD_RESETS_PER_HOUR", 5)
+# ---- The JSON API (Django REST framework, relaytests/api/): personal tokens or the session ----
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "relaytests.api.authentication.ApiTokenAuthentication",  # first: its header names the 401's scheme
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["relaytests.api.throttling.PerTokenThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "relaytests.api.pagination.Pages",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Throttling counts unsigned requests by address: the right-most forwarded one behind our proxy only.
+    "NUM_PROXIES": 1 if PORTAL_BEHIND_PROXY else 0,
+}
+# Requests one token (or one signed-in session, or one address without either) may make, as "N/period".
+PORTAL_API_RATE = env.rate("PORTAL_API_RATE", "120/minute")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Relay Test Portal API",
+    "DESCRIPTION": "Servers, runs, their relaytest/1 reports and verdict changes, as the portal shows them.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"Verdict": "relaytests.models.Verdict"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "relaytests.api.schema.error_responses",
+    ],
+}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -205,6 +241,10 @@ EMAIL_PORT = env.integer("EMAIL_PORT", 25)
 # The probe settings that the relaytest command reads as well, from the same variables (with DEFAULT_FROM_EMAIL).
 _PROBE = env.probe_defaults()
 DEFAULT_FROM_EMAIL = _PROBE.contact
+# Seconds a mail server may take to answer: one that hangs delays an alert, never a worker for ever.
+EMAIL_TIMEOUT = env.number("EMAIL_TIMEOUT", 30.0)
+# Central IT's address: every alert goes there too, and no preference turns it off.
+PORTAL_ALERT_EMAIL = env.string("PORTAL_ALERT_EMAIL")
 
 # ---- Celery: an embedded filesystem broker by default, Redis in production ----
 CELERY_BROKER_URL = env.string("CELERY_BROKER_URL", "filesystem://")
@@ -225,7 +265,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ROUTES = {"relaytests.tasks.run_suite": {"queue": "probe"}}
+CELERY_TASK_ROUTES = {
+    "relaytests.tasks.run_suite": {"queue": "probe"},
+    "relaytests.tasks.discover_servers": {"queue": "probe"},  # connects out, as a probe does
+}
 # A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
@@ -245,6 +288,20 @@ RELAYTEST_QUEUED_STALE_AFTER = env.integer("RELAYTEST_QUEUED_STALE_AFTER", 6 * 3
 RELAYTEST_REAP_EVERY = env.number("RELAYTEST_REAP_EVERY", 60.0)
 RELAYTEST_BUSY_RETRY_DELAY = env.integer("RELAYTEST_BUSY_RETRY_DELAY", 30)
 RELAYTEST_BUSY_RETRIES = env.integer("RELAYTEST_BUSY_RETRIES", 60)
+# Scheduled re-tests (relaytests/schedule.py): the portal's period (seconds; 0 = off, departments and
+# servers may override it), how often beat sweeps for due servers, and how many scheduled runs may wait.
+RELAYTEST_RETEST_EVERY = env.integer("RELAYTEST_RETEST_EVERY", 7 * 24 * 3600)
+RELAYTEST_SCHEDULE_SWEEP_EVERY = env.integer("RELAYTEST_SCHEDULE_SWEEP_EVERY", 600)
+RELAYTEST_SCHEDULE_MAX_QUEUED = env.integer("RELAYTEST_SCHEDULE_MAX_QUEUED", 20)
+# Discovery (relaytests/unregistered.py): the MX hosts of more domains than the scope's and the registered
+# ones, and the optional sweep of the scope networks: its ports, its rate (connections a second), the
+# largest network it sweeps, and how often beat sends it.
+RELAYTEST_DISCOVERY_DOMAINS = [d.strip(".").lower() for d in env.words("RELAYTEST_DISCOVERY_DOMAINS")]
+RELAYTEST_DISCOVERY_SWEEP = env.boolean("RELAYTEST_DISCOVERY_SWEEP", False)
+RELAYTEST_DISCOVERY_PORTS = env.integers("RELAYTEST_DISCOVERY_PORTS", "25 587")
+RELAYTEST_DISCOVERY_RATE = env.number("RELAYTEST_DISCOVERY_RATE", 10.0)
+RELAYTEST_DISCOVERY_MAX_ADDRESSES = env.integer("RELAYTEST_DISCOVERY_MAX_ADDRESSES", 65536)
+RELAYTEST_DISCOVERY_EVERY = env.integer("RELAYTEST_DISCOVERY_EVERY", 24 * 3600)
 
 # ---- The probe (names are documented in README, "Settings") ----
 RELAYTEST_PROBE_HELO = _PROBE.probe_helo

@@ -13,5 +13,6 @@ urlpatterns = [
         name="password_reset",
     ),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("relaytests.api.routes")),
     path("", include("relaytests.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Central IT's administration: departments and their members, servers, and (read-only) runs."""
+"""Central IT's administration: departments and their members, servers, (read-only) runs, API tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from relaytests.models import CanaryDelivery, Department, MailServer, Membership, TestRun, VerdictChange
+from relaytests import tokens
+from relaytests.models import (
+    Alert,
+    ApiToken,
+    CanaryDelivery,
+    Department,
+    FoundServer,
+    MailServer,
+    Membership,
+    TestRun,
+    VerdictChange,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,14 +29,21 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Department)
 class DepartmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "contact_email"]
+    list_display = ["name", "slug", "contact_email", "retest_every"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
 
 # How the server stands, written with its runs' verdicts (`TestRun.record_state`): never edited here.
-STATE_FIELDS = ["latest_run", "latest_verdict", "last_tested_at", "blocklisted", "certificate_expires_at"]
+STATE_FIELDS = [
+    "latest_run",
+    "latest_verdict",
+    "last_tested_at",
+    "blocklisted",
+    "certificate_expires_at",
+    "alert_state",
+]
 
 
 @admin.register(MailServer)
@@ -84,3 +102,44 @@ class VerdictChangeAdmin(WrittenByWorkers, admin.ModelAdmin):
 class CanaryDeliveryAdmin(WrittenByWorkers, admin.ModelAdmin):
     list_display = ["run", "vector_id", "received_at", "peer_address", "late"]
     list_filter = ["late"]
+
+
+@admin.register(Alert)
+class AlertAdmin(WrittenByWorkers, admin.ModelAdmin):
+    list_display = ["server", "run", "created_at", "queued", "sent_at"]
+    list_filter = ["queued"]
+
+
+@admin.register(FoundServer)
+class FoundServerAdmin(admin.ModelAdmin):
+    """What discovery found (central IT assigns or marks them on the overview's page of them)."""
+
+    list_display = ["address", "port", "source", "name", "ptr", "last_seen", "ignored"]
+    list_filter = ["source", "ignored"]
+    search_fields = ["address", "name", "ptr", "greeting", "note"]
+    readonly_fields = ["address", "port", "source", "name", "ptr", "greeting", "first_seen", "last_seen"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Who holds which token: central IT revokes one (a leaked token, a person who left). Tokens are made
+    by their users on the portal's tokens page, so nothing here creates or changes one."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            tokens.revoke(token)

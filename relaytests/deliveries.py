@@ -11,7 +11,7 @@ unexpected and proves nothing); when nothing more is awaited the run is finalise
 `finalise` ends the wait for the rest (the finalising task, or the reaper when that task was lost).
 After the run is over (done, failed, interrupted) a delivery is *late*: a proof still upgrades the
 verdict, and the move is written as a VerdictChange unless a newer run has a verdict already
-(`TestRun.record_verdict_change`).
+(`TestRun.record_verdict_change`); whenever a run becomes final here, `alerts.note` mails what changed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from itertools import groupby
 
 from django.db import transaction
 
+from relaytests import alerts
 from relaytests.models import CanaryDelivery, TestRun
 from relaytests.probe.receiver import Delivery
 from relaytests.probe.report import Report
@@ -137,6 +138,7 @@ def _settle(run: TestRun) -> None:
     run.upgraded_late = upgraded_by_late_delivery(report)
     run.save(update_fields=["report", "verdict", "upgraded_late"])
     run.record_verdict(was=old_verdict)
+    alerts.note(run)
 
 
 def _finalise(run: TestRun, report: Report) -> bool:
@@ -147,4 +149,5 @@ def _finalise(run: TestRun, report: Report) -> bool:
     if won:
         run.refresh_from_db()
         run.record_verdict()
+        alerts.note(run)
     return bool(won)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, time
 from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from relaytests import scope
-from relaytests.models import Department, MailServer
+from relaytests.models import ApiToken, Department, MailServer
 from relaytests.probe.targets import TargetError
 
 # What people paste instead of a server's name: a web address, or the port after a space.
@@ -83,6 +86,16 @@ class RegisterServerForm(forms.Form):
                 "can move it to your department."
             )
 
+    def register(self, user) -> MailServer | None:
+        """Save the valid form's server; None, with the error on the form, when someone else registered
+        it between the check and now."""
+        try:
+            with transaction.atomic():
+                return self.save(user)
+        except IntegrityError:  # the one-server-per-target constraint
+            self.add_error("target", "This server was registered a moment ago by someone else.")
+            return None
+
     def save(self, user) -> MailServer:
         scoped = self.scoped
         return MailServer.objects.create(
@@ -95,6 +108,38 @@ class RegisterServerForm(forms.Form):
             addresses=scoped.addresses,
             created_by=user,
         )
+
+
+class ApiRegisterServerForm(RegisterServerForm):
+    """The same form for the API, where a department is named by its slug, as its client knows it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["department"].to_field_name = "slug"
+
+
+class ApiTokenForm(forms.ModelForm):
+    expires_on = forms.DateField(
+        label="Expires on (optional)",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="From the start of this day on the token is refused. Empty: until you revoke it.",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["name"]
+
+    def clean_expires_on(self):
+        day = self.cleaned_data["expires_on"]
+        if day and day <= timezone.localdate():
+            raise forms.ValidationError("Choose a day after today, or none.")
+        return day
+
+    def expires_at(self):
+        """The moment the token stops working: the chosen day's start in the portal's time zone."""
+        day = self.cleaned_data["expires_on"]
+        return timezone.make_aware(datetime.combine(day, time.min)) if day else None
 
 
 def refuse_pasted_forms(text: str) -> None:

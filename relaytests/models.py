@@ -8,17 +8,31 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from relaytests.probe.report import Report
 from relaytests.probe.vocabulary import Verdict as EngineVerdict
+
+
+def retest_every_field(inherits: str) -> models.DurationField:
+    """Central IT's override of how often the schedule re-tests (`relaytests.schedule`)."""
+    return models.DurationField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(timedelta(0))],
+        help_text=f"How often the schedule re-tests, e.g. 7 00:00:00 for a week; 0 turns it off; "
+        f"blank: {inherits}.",
+    )
 
 
 class Department(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     contact_email = models.EmailField(blank=True)
+    retest_every = retest_every_field("the portal's RELAYTEST_RETEST_EVERY")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="departments", blank=True
     )
@@ -33,6 +47,8 @@ class Department(models.Model):
 class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="memberships")
+    # The member's own choice: the department's contact address and central IT get every alert regardless.
+    alerts = models.BooleanField(default=True, help_text="Mail this member the department's alerts.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "department"], name="one_membership_per_user")]
@@ -77,6 +93,9 @@ class MailServer(models.Model):
     last_tested_at = models.DateTimeField(null=True, blank=True)
     blocklisted = models.BooleanField(default=False, db_index=True)
     certificate_expires_at = models.DateTimeField(null=True, blank=True)
+    retest_every = retest_every_field("the department's period")
+    # What the last alert said is wrong, by condition (`relaytests.alerts`): the next alert is the difference.
+    alert_state = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["target", "port"]
@@ -133,6 +152,7 @@ class TestRun(models.Model):
         MANUAL = "manual", "Test button"
         RETEST = "retest", "Re-test button"
         SCHEDULE = "schedule", "Schedule"
+        API = "api", "API"
 
     server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -309,3 +329,90 @@ class CanaryDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.vector_id} for {self.run}"
+
+
+class Alert(models.Model):
+    """A mail about a change in how a server stands (`relaytests.alerts`): written with the run's verdict,
+    sent by a task that retries until the mail server takes it."""
+
+    server = models.ForeignKey(MailServer, on_delete=models.CASCADE, related_name="alerts")
+    run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="alerts")
+    # Each {"condition", "was", "now", "since", "worse"}: the levels before and now ("" = fine).
+    changes = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued = models.BooleanField(default=False)  # its task reached the broker; else the reaper sends it
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"alert {self.pk} about {self.server}"
+
+
+class FoundServer(models.Model):
+    """A mail server discovery found in scope (`relaytests.unregistered`): an MX host or a listener of the
+    scope networks, by address and port. Registered or not follows from the registered servers."""
+
+    class Source(models.TextChoices):
+        MX = "mx", "MX host"
+        SWEEP = "sweep", "Network sweep"
+
+    address = models.CharField(max_length=64)
+    port = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    name = models.CharField(max_length=255, blank=True)  # the MX host name it was found under
+    ptr = models.CharField(max_length=255, blank=True)
+    greeting = models.CharField(max_length=255, blank=True)  # "" when nothing answered (an MX host)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    # Central IT knows it and does not want it registered (a printer's SMTP, a hosted service).
+    ignored = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["address", "port"]
+        constraints = [models.UniqueConstraint(fields=["address", "port"], name="one_found_server_per_host")]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.address}:{self.port}"
+
+    @property
+    def target_text(self) -> str:
+        """What a person would type to register it: its MX name, else its address, with the port."""
+        host = self.name or (f"[{self.address}]" if ":" in self.address else self.address)
+        return f"{host}:{self.port}"
+
+
+class ApiToken(models.Model):
+    """A personal API token (relaytests/tokens.py): it acts with its user's rights until it expires or is
+    revoked. Its secret is shown once, when it is created; only the SHA-256 of the whole token is kept,
+    found by its public prefix."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. the ticket system.")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}) of {self.user}"
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return bool(self.expires_at and self.expires_at <= (now or timezone.now()))
+
+    def refusal(self, now: datetime) -> str:
+        """Why the token may not be used now, or "" when it may."""
+        if self.revoked_at:
+            return "This API token was revoked."
+        if self.is_expired(now):
+            return "This API token has expired."
+        if not self.user.is_active:
+            return "The account of this API token is disabled."
+        return ""

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from relaytests import alerts
 from relaytests.deliveries import recorded_arrivals, settled_report
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
@@ -45,16 +46,18 @@ class AlreadyActive(NotStarted):
 
 def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun:
     """Create a queued run of the server for the user; NotStarted when the user's hourly cap says no,
-    AlreadyActive when the server has a run queued or running.
+    AlreadyActive when the server has a run queued or running. `user` is None for the schedule, whose
+    own cap (RELAYTEST_SCHEDULE_MAX_QUEUED, `schedule.sweep`) stands in for the hourly one.
 
     The cap is counted and the run created in one transaction that holds the user's row (SQLite's
     BEGIN IMMEDIATE holds the whole database), so parallel requests are counted one after another.
     """
     with transaction.atomic():
-        get_user_model().objects.select_for_update().get(pk=user.pk)
-        refusal = over_hourly_cap(user)
-        if refusal:
-            raise NotStarted(refusal)
+        if user is not None:
+            get_user_model().objects.select_for_update().get(pk=user.pk)
+            refusal = over_hourly_cap(user)
+            if refusal:
+                raise NotStarted(refusal)
         try:
             with transaction.atomic():
                 return TestRun.objects.create(
@@ -146,7 +149,9 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
             status=status, report=report, verdict=report["verdict"], finished_at=timezone.now()
         )
         if won:
-            TestRun.objects.get(pk=run_id).record_verdict()
+            run = TestRun.objects.get(pk=run_id)
+            run.record_verdict()
+            alerts.note(run)
     return status if won else None
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from kombu.exceptions import OperationalError
 
-from relaytests import deliveries, evidence, runs
+from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -41,10 +41,14 @@ ADDRESS_BUSY = (
 )
 # A run's progress is written at most this often (seconds): the live page polls about as often.
 PROGRESS_EVERY = 1.0
+# Seconds before an alert's mail is tried again after its mail server failed: doubling up to the most.
+ALERT_RETRY_FIRST = 2
+ALERT_RETRY_MAX = 600
 
 
-def enqueue_run(run: TestRun) -> bool:
-    """Send a queued run to the probe queue once its row is committed; False when the broker is down.
+def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
+    """Send a queued run to the probe queue once its row is committed, to start `countdown` seconds
+    later; False when the broker is down.
 
     Celery's `delay_on_commit` publishes from an on_commit hook too, but a broker error would escape
     that hook after the view's transaction committed (a 500) and leave the run queued for ever. So our
@@ -53,15 +57,16 @@ def enqueue_run(run: TestRun) -> bool:
     runs at commit, the run's status records the outcome, and this returns True ("on its way").
     """
     published: list[bool] = []
-    transaction.on_commit(lambda: published.append(_publish(run)))
+    transaction.on_commit(lambda: published.append(_publish(run, countdown)))
     return False not in published
 
 
-def _publish(run: TestRun) -> bool:
+def _publish(run: TestRun, countdown: float) -> bool:
     try:
         # The limits travel in the message (Celery puts the publisher's there), so set them from settings here.
         result = run_suite.apply_async(
             (run.pk,),
+            countdown=countdown,
             soft_time_limit=settings.RELAYTEST_TASK_SOFT_LIMIT,
             time_limit=settings.RELAYTEST_TASK_HARD_LIMIT,
         )
@@ -123,6 +128,22 @@ def _schedule_finaliser(run_id: int) -> None:
         finalise_run.apply_async((run_id,), countdown=settings.RELAYTEST_CANARY_WAIT)
     except PUBLISH_ERRORS:
         log.warning("broker unreachable: run %s is finalised by the reaper instead", run_id, exc_info=True)
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    # A mail server that is down or refuses (SMTPException is an OSError) is tried again, a little later
+    # each time up to ALERT_RETRY_MAX seconds apart, for as long as it takes: an alert is delayed, never lost.
+    autoretry_for=(OSError,),
+    retry_backoff=ALERT_RETRY_FIRST,
+    retry_backoff_max=ALERT_RETRY_MAX,
+    retry_jitter=True,
+    max_retries=None,
+)
+def send_alert(alert_id: int) -> bool:
+    """Mail an alert (default queue `celery`): never part of a run, so a mail server down fails no run."""
+    return alerts.send(alert_id)
 
 
 @shared_task(ignore_result=True)
@@ -272,6 +293,9 @@ def reap_stale_runs() -> int:
     for run_id in runs.awaiting_past(settings.RELAYTEST_CANARY_WAIT, settings.RELAYTEST_STALE_AFTER):
         log.warning("run %s waited for deliveries past its finaliser (lost); finalising it now", run_id)
         finalise_run(run_id)
+    for alert in alerts.unqueued(older_than=settings.RELAYTEST_REAP_EVERY):
+        log.warning("alert %s never reached the broker; queuing it now", alert.pk)
+        alerts.queue(alert)
     return reaped
 
 
@@ -281,3 +305,24 @@ def trim_old_evidence() -> int:
     trimmed = evidence.trim_old_evidence(settings.RELAYTEST_EVIDENCE_DAYS)
     log.info("trimmed the evidence of %d run(s)", trimmed)
     return trimmed
+
+
+@shared_task(ignore_result=True)
+def schedule_retests() -> int:
+    """Periodic (beat, every RELAYTEST_SCHEDULE_SWEEP_EVERY seconds): queue the runs of the servers due
+    for their scheduled re-test, each to start after its share of the time to the next sweep."""
+    queued = schedule.sweep()
+    for run, countdown in queued:
+        enqueue_run(run, countdown=countdown)
+    if queued:
+        log.info("queued %d scheduled re-test(s)", len(queued))
+    return len(queued)
+
+
+@shared_task(ignore_result=True)
+def discover_servers() -> int:
+    """Periodic (beat, every RELAYTEST_DISCOVERY_EVERY seconds) and central IT's button, on the probe
+    queue: look for the mail servers in scope, registered or not."""
+    found = unregistered.discover()
+    log.info("discovery found %d mail server(s) in scope", found)
+    return found

@@ -7,17 +7,29 @@ number of queries that does not grow with the number of servers.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from relaytests import access
-from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, Verdict
+from relaytests import access, schedule
+from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict, VerdictChange
 from relaytests.probe.vocabulary import Verdict as EngineVerdict
 
 SERVERS_PER_PAGE = 50
+# Central IT's overview over time: the counts now beside those this long ago, and the verdict changes
+# since this long ago, the newest first, at most this many.
+COMPARED_WITH = timedelta(days=30)
+RECENT_CHANGES_SINCE = timedelta(days=7)
+RECENT_CHANGES_SHOWN = 50
+COUNTS_KEPT = 24 * 3600  # seconds a past day's verdict counts stay in the cache
 # Central IT's overview sorts by this: a blocklisted server is as urgent as an open relay.
 BLOCKLISTED_SEVERITY = EngineVerdict.OPEN_RELAY.severity
 UNTESTED_SEVERITY = EngineVerdict.INCONCLUSIVE.severity
@@ -36,10 +48,10 @@ COUNTED = {
 
 
 def server_rows(servers: QuerySet[MailServer]) -> QuerySet[MailServer]:
-    """The servers with their severity and their run queued or running, if any (`active_run_id`,
-    `active_status`), for the server table."""
+    """The servers with their severity, their run queued or running, if any (`active_run_id`,
+    `active_status`), and when the schedule re-tests them (`next_due`), for the server table."""
     active = TestRun.objects.filter(server=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-    return servers.annotate(
+    return schedule.with_next_due(servers).annotate(
         severity=SEVERITY,
         active_run_id=Subquery(active.values("pk")[:1]),
         active_status=Subquery(active.values("status")[:1]),
@@ -63,6 +75,30 @@ def verdict_counts(servers: QuerySet[MailServer]) -> list[tuple[str, str, int]]:
     return result
 
 
+def verdict_counts_then(when: datetime) -> dict[str, int]:
+    """How many servers had each verdict at the start of `when`'s day, and were untested. A day past
+    does not change, and counting it reads a subquery per server (a second at 50,000 servers), so each
+    day's counts are computed once and kept in the cache for a day."""
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    return cache.get_or_set(
+        f"verdict-counts-at:{day.isoformat()}", lambda: count_verdicts_at(day), COUNTS_KEPT
+    )
+
+
+def count_verdicts_at(when: datetime) -> dict[str, int]:
+    """How many of the servers registered by `when` had each verdict then (the verdict of their newest
+    run started before it), and were untested: one query, a subquery per server."""
+    then = TestRun.objects.with_verdict().filter(server=OuterRef("pk"), created_at__lt=when)
+    rows = (
+        MailServer.objects.filter(created_at__lt=when)
+        .annotate(verdict_then=Subquery(then.values("verdict")[:1]))
+        .order_by()
+        .values("verdict_then")
+        .annotate(number=Count("pk"))
+    )
+    return {row["verdict_then"] or "untested": row["number"] for row in rows}
+
+
 def page_of(request, servers: QuerySet[MailServer]):
     return Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
 
@@ -81,8 +117,22 @@ def home(request):
 def department(request, slug: str):
     department = access.get_department_for_user(request.user, slug)
     page = page_of(request, server_rows(department.servers.all()))
-    context = {"department": department, "rows": page.object_list, "page": page}
+    membership = department.memberships.filter(user=request.user).first()
+    context = {"department": department, "rows": page.object_list, "page": page, "membership": membership}
     return render(request, "relaytests/department.html", context)
+
+
+@login_required
+@require_POST
+def department_alerts(request, slug: str):
+    """A member turns the department's alert mails to themselves on ("on") or off; nobody else's."""
+    membership = get_object_or_404(Membership, user=request.user, department__slug=slug)
+    membership.alerts = request.POST.get("alerts") == "on"
+    membership.save(update_fields=["alerts"])
+    messages.success(
+        request, "You get this department's alert mails." if membership.alerts else "You get no alert mails."
+    )
+    return redirect("relaytests:department", slug=slug)
 
 
 @login_required
@@ -90,16 +140,35 @@ def overview(request):
     """Central IT's view of every department's servers, the worst first."""
     if not request.user.is_staff:
         raise Http404
-    servers = MailServer.objects.all()
-    counts = verdict_counts(servers)
-    shown = request.GET.get("verdict", "")
+    now = timezone.now()
+    then = verdict_counts_then(now - COMPARED_WITH)
+    # Blocklistings are kept per server, not per run: there is no count of them back then.
+    counts = [
+        (css, words, number, then.get(css, 0))
+        for css, words, number in verdict_counts(MailServer.objects.all())
+    ]
+    changes = VerdictChange.objects.filter(created_at__gte=now - RECENT_CHANGES_SINCE).select_related(
+        "server__department", "run"
+    )
+    shown, ordered = overview_rows(request.GET.get("verdict", ""))
+    page = page_of(request, ordered)
+    context = {
+        "rows": page.object_list,
+        "page": page,
+        "counts": counts,
+        "filtered": shown,
+        "changes": changes.defer("run__report", "run__addresses")[:RECENT_CHANGES_SHOWN],
+        "compared_with": COMPARED_WITH.days,
+    }
+    return render(request, "relaytests/overview.html", context)
+
+
+def overview_rows(shown: str) -> tuple[str, QuerySet[MailServer]]:
+    """The count shown ("" for an unknown one: every server) and its servers' rows, the worst first."""
     if shown not in COUNTED:
-        shown = ""  # an unknown count shows every server
-    if shown:
-        servers = servers.filter(COUNTED[shown])
+        shown = ""
+    servers = MailServer.objects.filter(COUNTED[shown]) if shown else MailServer.objects.all()
     ordered = server_rows(servers.select_related("department")).order_by(
         "-severity", "department__name", "target"
     )
-    page = page_of(request, ordered)
-    context = {"rows": page.object_list, "page": page, "counts": counts, "filtered": shown}
-    return render(request, "relaytests/overview.html", context)
+    return shown, ordered

@@ -5,11 +5,10 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from relaytests import access, runs
+from relaytests import access, runs, schedule
 from relaytests.forms import RegisterServerForm
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.tasks import enqueue_run
@@ -24,12 +23,8 @@ def register(request):
         return render(request, "relaytests/register.html", {"form": None})
     form = RegisterServerForm(request.POST or None, departments=departments)
     if request.method == "POST" and form.is_valid():
-        try:
-            with transaction.atomic():
-                server = form.save(request.user)
-        except IntegrityError:  # registered by someone else between the check and now
-            form.add_error("target", "This server was registered a moment ago by someone else.")
-        else:
+        server = form.register(request.user)
+        if server:
             messages.success(request, _registered_message(server, form.scoped.host_names))
             return redirect(server)
     return render(request, "relaytests/register.html", {"form": form})
@@ -45,7 +40,7 @@ def _registered_message(server: MailServer, host_names: list[str]) -> str:
 def server(request, pk: int):
     """The server's state (its columns), the run in progress, and its history a page at a time, newest
     started first: no report is read."""
-    server = access.get_server_for_user(request.user, pk)
+    server = get_object_or_404(schedule.with_next_due(access.servers_for(request.user)), pk=pk)
     server_runs = server.runs.defer("report", "addresses")
     history = Paginator(server_runs.select_related("started_by"), RUNS_PER_PAGE).get_page(
         request.GET.get("page")

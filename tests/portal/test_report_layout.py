@@ -154,6 +154,7 @@ def pages_seen(server, run, waiting) -> list[tuple[str, str]]:
         ("member", reverse("relaytests:department", args=[server.department.slug])),
         ("member", server.get_absolute_url()),
         ("member", reverse("relaytests:register")),
+        ("member", reverse("relaytests:tokens")),
         ("member", reverse("relaytests:run", args=[waiting.pk])),
         ("member", "/no-such-page/"),
         *info,

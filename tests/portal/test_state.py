@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.apps import apps
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from relaytests import runs
 from relaytests.deliveries import finalise, record_message
@@ -157,9 +159,10 @@ PAGES = {
     "home": lambda department, server: reverse("relaytests:home"),
     "server": lambda department, server: server.get_absolute_url(),
 }
-# Session and user, then the page's own: counts, page count, the page (overview); the department, page
-# count, page (department); the server, latest run, run in progress, page count, runs, changes (server).
-QUERIES = {"overview": 5, "overview filtered": 5, "department": 5, "home": 4, "server": 8}
+# Session and user, then the page's own: counts, counts 30 days ago, page count, the page, the week's
+# changes (overview); the department, the member's alert preference, page count, page (department); the
+# server, latest run, run in progress, page count, runs, changes (server).
+QUERIES = {"overview": 7, "overview filtered": 7, "department": 6, "home": 4, "server": 8}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -176,8 +179,29 @@ def test_each_page_takes_the_same_number_of_queries_for_3_or_30_servers(
     for _ in range(27):
         factories.make_run(few[0], verdict="secure", report=report("secure"))  # and a longer history
 
+    cache.clear()  # the counts of 30 days ago are counted again, as on the next day
     with django_assert_num_queries(QUERIES[page]):
         client.get(url)
+
+
+def test_the_counts_of_30_days_ago_are_counted_once_a_day(department, staff, django_assert_num_queries):
+    def open_relay_since_a_month() -> None:
+        server = factories.make_server(department, target=f"mx{MailServer.objects.count()}.example.edu")
+        run = factories.make_run(server, verdict="open_relay", report=report("open_relay"))
+        month_ago = timezone.now() - timedelta(days=31)
+        MailServer.objects.filter(pk=server.pk).update(created_at=month_ago)
+        TestRun.objects.filter(pk=run.pk).update(created_at=month_ago)
+
+    open_relay_since_a_month()
+    client = client_for(staff)
+    assert "30 days ago: 1<" in client.get(reverse("relaytests:overview")).content.decode()
+
+    open_relay_since_a_month()  # news to the count of that day only once the cache has let it go
+    with django_assert_num_queries(QUERIES["overview"] - 1):
+        again = client.get(reverse("relaytests:overview"))
+    assert "30 days ago: 1<" in again.content.decode()
+    cache.clear()
+    assert "30 days ago: 2<" in client.get(reverse("relaytests:overview")).content.decode()
 
 
 def test_the_pages_read_no_report(department, member, staff):
@@ -251,4 +275,5 @@ def test_seedportal_adds_servers_and_runs_with_each_servers_state_from_its_newes
         assert (server.latest_run, server.latest_verdict) == (newest, newest.verdict)
         assert server.last_tested_at == newest.created_at == server.runs.latest("created_at").created_at
         assert server.certificate_expires_at is not None
+        assert server.created_at <= server.runs.earliest("created_at").created_at
     assert 10_000 < len(json.dumps(TestRun.objects.first().report)) < 16_000  # about an engine report's size

@@ -207,7 +207,7 @@ def test_central_it_sees_open_relays_and_blocklisted_servers_first_with_counts(s
     order = [row.target for row in response.context["rows"]]
     assert order[:2] == ["listed.example.edu", "open.example.edu"]
     assert order[-1] == "secure.example.edu"
-    counts = {css: number for css, _, number in response.context["counts"]}
+    counts = {css: number for css, _, number, _then in response.context["counts"]}
     assert counts == {
         "open_relay": 1,
         "accepts_relay": 0,

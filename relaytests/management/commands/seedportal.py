@@ -78,7 +78,8 @@ def seed_runs(servers: list[MailServer], count: int, rng: random.Random) -> None
     """`count` runs, round after round over the servers, so the last round holds each one's newest.
 
     On PostgreSQL only the first round is built here; the database copies it into the later rounds
-    (INSERT ... SELECT), a day apart: a million runs take minutes instead of hours.
+    (INSERT ... SELECT), a week apart as the schedule re-tests them, the servers registered before the
+    first: a million runs take minutes instead of hours.
     """
     rounds, rest = divmod(count, len(servers))
     if connection.vendor == "postgresql" and rounds > 1 and not rest:
@@ -116,17 +117,21 @@ def build_runs(servers: list[MailServer], count: int, rng: random.Random) -> dic
 
 
 def copy_rounds(first: dict[int, TestRun], rounds: int) -> list[TestRun]:
-    """Copy the first round into rounds 2..`rounds`, one day apart and ending now; the newest runs."""
+    """Copy the first round into rounds 2..`rounds`, a week apart and ending now; the newest runs."""
     shifted = ("created_at", "started_at", "finished_at")
     kept = [
         f.column for f in TestRun._meta.concrete_fields if f.column not in ("id", "probe_run_id", *shifted)
     ]
     ids = [run.pk for run in first.values()]
     with transaction.atomic(), connection.cursor() as cursor:
-        moved = ", ".join(f"{c} = {c} - %s * interval '1 day'" for c in shifted)
+        moved = ", ".join(f"{c} = {c} - %s * interval '7 days'" for c in shifted)
         cursor.execute(f"UPDATE relaytests_testrun SET {moved} WHERE id = ANY(%s)", [rounds - 1] * 3 + [ids])
+        cursor.execute(
+            "UPDATE relaytests_mailserver SET created_at = created_at - %s * interval '7 days' WHERE id = ANY(%s)",
+            [rounds, list(first)],
+        )
         # A run id unique by construction: the first round's id and the round number, in hex.
-        later = ", ".join(f"{c} + g * interval '1 day'" for c in shifted)
+        later = ", ".join(f"{c} + g * interval '7 days'" for c in shifted)
         cursor.execute(
             f"INSERT INTO relaytests_testrun ({', '.join(kept + list(shifted))}, probe_run_id) "
             f"SELECT {', '.join(kept)}, {later}, "
