@@ -15,11 +15,12 @@ PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist load
 LOCK := requirements.lock
 
 # The project itself goes in editable, without dependencies (the lock has them) and built by the
-# venv's setuptools (Python 3.12 venvs have none, hence the upgrade line): it installs the
-# operator's console script, $(VENV)/bin/relaytest (pyproject.toml, [project.scripts]).
+# venv's own setuptools (Python 3.11's venv brings one; 3.12's has none, hence the setuptools line):
+# it installs the operator's console script, $(VENV)/bin/relaytest (pyproject.toml, [project.scripts]).
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip "setuptools>=64"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "setuptools>=64"
 	$(PY) -m pip install --quiet -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
