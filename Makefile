@@ -14,10 +14,15 @@ PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist load
 # requirements.txt and requirements-dev.txt; a test fails when the two disagree.
 LOCK := requirements.lock
 
-$(VENV)/.installed: $(LOCK)
+# The project itself goes in editable, without dependencies (the lock has them) and built by the
+# venv's own setuptools (Python 3.11's venv brings one; 3.12's has none, hence the setuptools line):
+# it installs the operator's console script, $(VENV)/bin/relaytest (pyproject.toml, [project.scripts]).
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "setuptools>=64"
 	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # After changing a range (or to take newer releases within them): pin again, then `make test`.

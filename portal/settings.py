@@ -238,7 +238,9 @@ CACHES = {
 EMAIL_BACKEND = env.string("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env.string("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.integer("EMAIL_PORT", 25)
-DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "relaytest@localhost")
+# The probe settings that the relaytest command reads as well, from the same variables (with DEFAULT_FROM_EMAIL).
+_PROBE = env.probe_defaults()
+DEFAULT_FROM_EMAIL = _PROBE.contact
 # Seconds a mail server may take to answer: one that hangs delays an alert, never a worker for ever.
 EMAIL_TIMEOUT = env.number("EMAIL_TIMEOUT", 30.0)
 # Central IT's address: every alert goes there too, and no preference turns it off.
@@ -302,23 +304,23 @@ RELAYTEST_DISCOVERY_MAX_ADDRESSES = env.integer("RELAYTEST_DISCOVERY_MAX_ADDRESS
 RELAYTEST_DISCOVERY_EVERY = env.integer("RELAYTEST_DISCOVERY_EVERY", 24 * 3600)
 
 # ---- The probe (names are documented in README, "Settings") ----
-RELAYTEST_PROBE_HELO = env.string("RELAYTEST_PROBE_HELO", "relaytest.invalid")
-RELAYTEST_SOURCE_ADDRESS = env.string("RELAYTEST_SOURCE_ADDRESS") or None
-RELAYTEST_CANARY_DOMAIN = env.string("RELAYTEST_CANARY_DOMAIN", "canary.relaytest.invalid")
-RELAYTEST_CANARY_SECRET = env.string("RELAYTEST_CANARY_SECRET") or SECRET_KEY
+RELAYTEST_PROBE_HELO = _PROBE.probe_helo
+RELAYTEST_SOURCE_ADDRESS = _PROBE.source_address
+RELAYTEST_CANARY_DOMAIN = _PROBE.canary_domain
+RELAYTEST_CANARY_SECRET = _PROBE.canary_secret or SECRET_KEY
 # Where `manage.py canary` listens (HOST:PORT); in production port 25 of the canary domain's MX host.
 RELAYTEST_CANARY_LISTEN = env.string("RELAYTEST_CANARY_LISTEN", "127.0.0.1:2525")
 # Workers complete DATA to the canary address of every accepted vector; the run then waits this many
 # seconds for the messages (status awaiting_delivery) before a finalising task settles its verdict.
 RELAYTEST_CANARY_ENABLED = env.boolean("RELAYTEST_CANARY_ENABLED", True)
 RELAYTEST_CANARY_WAIT = env.integer("RELAYTEST_CANARY_WAIT", 900)
-RELAYTEST_COMMAND_TIMEOUT = env.number("RELAYTEST_COMMAND_TIMEOUT", 60.0)
-RELAYTEST_RUN_DEADLINE = env.number("RELAYTEST_RUN_DEADLINE", 900.0)
+RELAYTEST_COMMAND_TIMEOUT = _PROBE.command_timeout
+RELAYTEST_RUN_DEADLINE = _PROBE.run_deadline
 # Seconds one host may take once it delays every reply (a tarpit): the vectors left are not run.
-RELAYTEST_HOST_BUDGET = env.number("RELAYTEST_HOST_BUDGET", 240.0)
+RELAYTEST_HOST_BUDGET = _PROBE.host_budget
 # Hosts one worker process tests at once, across all its runs (one event loop each).
 RELAYTEST_MAX_HOSTS_IN_FLIGHT = env.integer("RELAYTEST_MAX_HOSTS_IN_FLIGHT", 64)
-RELAYTEST_INTERNAL_NETWORKS = env.networks("RELAYTEST_INTERNAL_NETWORKS")
+RELAYTEST_INTERNAL_NETWORKS = list(_PROBE.internal_networks)
 # Scope of the portal: which targets may be registered (names by suffix, addresses by network).
 RELAYTEST_SCOPE_DOMAINS = env.domains("RELAYTEST_SCOPE_DOMAINS")
 RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")
@@ -332,9 +334,9 @@ RELAYTEST_ALLOWED_PORTS = env.integers("RELAYTEST_ALLOWED_PORTS", "25 465 587 25
 RELAYTEST_ALLOW_PRIVATE = env.boolean("RELAYTEST_ALLOW_PRIVATE", False)
 RELAYTEST_RUNS_PER_HOUR = env.integer("RELAYTEST_RUNS_PER_HOUR", 20)
 # The DNS resolver ("host:port") for the scope check and the probe; empty: the system's resolver.
-RELAYTEST_RESOLVER = env.string("RELAYTEST_RESOLVER") or None
+RELAYTEST_RESOLVER = _PROBE.resolver
 # DNS blocklist zones each public address is looked up in; empty: the engine's default list.
-RELAYTEST_DNSBL_ZONES = env.words("RELAYTEST_DNSBL_ZONES")
+RELAYTEST_DNSBL_ZONES = list(_PROBE.dnsbl_zones)
 # A run's whole report (transcripts) is kept this many days, then trimmed to its summary (daily, on beat).
 RELAYTEST_EVIDENCE_DAYS = env.integer("RELAYTEST_EVIDENCE_DAYS", 180)
 

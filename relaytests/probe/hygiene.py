@@ -9,16 +9,16 @@ from __future__ import annotations
 import base64
 import ipaddress
 from datetime import UTC, datetime
-
-from cryptography import x509
-from service_identity import CertificateError, VerificationError
-from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+from typing import TYPE_CHECKING
 
 from relaytests.probe import dnschecks, fingerprint, outdated
 from relaytests.probe.dnschecks.client import is_ip_address
 from relaytests.probe.report import Check, HostReport
 from relaytests.probe.sanitise import safe_text
 from relaytests.probe.session import SessionFailure, SmtpSession, TlsInfo
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # How a reply to VRFY or EXPN reads: 252 ("cannot verify, but will try") is what RFC 5321 advises.
 DISCLOSING_CODES = (250, 251)
@@ -139,6 +139,10 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
             f"STARTTLS works ({info.version}) but the server sent no certificate.",
             {"protocol": info.version},
         )
+    # cryptography and service_identity only once a certificate is read: most runs never do, and
+    # importing them costs the relaytest command's start-up.
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(info.certificate_der)
         names = _certificate_names(cert)
@@ -177,6 +181,8 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
 
 
 def _certificate_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names: list[str | bytes] = [
@@ -191,6 +197,9 @@ def _certificate_names(cert: x509.Certificate) -> list[str]:
 def certificate_names_host(cert: x509.Certificate, host: str) -> bool:
     """Whether a client checking the certificate would accept it for `host` (RFC 6125, by service_identity):
     a DNS or IP subjectAltName must match; wildcards stand for one left-most label; the CN is not read."""
+    from service_identity import CertificateError, VerificationError
+    from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+
     verify = verify_certificate_ip_address if is_ip_address(host) else verify_certificate_hostname
     try:
         verify(cert, host)

@@ -1,7 +1,7 @@
 """Run one fake SMTP server in the foreground, for trying the relaytest command by hand.
 
     python -m tests.fakes.serve closed --port 2525
-    python manage.py relaytest 127.0.0.1 --port 2525 --local-domain dept.example.edu
+    .venv/bin/relaytest 127.0.0.1 --port 2525 --local-domain dept.example.edu
 
 It prints the port it listens on (127.0.0.1 only) and runs until interrupted.
 """

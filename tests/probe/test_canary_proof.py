@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from tests.postfix import (
     free_port_on_all,
     postfix_instance,
 )
+from tests.relaytest_command import command_line, environment
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CANARY_DOMAIN = "canary.test"
@@ -46,18 +45,9 @@ mx2.{LOCAL_DOMAIN}. A {OPEN}
 
 def relaytest(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "relaytest",
-            *args,
-            "--canary-domain",
-            CANARY_DOMAIN,
-            "--timeout",
-            "10",
-        ],
+        command_line(*args, "--canary-domain", CANARY_DOMAIN, "--timeout", "10"),
         cwd=REPOSITORY,
-        env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET},
+        env=environment(RELAYTEST_CANARY_SECRET=SECRET),
         check=False,
         capture_output=True,
         text=True,

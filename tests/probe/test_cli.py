@@ -1,4 +1,5 @@
-"""`python manage.py relaytest` as an operator runs it: a subprocess against fake servers.
+"""The `relaytest` command as an operator runs it: the installed console script, a subprocess
+against fake servers; and `python manage.py relaytest`, the same command with the portal's settings.
 
 The report JSON must keep the "relaytest/1" contract of docs/report-schema.md (every listed key at every level,
 with its type), and the exit codes must be the monitoring-plugin ones: 0 secure, 1 warnings
@@ -8,6 +9,7 @@ only, 2 relay, 3 inconclusive or could not test.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import pytest
 
 from relaytests.probe.vectors import catalogue
 from tests.dnsserver import ZoneServer
+from tests.relaytest_command import CONSOLE_SCRIPT, command_line, environment
 
 PROJECT = Path(__file__).resolve().parents[2]
 NULLABLE_STR, NUMBER = (str, type(None)), (int, float)
@@ -64,18 +67,33 @@ VERDICTS = {"open_relay", "accepts_relay", "inconclusive", "secure"}
 FORWARD_CONFIRMED_PTR = "1.0.0.127.in-addr.arpa. PTR mx.dept.example.edu.\nmx.dept.example.edu. A 127.0.0.1"
 
 
-def relaytest(*args: str) -> subprocess.CompletedProcess:
+MANAGE_PY = [sys.executable, "manage.py", "relaytest"]
+# What differs between two runs on the same server: times, the run id and the MACs of its tokens.
+VARYING_KEYS = {"started_at", "finished_at", "duration_s", "t"}
+
+
+def run_command(command: list[str], *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", "relaytest", *args],
+        [*command, *args],
         cwd=PROJECT,
+        env=environment(**env),
         capture_output=True,
         text=True,
         timeout=300,
     )
 
 
-def relaytest_json(port: int, *args: str) -> tuple[dict, int]:
-    result = relaytest(
+def relaytest(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The console script, as an operator runs it."""
+    return run_command(command_line(), *args, **env)
+
+
+def manage_py_relaytest(*args: str) -> subprocess.CompletedProcess:
+    return run_command(MANAGE_PY, *args)
+
+
+def relaytest_json(port: int, *args: str, command=relaytest) -> tuple[dict, int]:
+    result = command(
         "127.0.0.1",
         "--port",
         str(port),
@@ -257,3 +275,107 @@ def test_without_dns_the_checks_say_so_instead_of_passing(fake_smtp):
     (mx,) = report["checks"]
     assert mx["status"] == "error"
     assert "DNS unavailable" in mx["detail"]
+
+
+# ---- the console script and manage.py relaytest: one command ----
+
+
+def comparable(report: dict) -> str:
+    """The report without what differs from run to run: its times, its run id, its tokens' MACs."""
+
+    def without_times(value):
+        if isinstance(value, dict):
+            return {key: without_times(item) for key, item in value.items() if key not in VARYING_KEYS}
+        if isinstance(value, list):
+            return [without_times(item) for item in value]
+        return value
+
+    text = json.dumps(without_times(report), indent=1).replace(report["run_id"], "RUN")
+    return re.sub(r"(-RUN-[0-9a-z-]+?)-[0-9a-f]{10}\b", r"\1-MAC", text)
+
+
+def test_the_console_script_is_installed_and_runs():
+    assert CONSOLE_SCRIPT, f"no relaytest script beside {sys.executable}"
+    for command in ([CONSOLE_SCRIPT], [sys.executable, "-m", "relaytests.probe.cli"]):
+        result = run_command(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: relaytest ")
+
+
+@pytest.mark.parametrize("behaviour", ["postfix-default", "open"])
+def test_both_commands_give_the_same_report_and_exit_code(fake_smtp, behaviour):
+    server = fake_smtp(behaviour)
+    console, console_code = relaytest_json(server.port)
+    portal, portal_code = relaytest_json(server.port, command=manage_py_relaytest)
+    assert comparable(console) == comparable(portal)
+    assert "-RUN-" in comparable(console)  # the run id was found, so the tokens are compared too
+    assert console_code == portal_code == (1 if behaviour == "postfix-default" else 2)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["127.0.0.1", "--port", "smtp"],
+        ["no-such-host.invalid", "--timeout", "5"],
+        ["--timeout", "-1", "127.0.0.1"],
+        [],
+    ],
+)
+def test_both_commands_fail_with_the_same_line_and_exit_3(args):
+    console, portal = relaytest(*args), manage_py_relaytest(*args)
+    assert (console.returncode, console.stderr) == (portal.returncode, portal.stderr)
+    assert console.returncode == 3
+    assert len(console.stderr.strip().splitlines()) == 1, console.stderr
+    assert console.stderr.startswith("relaytest: ")
+
+
+def test_the_defaults_come_from_the_portals_environment_variables(fake_smtp):
+    server = fake_smtp("closed")
+    result = relaytest(
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--json",
+        RELAYTEST_PROBE_HELO="probe.env.example",
+        RELAYTEST_CANARY_DOMAIN="canary.env.example",
+        RELAYTEST_COMMAND_TIMEOUT="10",
+    )
+    report = json.loads(result.stdout)
+    assert (report["probe"]["helo"], report["probe"]["canary_domain"]) == (
+        "probe.env.example",
+        "canary.env.example",
+    )
+
+
+def test_a_bad_environment_variable_is_one_line_and_exit_3():
+    result = relaytest("--list-vectors", RELAYTEST_COMMAND_TIMEOUT="soon")
+    assert (result.returncode, result.stderr) == (
+        3,
+        "relaytest: RELAYTEST_COMMAND_TIMEOUT must be a number, not 'soon'\n",
+    )
+
+
+def test_without_a_canary_secret_a_run_signs_with_its_own_and_its_receiver_checks_it(fake_smtp):
+    receiver_port = free_port()
+    forger = fake_smtp(
+        "closed", forge_to=("127.0.0.1", receiver_port)
+    )  # sends the token it refuses to the canary
+    no_secret = {
+        name: value for name, value in environment().items() if not name.startswith("RELAYTEST_CANARY_SECRET")
+    }
+    result = subprocess.run(
+        command_line(
+            *("127.0.0.1", "--port", str(forger.port), "--json", "--vectors", "plain"),
+            *("--canary-listen", f"127.0.0.1:{receiver_port}", "--canary-wait", "5"),
+        ),
+        cwd=PROJECT,
+        env=no_secret,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    report = json.loads(result.stdout)
+    [plain] = report["hosts"][0]["vectors"]
+    [arrival] = report["unexpected_deliveries"]  # the receiver took the token: its MAC is this run's
+    assert (arrival["token"], arrival["vector_id"]) == (plain["token"], "plain")

@@ -8,9 +8,7 @@ Each engine test runs the suite against a fake of tests/fakes/smtp.py; the CLI t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -21,6 +19,7 @@ from tests.dnsserver import ZoneServer
 from tests.fakes.smtp import HOSTILE_TEXT
 from tests.probe.test_cli import FORWARD_CONFIRMED_PTR, PROJECT, relaytest_json
 from tests.probe.test_suite_fakes import check, only_host, outcomes, relay_vectors
+from tests.relaytest_command import command_line, environment
 
 # What may never reach a report, a page or a terminal: C0 and C1 controls (tab aside), DEL,
 # and lone surrogates (invalid UTF-8 decoded with surrogateescape).
@@ -41,10 +40,7 @@ def hostile_characters(value) -> set[str]:
 def relaytest_bytes(port: int, *args: str) -> subprocess.CompletedProcess:
     """The command's exact bytes on a pipe whose encoding is strict ASCII."""
     return subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "relaytest",
+        command_line(
             "127.0.0.1",
             "--port",
             str(port),
@@ -57,12 +53,12 @@ def relaytest_bytes(port: int, *args: str) -> subprocess.CompletedProcess:
             "--timeout",
             "10",
             *args,
-        ],
+        ),
         cwd=PROJECT,
         capture_output=True,
         timeout=300,
         check=False,
-        env={**os.environ, "PYTHONIOENCODING": "ascii:strict"},
+        env=environment(PYTHONIOENCODING="ascii:strict"),
     )
 
 

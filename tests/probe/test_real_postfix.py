@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from relaytests.probe.report import Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens, run_suite, settle_deliveries
 from relaytests.probe.targets import HostTarget
 from tests.postfix import INSTANCE_ADDRESSES, PROBE_SOURCE, RECEIVER_ADDRESS, free_port, postfix_instance
+from tests.relaytest_command import command_line, environment
 
 pytestmark = pytest.mark.postfix
 
@@ -134,10 +133,7 @@ def test_the_relaytest_command_proves_an_open_postfix_with_its_own_receiver():
         "open", canary_domain=CANARY_DOMAIN, canary_relay=(RECEIVER_ADDRESS, receiver_port)
     ) as instance:
         result = subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "relaytest",
+            command_line(
                 f"{instance.address}:{instance.port}",
                 "--canary-domain",
                 CANARY_DOMAIN,
@@ -148,9 +144,9 @@ def test_the_relaytest_command_proves_an_open_postfix_with_its_own_receiver():
                 "--source-address",
                 PROBE_SOURCE,
                 "--json",
-            ],
+            ),
             cwd=REPOSITORY,
-            env={**os.environ, "RELAYTEST_CANARY_SECRET": SECRET},
+            env=environment(RELAYTEST_CANARY_SECRET=SECRET),
             capture_output=True,
             text=True,
             timeout=WAIT * 3,

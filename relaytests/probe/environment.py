@@ -1,0 +1,131 @@
+"""Settings from the environment, read once for the portal and the relaytest command alike.
+
+The typed readers are loud on bad values (SettingError names the variable and the value) and quiet
+with defaults; the portal's settings (portal/env.py) turn SettingError into Django's
+ImproperlyConfigured. `ProbeDefaults.from_environment()` reads the engine's settings that the
+portal and the command share, so both start from the same variables with the same defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingError(ValueError):
+    """An environment variable whose value cannot be used."""
+
+
+def string(name: str, default: str = "") -> str:
+    """A string, also read from the file named by NAME_FILE (for secrets in containers)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        with open(path) as f:
+            return f.read().strip()
+    return os.environ.get(name, default)
+
+
+def boolean(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise SettingError(f"{name} must be true or false, not {value!r}")
+
+
+def integer(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a number, not {value!r}") from None
+
+
+def words(name: str, default: str = "") -> list[str]:
+    """A comma- or space-separated list."""
+    return os.environ.get(name, default).replace(",", " ").split()
+
+
+def networks(name: str, default: str = "") -> list[str]:
+    """A list of IP networks, each checked now so a typo fails at start-up."""
+    result = []
+    for item in words(name, default):
+        try:
+            result.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingError(f"{name}: {item!r} is not an IP network") from None
+    return result
+
+
+def domains(name: str, default: str = "") -> list[str]:
+    """A list of domain names, each checked now and written as targets are stored: lower-case ASCII,
+    a Unicode name as IDNA 2008 (faß.example.de -> xn--fa-hia.example.de)."""
+    from relaytests.probe.targets import TargetError, host_name  # the DNS client with it: the portal's only
+
+    result = []
+    for item in words(name, default):
+        try:
+            result.append(host_name(item))
+        except TargetError as error:
+            raise SettingError(f"{name}: {error}") from None
+    return result
+
+
+def integers(name: str, default: str = "") -> list[int]:
+    """A list of whole numbers, each checked now so a typo fails at start-up."""
+    try:
+        return [int(item) for item in words(name, default)]
+    except ValueError:
+        raise SettingError(f"{name} must list whole numbers, not {os.environ.get(name)!r}") from None
+
+
+@dataclass(frozen=True)
+class ProbeDefaults:
+    """What the relaytest command starts from: the portal's probe settings (README, "Settings")."""
+
+    canary_domain: str
+    canary_secret: str | None  # None: the portal uses its SECRET_KEY, the command a secret of its own
+    probe_helo: str
+    source_address: str | None
+    command_timeout: float
+    run_deadline: float
+    host_budget: float
+    internal_networks: tuple[str, ...]
+    resolver: str | None
+    dnsbl_zones: tuple[str, ...]
+    contact: str
+
+    @classmethod
+    def from_environment(cls) -> ProbeDefaults:
+        return cls(
+            canary_domain=string("RELAYTEST_CANARY_DOMAIN", "canary.relaytest.invalid"),
+            canary_secret=string("RELAYTEST_CANARY_SECRET") or None,
+            probe_helo=string("RELAYTEST_PROBE_HELO", "relaytest.invalid"),
+            source_address=string("RELAYTEST_SOURCE_ADDRESS") or None,
+            command_timeout=number("RELAYTEST_COMMAND_TIMEOUT", 60.0),
+            run_deadline=number("RELAYTEST_RUN_DEADLINE", 900.0),
+            host_budget=number("RELAYTEST_HOST_BUDGET", 240.0),
+            internal_networks=tuple(networks("RELAYTEST_INTERNAL_NETWORKS")),
+            resolver=string("RELAYTEST_RESOLVER") or None,
+            dnsbl_zones=tuple(words("RELAYTEST_DNSBL_ZONES")),
+            contact=string("DEFAULT_FROM_EMAIL", "relaytest@localhost"),
+        )
