@@ -11,39 +11,20 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+# What beat sends, under which name, how often: seconds, or the setting that holds them. Each message
+# expires after its period, so a missed one is skipped, never piled up.
+PERIODIC_TASKS = [
+    ("relaytests.tasks.reap_stale_runs", "reap stale runs", "RELAYTEST_REAP_EVERY"),
+    ("relaytests.tasks.trim_old_evidence", "trim old evidence", 24 * 3600),
+    ("relaytests.tasks.schedule_retests", "schedule re-tests", "RELAYTEST_SCHEDULE_SWEEP_EVERY"),
+    ("relaytests.tasks.discover_servers", "discover mail servers", "RELAYTEST_DISCOVERY_EVERY"),
+]
+
+
 @app.on_after_configure.connect
-def schedule_reaper(sender: Celery, **kwargs) -> None:
-    """Beat sends the reaper every RELAYTEST_REAP_EVERY seconds; a missed one expires, never piles up."""
+def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
-    every = settings.RELAYTEST_REAP_EVERY
-    reaper = sender.signature("relaytests.tasks.reap_stale_runs", options={"expires": every})
-    sender.add_periodic_task(every, reaper, name="reap stale runs")
-
-
-@app.on_after_configure.connect
-def schedule_evidence_trimming(sender: Celery, **kwargs) -> None:
-    """Beat sends the trimming of old evidence once a day."""
-    day = 24 * 3600
-    trimming = sender.signature("relaytests.tasks.trim_old_evidence", options={"expires": day})
-    sender.add_periodic_task(day, trimming, name="trim old evidence")
-
-
-@app.on_after_configure.connect
-def schedule_retests(sender: Celery, **kwargs) -> None:
-    """Beat sweeps for servers due for their scheduled re-test every RELAYTEST_SCHEDULE_SWEEP_EVERY seconds."""
-    from django.conf import settings
-
-    every = settings.RELAYTEST_SCHEDULE_SWEEP_EVERY
-    sweep = sender.signature("relaytests.tasks.schedule_retests", options={"expires": every})
-    sender.add_periodic_task(every, sweep, name="schedule re-tests")
-
-
-@app.on_after_configure.connect
-def schedule_discovery(sender: Celery, **kwargs) -> None:
-    """Beat looks for the mail servers in scope every RELAYTEST_DISCOVERY_EVERY seconds (a day)."""
-    from django.conf import settings
-
-    every = settings.RELAYTEST_DISCOVERY_EVERY
-    discovery = sender.signature("relaytests.tasks.discover_servers", options={"expires": every})
-    sender.add_periodic_task(every, discovery, name="discover mail servers")
+    for task, name, period in PERIODIC_TASKS:
+        every = getattr(settings, period) if isinstance(period, str) else period
+        sender.add_periodic_task(every, sender.signature(task, options={"expires": every}), name=name)

@@ -219,7 +219,7 @@ def test_beat_sends_discovery_every_discovery_period(settings):
     settings.RELAYTEST_DISCOVERY_EVERY = 3600
     beat = Celery("beat-test", set_as_current=False)  # the tasks stay bound to the portal's app
 
-    portal_celery.schedule_discovery(beat)
+    portal_celery.schedule_periodic_tasks(beat)
 
     entry = beat.conf.beat_schedule["discover mail servers"]
     assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.discover_servers", 3600)

@@ -254,7 +254,7 @@ def test_beat_sends_the_sweep_every_sweep_period(settings):
     settings.RELAYTEST_SCHEDULE_SWEEP_EVERY = 123
     beat = Celery("beat-test", set_as_current=False)  # the tasks stay bound to the portal's app
 
-    portal_celery.schedule_retests(beat)
+    portal_celery.schedule_periodic_tasks(beat)
 
     entry = beat.conf.beat_schedule["schedule re-tests"]
     assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.schedule_retests", 123)
