@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from relaytests import audit, schedule, tokens
+from relaytests import audit, runs, schedule, tokens
 from relaytests.models import AuditEntry, Department, MailServer, TestRun
 from tests.portal.conftest import client_for
 from tests.portal.factories import make_department, make_run, make_server
@@ -229,6 +229,19 @@ def test_removing_servers_with_the_admins_bulk_action_records_each(server, depar
     assert not MailServer.objects.exists()
     removed = AuditEntry.objects.filter(action=Action.SERVER_REMOVED)
     assert sorted(removed.values_list("object_id", flat=True)) == sorted(pks)
+
+
+def test_a_change_whose_entry_cannot_be_written_is_not_kept_either(member, server, monkeypatch):
+    def failing_record(*args, **kwargs):
+        raise RuntimeError("the audit table is locked")
+
+    monkeypatch.setattr(audit, "record", failing_record)
+    with pytest.raises(RuntimeError):
+        tokens.issue(member, "script")
+    with pytest.raises(RuntimeError):
+        runs.start(server, member, TestRun.Trigger.MANUAL)
+
+    assert not member.api_tokens.exists() and not server.runs.exists()
 
 
 def test_the_entry_outlives_its_user(member, server):
