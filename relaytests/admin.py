@@ -1,16 +1,19 @@
-"""Central IT's administration: departments and their members, servers, (read-only) runs, API tokens."""
+"""Central IT's administration: departments and their members, servers, (read-only) runs, API tokens and
+the audit log."""
 
 from __future__ import annotations
 
 import json
 
 from django.contrib import admin
+from django.db import transaction
 from django.utils.html import format_html
 
-from relaytests import tokens
+from relaytests import audit, tokens
 from relaytests.models import (
     Alert,
     ApiToken,
+    AuditEntry,
     CanaryDelivery,
     Department,
     FoundServer,
@@ -33,6 +36,21 @@ class DepartmentAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        record_period_change(request, obj, form, obj)
+
+
+def record_period_change(request, obj, form, department: Department) -> None:
+    """An audit entry when the admin form changed the object's re-test period (`retest_every`)."""
+    if "retest_every" in form.changed_data:
+        old, new = (period_text(p) for p in (form.initial.get("retest_every"), obj.retest_every))
+        audit.record(request.user, audit.Action.PERIOD_CHANGED, obj, f"{obj}: {old} → {new}", department)
+
+
+def period_text(period) -> str:
+    return "inherited" if period is None else "off" if not period else str(period)
 
 
 # How the server stands, written with its runs' verdicts (`TestRun.record_state`): never edited here.
@@ -59,6 +77,31 @@ class MailServerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if "department" in form.changed_data:
+            was = Department.objects.get(pk=form.initial["department"])
+            audit.record(
+                request.user,
+                audit.Action.SERVER_MOVED,
+                obj,
+                f"{obj}: {was} → {obj.department}",
+                obj.department,
+            )
+        record_period_change(request, obj, form, obj.department)
+
+    def delete_model(self, request, obj) -> None:
+        audit.record(request.user, audit.Action.SERVER_REMOVED, obj, str(obj), obj.department)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            for server in queryset.select_related("department"):
+                audit.record(
+                    request.user, audit.Action.SERVER_REMOVED, server, str(server), server.department
+                )
+            super().delete_queryset(request, queryset)
 
 
 class WrittenByWorkers:
@@ -142,4 +185,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
         for token in queryset:
-            tokens.revoke(token)
+            tokens.revoke(token, by=request.user)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, as written by the changes themselves: read here, never edited nor removed."""
+
+    list_display = ["created_at", "username", "action", "object_kind", "object_id", "text", "department"]
+    list_filter = ["action", "department"]
+    search_fields = ["username", "text"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
 
 from django import forms
@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from relaytests import scope
-from relaytests.models import ApiToken, Department, MailServer
+from relaytests import audit, scope
+from relaytests.models import ApiToken, AuditEntry, Department, MailServer
 from relaytests.probe.targets import TargetError
 
 # What people paste instead of a server's name: a web address, or the port after a space.
@@ -98,16 +98,19 @@ class RegisterServerForm(forms.Form):
 
     def save(self, user) -> MailServer:
         scoped = self.scoped
-        return MailServer.objects.create(
-            department=self.cleaned_data["department"],
-            target=scoped.target,
-            kind=scoped.kind,
-            port=scoped.port,
-            mail_domain=self.cleaned_data["mail_domain"]
-            or (scoped.target if scoped.kind == "domain" else ""),
-            addresses=scoped.addresses,
-            created_by=user,
-        )
+        with transaction.atomic():
+            server = MailServer.objects.create(
+                department=self.cleaned_data["department"],
+                target=scoped.target,
+                kind=scoped.kind,
+                port=scoped.port,
+                mail_domain=self.cleaned_data["mail_domain"]
+                or (scoped.target if scoped.kind == "domain" else ""),
+                addresses=scoped.addresses,
+                created_by=user,
+            )
+            audit.record(user, audit.Action.SERVER_REGISTERED, server, str(server), server.department)
+        return server
 
 
 class ApiRegisterServerForm(RegisterServerForm):
@@ -139,7 +142,46 @@ class ApiTokenForm(forms.ModelForm):
     def expires_at(self):
         """The moment the token stops working: the chosen day's start in the portal's time zone."""
         day = self.cleaned_data["expires_on"]
-        return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+        return day_start(day) if day else None
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters (the page's and its CSV's, from the query string): all optional."""
+
+    action = forms.ChoiceField(choices=[("", "Any action"), *AuditEntry.Action.choices], required=False)
+    department = forms.ModelChoiceField(
+        queryset=Department.objects.all(), to_field_name="slug", required=False, empty_label="Any department"
+    )
+    user = forms.CharField(label="User name", max_length=150, required=False)
+    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("since") and cleaned.get("until") and cleaned["since"] > cleaned["until"]:
+            raise forms.ValidationError("The first day comes after the last one.")
+        return cleaned
+
+    def entries(self):
+        """The valid form's entries, newest first; days are whole days in the portal's time zone."""
+        query = self.cleaned_data
+        entries = AuditEntry.objects.select_related("department")
+        if query["action"]:
+            entries = entries.filter(action=query["action"])
+        if query["department"]:
+            entries = entries.filter(department=query["department"])
+        if query["user"]:
+            entries = entries.filter(username__iexact=query["user"].strip())
+        if query["since"]:
+            entries = entries.filter(created_at__gte=day_start(query["since"]))
+        if query["until"]:
+            entries = entries.filter(created_at__lt=day_start(query["until"] + timedelta(days=1)))
+        return entries
+
+
+def day_start(day):
+    """The first moment of the day in the portal's time zone."""
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def refuse_pasted_forms(text: str) -> None:

@@ -430,3 +430,38 @@ class ApiToken(models.Model):
         if not self.user.is_active:
             return "The account of this API token is disabled."
         return ""
+
+
+class AuditEntry(models.Model):
+    """Who did what to which server, run, token or schedule (`relaytests.audit.record`), written in the
+    transaction of the change. The user's name is kept as text, so the record outlives the account;
+    the object is named by kind and id, so it outlives the object too."""
+
+    class Action(models.TextChoices):
+        SERVER_REGISTERED = "server_registered", "Registered a server"
+        SERVER_MOVED = "server_moved", "Moved a server"
+        SERVER_REMOVED = "server_removed", "Removed a server"
+        RUN_STARTED = "run_started", "Started a test"
+        TOKEN_CREATED = "token_created", "Created an API token"
+        TOKEN_REVOKED = "token_revoked", "Revoked an API token"
+        PERIOD_CHANGED = "period_changed", "Changed a schedule period"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, help_text='Who, as named then; "the schedule" for its runs.')
+    action = models.CharField(max_length=20, choices=Action.choices)
+    object_kind = models.CharField(max_length=50)
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    text = models.CharField(max_length=300, blank=True)
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username}: {self.get_action_display()} {self.text}"

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from relaytests import alerts
+from relaytests import alerts, audit
 from relaytests.deliveries import recorded_arrivals, settled_report
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
@@ -60,7 +60,7 @@ def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun
                 raise NotStarted(refusal)
         try:
             with transaction.atomic():
-                return TestRun.objects.create(
+                run = TestRun.objects.create(
                     server=server,
                     trigger=trigger,
                     started_by=user,
@@ -68,6 +68,14 @@ def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun
                     addresses=server.addresses,
                     site_url=site_url,
                 )
+                audit.record(
+                    user,
+                    audit.Action.RUN_STARTED,
+                    run,
+                    f"{server} ({run.get_trigger_display()})",
+                    server.department,
+                )
+                return run
         except IntegrityError:  # the one-active-run-per-server constraint
             raise AlreadyActive(server.runs.filter(status__in=ACTIVE_STATUSES).first()) from None
 

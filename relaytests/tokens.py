@@ -11,9 +11,11 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from relaytests import audit
 from relaytests.models import ApiToken
 
 SCHEME = "rtp"
@@ -31,9 +33,11 @@ def issue(user, name: str, expires_at: datetime | None = None) -> tuple[ApiToken
     """A new token of the user: the row, and the token text to show once."""
     prefix = secrets.token_hex(PREFIX_BYTES)
     text = f"{SCHEME}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
-    token = ApiToken.objects.create(
-        user=user, name=name, prefix=prefix, digest=digest_of(text), expires_at=expires_at
-    )
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=prefix, digest=digest_of(text), expires_at=expires_at
+        )
+        audit.record(user, audit.Action.TOKEN_CREATED, token, str(token))
     return token, text
 
 
@@ -65,5 +69,8 @@ def _note_use(token: ApiToken, now: datetime) -> None:
     )
 
 
-def revoke(token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke(token: ApiToken, by) -> None:
+    """Revoke the token for `by` (its user, or central IT); a token revoked already stays as it was."""
+    with transaction.atomic():
+        if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit.record(by, audit.Action.TOKEN_REVOKED, token, str(token))

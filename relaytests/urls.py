@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from relaytests import info_views
-from relaytests.views import dashboards, exports, found_pages, run_pages, servers, token_pages
+from relaytests.views import audit_log, dashboards, exports, found_pages, run_pages, servers, token_pages
 
 app_name = "relaytests"
 
@@ -26,6 +26,8 @@ urlpatterns = [
     path("overview/found/<int:pk>/assign/", found_pages.assign, name="found-server-assign"),
     path("overview/found/<int:pk>/ignore/", found_pages.ignore, name="found-server-ignore"),
     path("overview/servers.csv", exports.overview_csv, name="overview-csv"),
+    path("overview/audit/", audit_log.audit_log, name="audit-log"),
+    path("overview/audit.csv", exports.audit_csv, name="audit-csv"),
     path("departments/<slug:slug>/", dashboards.department, name="department"),
     path("departments/<slug:slug>/alerts/", dashboards.department_alerts, name="department-alerts"),
     path("departments/<slug:slug>/servers.csv", exports.department_csv, name="department-csv"),

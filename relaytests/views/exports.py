@@ -1,5 +1,5 @@
-"""CSV exports: central IT's overview, a department's servers and a server's history, with the pages'
-filters and order, streamed row by row (no list of every server is built in memory)."""
+"""CSV exports: central IT's overview and audit log, a department's servers and a server's history, with
+the pages' filters and order, streamed row by row (no list of every server is built in memory)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 
 from relaytests import access
-from relaytests.models import MailServer, TestRun
+from relaytests.forms import AuditFilterForm
+from relaytests.models import AuditEntry, MailServer, TestRun
 from relaytests.views.dashboards import overview_rows, server_rows
+from relaytests.views.found_pages import central_it_only
 
 # What a spreadsheet would take for a formula at the start of a cell (OWASP's CSV injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -52,6 +54,16 @@ RUN_COLUMNS: list[tuple[str, Callable[[TestRun], object]]] = [
     ("upgraded_late", lambda r: "yes" if r.upgraded_late else "no"),
 ]
 
+AUDIT_COLUMNS: list[tuple[str, Callable[[AuditEntry], object]]] = [
+    ("when", lambda e: _when(e.created_at)),
+    ("user", lambda e: e.username),
+    ("action", lambda e: e.action),
+    ("object_kind", lambda e: e.object_kind),
+    ("object_id", lambda e: e.object_id or ""),
+    ("department", lambda e: e.department.slug if e.department else ""),
+    ("text", lambda e: e.text),
+]
+
 
 @login_required
 def overview_csv(request):
@@ -75,6 +87,15 @@ def server_history_csv(request, pk: int):
     return _csv(request, f"history-{server.pk}.csv", RUN_COLUMNS, rows)
 
 
+@central_it_only
+def audit_csv(request):
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        reasons = "; ".join(error for errors in form.errors.values() for error in errors)
+        return HttpResponseBadRequest(f"These filters cannot be used: {reasons}", content_type="text/plain")
+    return stream_csv("audit.csv", AUDIT_COLUMNS, form.entries())
+
+
 class _Echo:
     """A file that hands back what is written: csv.writer then yields each line to stream."""
 
@@ -84,12 +105,15 @@ class _Echo:
 
 def _csv(request, filename: str, columns, rows) -> StreamingHttpResponse:
     """The rows as CSV, each with the address of its page last."""
+    page = ("page", lambda row: request.build_absolute_uri(row.get_absolute_url()))
+    return stream_csv(filename, [*columns, page], rows)
+
+
+def stream_csv(filename: str, columns, rows) -> StreamingHttpResponse:
+    """The rows as CSV, a header line first, read from the database in chunks as they are sent."""
     writer = csv.writer(_Echo())
-    header = [name for name, _value in columns] + ["page"]
-    lines = (
-        [value(row) for _name, value in columns] + [request.build_absolute_uri(row.get_absolute_url())]
-        for row in rows.iterator(chunk_size=ROWS_PER_QUERY)
-    )
+    header = [name for name, _value in columns]
+    lines = ([value(row) for _name, value in columns] for row in rows.iterator(chunk_size=ROWS_PER_QUERY))
     response = StreamingHttpResponse(
         (writer.writerow(_spreadsheet_safe(line)) for line in chain([header], lines)),
         content_type="text/csv; charset=utf-8",

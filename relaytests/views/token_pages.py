@@ -29,6 +29,6 @@ def tokens(request):
 @require_POST
 def revoke(request, pk: int):
     token = get_object_or_404(request.user.api_tokens, pk=pk)  # another user's token: 404
-    api_tokens.revoke(token)
+    api_tokens.revoke(token, by=request.user)
     messages.success(request, f"The token {token.name} ({token.prefix}) is revoked; it works no more.")
     return redirect("relaytests:tokens")

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from portal import celery as portal_celery
 from relaytests import tasks, unregistered
-from relaytests.models import FoundServer, MailServer, TestRun
+from relaytests.models import AuditEntry, FoundServer, MailServer, TestRun
 from tests.dnsserver import ZoneServer
 from tests.parallel import loopback
 from tests.portal.conftest import client_for
@@ -161,6 +161,8 @@ def test_central_it_assigns_a_found_server_in_one_step_and_it_is_tested(
     assert published == [run.pk]
     coverage = unregistered.coverage()
     assert (coverage["registered"], coverage["found"]) == (1, 4)
+    logged = AuditEntry.objects.order_by("pk").values_list("user", "action", "object_id")
+    assert list(logged) == [(staff.pk, "server_registered", server.pk), (staff.pk, "run_started", run.pk)]
 
 
 def test_an_assignment_the_scope_refuses_says_why_and_registers_nothing(scope, department, staff, settings):
