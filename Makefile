@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). The suite mostly waits on servers, browsers and workers, so more
 # processes than cores pay; each has its own database, Redis database and loopback block (tests/parallel.py).
-TEST_WORKERS ?= 4
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist load
+TEST_WORKERS ?= 6
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist load --durations=20
 
 .PHONY: run test test-postgres lint lock bench clean
 
