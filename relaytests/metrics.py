@@ -8,6 +8,7 @@ multiprocess directory. Only configured networks, or a bearer token, may scrape;
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from datetime import timedelta
@@ -18,6 +19,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import Http404, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -110,16 +112,28 @@ def may_scrape(request) -> bool:
     if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode()):
         return True
     try:
+        # None when there is no usable address; ipware gives ::ffff:127.0.0.1 as 127.0.0.1.
         address = ipaddress.ip_address(get_client_ip_address(request) or "")
     except ValueError:
         return False
-    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 is 127.0.0.1
     return any(address in ipaddress.ip_network(network) for network in settings.PORTAL_METRICS_NETWORKS)
 
 
-@require_safe
+def scrapers_only(view):
+    """Anyone who may not scrape gets 404 whatever the method, so a refused client learns nothing."""
+
+    @functools.wraps(view)
+    def checked(request):
+        if not may_scrape(request):
+            raise Http404
+        return view(request)
+
+    return checked
+
+
+@csrf_exempt  # it changes nothing, and the CSRF check's 403 would tell a refused client the page exists
 @never_cache
+@scrapers_only
+@require_safe
 def metrics(request) -> HttpResponse:
-    if not may_scrape(request):
-        raise Http404
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

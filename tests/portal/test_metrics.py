@@ -117,14 +117,21 @@ def test_an_address_outside_the_metrics_networks_gets_404(db):
     assert scrape(REMOTE_ADDR=OUTSIDE).status_code == 404
 
 
+def test_only_a_scraper_learns_that_other_methods_are_not_allowed(db):
+    client = Client(enforce_csrf_checks=True)  # as a browser or a script meets the portal
+    assert client.post("/metrics", REMOTE_ADDR=OUTSIDE).status_code == 404
+    assert client.post("/metrics").status_code == 405
+
+
 def test_the_configured_networks_replace_loopback(db, settings):
     settings.PORTAL_METRICS_NETWORKS = ["198.51.100.0/24"]
     assert scrape(REMOTE_ADDR=OUTSIDE).status_code == 200
     assert scrape(REMOTE_ADDR="127.0.0.1").status_code == 404
 
 
-def test_an_ipv4_mapped_loopback_address_is_loopback(db):
+def test_an_ipv4_mapped_loopback_address_is_loopback_and_no_address_is_refused(db):
     assert scrape(REMOTE_ADDR="::ffff:127.0.0.1").status_code == 200
+    assert scrape(REMOTE_ADDR="").status_code == 404
 
 
 def test_behind_a_proxy_the_forwarded_client_counts_not_the_proxy(db, settings):
