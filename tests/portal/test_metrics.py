@@ -44,8 +44,8 @@ def run_at(server, created_ago: timedelta, wait: float, took: float, **fields) -
 
 @pytest.fixture
 def portal_data(department):
-    """Two recent runs of one server, an old run and a queued one of another, a server due for its
-    re-test, two canary deliveries, and two alerts sent of three."""
+    """Two recent runs of one server, an old run and a queued one of another, a running one of a third,
+    a server due for its re-test, two canary deliveries, and two alerts sent of three."""
     tested = factories.make_server(department, "a.physics.example.edu")
     busy = factories.make_server(department, "b.physics.example.edu")
     due = factories.make_server(department, "c.physics.example.edu")
@@ -54,6 +54,8 @@ def portal_data(department):
     relay = run_at(tested, timedelta(minutes=30), wait=2, took=500, verdict="open_relay")
     run_at(busy, timedelta(days=3), wait=4000, took=100, verdict="secure")
     factories.make_run(busy, status=TestRun.Status.QUEUED)
+    running = factories.make_run(factories.make_server(department, "d.physics.example.edu"), status="running")
+    TestRun.objects.filter(pk=running.pk).update(started_at=running.created_at + timedelta(seconds=10))
     for token in ("t1", "t2"):
         CanaryDelivery.objects.create(run=relay, vector_id="plain", token=token, message_key="m1")
     for sent_at in (timezone.now(), timezone.now(), None):
@@ -66,28 +68,22 @@ def test_a_scrape_reports_the_databases_figures(portal_data):
     def value(name, **labels):
         return figures[(name, frozenset(labels.items()))]
 
+    def buckets(name, *bounds):
+        return [value(f"{name}_bucket", le=le) for le in (*bounds, "+Inf")]
+
     assert value("relaytest_runs", status="done", verdict="secure") == 2
     assert value("relaytest_runs", status="done", verdict="open_relay") == 1
     assert value("relaytest_runs", status="queued", verdict="") == 1
-    # Only the two runs started in the last 24 hours: 30 and 2 seconds' wait, 90 and 500 seconds' work.
+    assert value("relaytest_runs", status="running", verdict="") == 1
+    # Only the runs created in the last 24 hours that started: 30, 2 and 10 seconds' wait; of those,
+    # the two that finished took 90 and 500 seconds.
     wait = "relaytest_run_queue_wait_seconds"
-    assert [value(f"{wait}_bucket", le=le) for le in ("1.0", "5.0", "15.0", "60.0", "+Inf")] == [
-        0,
-        1,
-        1,
-        2,
-        2,
-    ]
-    assert value(f"{wait}_count") == 2
-    assert value(f"{wait}_sum") == pytest.approx(32)
+    assert buckets(wait, "1.0", "5.0", "15.0", "60.0") == [0, 1, 2, 3, 3]
+    assert value(f"{wait}_count") == 3
+    assert value(f"{wait}_sum") == pytest.approx(42)
     took = "relaytest_run_duration_seconds"
-    assert [value(f"{took}_bucket", le=le) for le in ("60.0", "120.0", "300.0", "600.0", "+Inf")] == [
-        0,
-        1,
-        1,
-        2,
-        2,
-    ]
+    assert buckets(took, "60.0", "120.0", "300.0", "600.0") == [0, 1, 1, 2, 2]
+    assert value(f"{took}_count") == 2
     assert value(f"{took}_sum") == pytest.approx(590)
     assert value("relaytest_canary_deliveries_total") == 2
     assert value("relaytest_alerts_sent_total") == 2
