@@ -1,5 +1,5 @@
 """How long the dashboards, a department's page, a server's page and a run's page (and the status it
-polls) take with many servers and runs.
+polls) take with many servers and runs, and a Prometheus scrape of /metrics.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/relaytest python benchmarks/dashboards.py \\
         [--servers 5000] [--runs 50000] [--repeat 20] [--keep]
@@ -52,6 +52,7 @@ def pages() -> dict[str, str]:
         "server": server.get_absolute_url(),
         "run": server.latest_run.get_absolute_url(),
         "run status": reverse("relaytests:run-status", args=[server.latest_run_id]),
+        "metrics (Prometheus)": reverse("metrics"),  # from loopback, as the test client is
     }
 
 

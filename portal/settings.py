@@ -193,6 +193,9 @@ REST_FRAMEWORK = {
 }
 # Requests one token (or one signed-in session, or one address without either) may make, as "N/period".
 PORTAL_API_RATE = env.rate("PORTAL_API_RATE", "120/minute")
+# Who may scrape /metrics (relaytests/metrics.py): clients in these networks, or with this bearer token.
+PORTAL_METRICS_NETWORKS = env.networks("PORTAL_METRICS_NETWORKS", "127.0.0.0/8 ::1/128")
+PORTAL_METRICS_TOKEN = env.string("PORTAL_METRICS_TOKEN")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Relay Test Portal API",
     "DESCRIPTION": "Servers, runs, their relaytest/1 reports and verdict changes, as the portal shows them.",

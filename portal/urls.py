@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal.throttle import limit_password_resets
+from relaytests.metrics import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,5 +15,6 @@ urlpatterns = [
     ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("relaytests.api.routes")),
+    path("metrics", metrics, name="metrics"),  # Prometheus's default path, no slash
     path("", include("relaytests.urls")),
 ]

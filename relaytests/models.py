@@ -200,6 +200,8 @@ class TestRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        # The metrics' count by status and verdict reads this index, not the rows and their reports.
+        indexes = [models.Index(fields=["status", "verdict"], name="run_status_verdict")]
         constraints = [
             models.UniqueConstraint(
                 fields=["server"],
