@@ -32,23 +32,11 @@ import contextlib
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from tests.dnsserver import ZoneServer
-
-EMPTY_DNS = ZoneServer("").__enter__()  # no lookup leaves loopback; the worker inherits the setting
-os.environ["RELAYTEST_RESOLVER"] = EMPTY_DNS.address
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")  # the test database as a file
-
-import django
-
-django.setup()
-
+import portal_setup  # noqa: F401  (first: the project, loopback DNS, Django on the test settings)
 from django.db import connection
 from django.test.utils import setup_test_environment
 
