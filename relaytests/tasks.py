@@ -19,6 +19,7 @@ from django.db import DatabaseError, close_old_connections, connections, transac
 from kombu.exceptions import OperationalError
 
 from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered, worker_loop
+from relaytests.engine_settings import portal_defaults
 from relaytests.models import MailServer, TestRun
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
@@ -184,26 +185,14 @@ def _wait_for_free_hosts(task, run: TestRun) -> None:
 
 def suite_config(run: TestRun) -> SuiteConfig:
     """The engine's settings for this run of its server."""
-    server = run.server
-    return SuiteConfig(
-        canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
-        canary_secret=settings.RELAYTEST_CANARY_SECRET,
+    return portal_defaults().suite_config(
         send_data=settings.RELAYTEST_CANARY_ENABLED,
-        probe_helo=settings.RELAYTEST_PROBE_HELO,
-        source_address=settings.RELAYTEST_SOURCE_ADDRESS,
-        command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
-        run_deadline=settings.RELAYTEST_RUN_DEADLINE,
-        host_budget=settings.RELAYTEST_HOST_BUDGET,
         max_hosts_in_flight=settings.RELAYTEST_MAX_HOSTS_IN_FLIGHT,
-        local_domain=_mail_domain(server),
-        internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
+        local_domain=_mail_domain(run.server),
         run_id=run.probe_run_id,
-        resolver=settings.RELAYTEST_RESOLVER,
-        dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES) or None,
         # Who ran the test, for the message a relaying server passes on: the organisation and this run.
         portal_name=f"{settings.PORTAL_ORG_NAME} Relay Test Portal",
         portal_url=run.permalink,
-        contact=settings.PORTAL_HELP_CONTACT or settings.DEFAULT_FROM_EMAIL,
     )
 
 

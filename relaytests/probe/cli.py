@@ -142,9 +142,8 @@ def vector_list() -> str:
 
 
 def suite_config(options: argparse.Namespace, defaults: ProbeDefaults) -> SuiteConfig:
-    from relaytests.probe.suite import SuiteConfig
-
-    return SuiteConfig(
+    """The defaults, with what the command line sets."""
+    return defaults.suite_config(
         canary_domain=options.canary_domain,
         # No secret set: one for this run only, which the command's own receiver checks.
         canary_secret=defaults.canary_secret or secrets.token_urlsafe(32),
@@ -152,15 +151,11 @@ def suite_config(options: argparse.Namespace, defaults: ProbeDefaults) -> SuiteC
         source_address=options.source_address,
         command_timeout=options.timeout,
         connect_timeout=min(options.timeout, MAX_CONNECT_TIMEOUT),
-        run_deadline=defaults.run_deadline,
         host_budget=options.host_budget,
         vector_ids=options.vectors.split(",") if options.vectors else None,
         local_domain=options.local_domain or options.domain,
-        internal_networks=defaults.internal_networks,
         resolver=options.resolver or None,
-        dnsbl_zones=defaults.dnsbl_zones or None,
         portal_name=f"relaytest command on {socket.getfqdn()}",
-        contact=defaults.contact,
     )
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relaytests.probe.suite import SuiteConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -129,3 +133,23 @@ class ProbeDefaults:
             dnsbl_zones=tuple(words("RELAYTEST_DNSBL_ZONES")),
             contact=string("DEFAULT_FROM_EMAIL", "relaytest@localhost"),
         )
+
+    def suite_config(self, **this_run: Any) -> SuiteConfig:
+        """The engine's configuration from these defaults, with what this run sets itself (its id,
+        its domain, options given on a command line) taking precedence."""
+        from relaytests.probe.suite import SuiteConfig  # the engine only once a run needs it
+
+        shared: dict[str, Any] = {
+            "canary_domain": self.canary_domain,
+            "canary_secret": self.canary_secret,
+            "probe_helo": self.probe_helo,
+            "source_address": self.source_address,
+            "command_timeout": self.command_timeout,
+            "run_deadline": self.run_deadline,
+            "host_budget": self.host_budget,
+            "internal_networks": self.internal_networks,
+            "resolver": self.resolver,
+            "dnsbl_zones": self.dnsbl_zones or None,  # none listed: dnschecks' default zones
+            "contact": self.contact,
+        }
+        return SuiteConfig(**(shared | this_run))

@@ -6,27 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from relaytests.engine_settings import portal_defaults
 from relaytests.probe import cli
-from relaytests.probe.environment import ProbeDefaults
-
-
-def portal_defaults() -> ProbeDefaults:
-    return ProbeDefaults(
-        canary_domain=settings.RELAYTEST_CANARY_DOMAIN,
-        canary_secret=settings.RELAYTEST_CANARY_SECRET,
-        probe_helo=settings.RELAYTEST_PROBE_HELO,
-        source_address=settings.RELAYTEST_SOURCE_ADDRESS,
-        command_timeout=settings.RELAYTEST_COMMAND_TIMEOUT,
-        run_deadline=settings.RELAYTEST_RUN_DEADLINE,
-        host_budget=settings.RELAYTEST_HOST_BUDGET,
-        internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
-        resolver=settings.RELAYTEST_RESOLVER,
-        dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES),
-        contact=settings.DEFAULT_FROM_EMAIL,
-    )
 
 
 class Command(BaseCommand):
