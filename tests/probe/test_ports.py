@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from relaytests.probe.suite import probe_target
 from tests.probe.conftest import suite_config
 from tests.probe.test_cli import relaytest_json
