@@ -88,7 +88,7 @@ def check(target: str, kind: str, port: int) -> ScopedTarget:
         raise OutOfScope(f"{target} is not under {_scope_domains_text()}, the domains this portal may test.")
     resolved = async_to_sync(targets.resolve_target)(
         target,
-        port=port,
+        ports=(port,),
         domain=kind == "domain",
         resolver=settings.RELAYTEST_RESOLVER,
         timeout=RESOLVE_TIMEOUT,

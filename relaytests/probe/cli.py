@@ -68,7 +68,14 @@ def say_failure(message: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser, defaults: ProbeDefaults) -> None:
     parser.add_argument("target", nargs="?", help="hostname, IPv4 or [IPv6] address, optionally :PORT")
     parser.add_argument("--domain", help="a mail domain: test its MX hosts")
-    parser.add_argument("--port", type=port_number, default=25, help="SMTP port (default 25)")
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        action="append",
+        dest="ports",
+        help="SMTP port, again for more (--port 25 --port 587 --port 465); each is tested as its own host; "
+        "465 speaks TLS from the first byte (default 25)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument(
         "--canary-domain",
@@ -194,10 +201,12 @@ async def probe(options: argparse.Namespace, config: SuiteConfig) -> Report:
 
 async def probe_the_target(options: argparse.Namespace, config: SuiteConfig) -> Report:
     from relaytests.probe.suite import probe_target
+    from relaytests.probe.targets import SMTP_PORT
 
+    ports = tuple(dict.fromkeys(options.ports or [SMTP_PORT]))  # a port given twice is tested once
     if options.domain:
-        return await probe_target(options.domain, config, port=options.port, domain=True)
-    return await probe_target(options.target, config, port=options.port)
+        return await probe_target(options.domain, config, ports=ports, domain=True)
+    return await probe_target(options.target, config, ports=ports)
 
 
 async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:
@@ -266,7 +275,8 @@ def render_text(report: Report) -> str:
 
     lines = [f"{report.target}: {report.verdict.upper()}", report.summary, ""]
     for host in report.hosts:
-        lines.append(f"== {host.address} port {host.port}: {host.verdict} ({host.reason})")
+        tls = " (TLS on connect)" if host.implicit_tls else ""
+        lines.append(f"== {host.address} port {host.port}{tls}: {host.verdict} ({host.reason})")
         if host.banner:
             lines.append(f"   banner: {host.banner}")
         lines.append(f"   software: {host.software.family} {host.software.version or ''}".rstrip())

@@ -1,4 +1,5 @@
-"""Checks besides relay: banner, software, STARTTLS and its certificate, AUTH before TLS, VRFY and EXPN.
+"""Checks besides relay: banner, software, TLS (STARTTLS or implicit) and its certificate, AUTH before TLS,
+VRFY and EXPN.
 
 They run on the survey connection, before any vector, so that their non-mail commands never
 count against the error limits of the connections that carry the vectors.
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 DISCLOSING_CODES = (250, 251)
 MAX_CERTIFICATE_FIELD = 512  # characters kept of a subject, an issuer or a name
 MAX_CERTIFICATE_NAMES = 100
+# How TLS came up, by the id of the check that records its certificate.
+TLS_STARTS = {"starttls": "STARTTLS", "implicit-tls": "TLS on connect (RFC 8314)"}
 
 
 async def survey_checks(session: SmtpSession, host: HostReport, target_host: str | None) -> list[Check]:
@@ -31,7 +34,7 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
         Check("banner", "info", f"The server greets with: {host.banner}", {"banner": host.banner}),
         _software_check(host),
         outdated.outdated_check(host.software, host.banner),
-        _auth_before_tls(session.extensions),
+        _auth_before_tls(session),
     ]
     if "XCLIENT" in session.extensions:
         checks.append(
@@ -54,7 +57,9 @@ async def survey_checks(session: SmtpSession, host: HostReport, target_host: str
             lambda: _disclosure_check(session, "EXPN", "expn", "EXPN lists the members of a mailing list"),
         ),
     ]
-    if "STARTTLS" in session.extensions:
+    if session.implicit_tls and session.tls_info:
+        checks.append(_certificate_check(session.tls_info, target_host, "implicit-tls"))
+    elif "STARTTLS" in session.extensions:
         commands.append(("starttls", lambda: _starttls_check(session, target_host)))
     else:
         checks.append(
@@ -93,7 +98,12 @@ def _software_check(host: HostReport) -> Check:
     )
 
 
-def _auth_before_tls(extensions: dict[str, str]) -> Check:
+def _auth_before_tls(session: SmtpSession) -> Check:
+    extensions = session.extensions
+    if session.implicit_tls:
+        return Check(
+            "auth-before-tls", "pass", "The connection is encrypted from its first byte, AUTH included."
+        )
     if "AUTH" in extensions:
         return Check(
             "auth-before-tls",
@@ -131,12 +141,13 @@ async def _starttls_check(session: SmtpSession, target_host: str | None) -> Chec
     return check
 
 
-def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
+def _certificate_check(info: TlsInfo, target_host: str | None, check_id: str = "starttls") -> Check:
+    how = TLS_STARTS[check_id]
     if not info.certificate_der:
         return Check(
-            "starttls",
+            check_id,
             "warn",
-            f"STARTTLS works ({info.version}) but the server sent no certificate.",
+            f"{how} works ({info.version}) but the server sent no certificate.",
             {"protocol": info.version},
         )
     # cryptography and service_identity only once a certificate is read: most runs never do, and
@@ -148,9 +159,9 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
         names = _certificate_names(cert)
     except ValueError as exc:  # OpenSSL served it; cryptography's stricter parser refuses it
         return Check(
-            "starttls",
+            check_id,
             "error",
-            f"STARTTLS works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
+            f"{how} works ({info.version}) but the certificate could not be read: {safe_text(exc, 300)}",
             {"protocol": info.version},
         )
     expires = cert.not_valid_after_utc
@@ -172,12 +183,12 @@ def _certificate_check(info: TlsInfo, target_host: str | None) -> Check:
     if cert.subject == cert.issuer:
         problems.append("the certificate is self-signed")
     summary = (
-        f"STARTTLS works ({info.version}); certificate for {data['subject']} from {data['issuer']}, "
+        f"{how} works ({info.version}); certificate for {data['subject']} from {data['issuer']}, "
         f"valid until {expires:%Y-%m-%d}"
     )
     if problems:
-        return Check("starttls", "warn", f"{summary}; but {'; '.join(problems)}.", data)
-    return Check("starttls", "pass", f"{summary}.", data)
+        return Check(check_id, "warn", f"{summary}; but {'; '.join(problems)}.", data)
+    return Check(check_id, "pass", f"{summary}.", data)
 
 
 def _certificate_names(cert: x509.Certificate) -> list[str]:

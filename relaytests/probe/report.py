@@ -86,6 +86,7 @@ class HostReport:
     address: str
     port: int
     name: str | None = None
+    implicit_tls: bool = False  # the port speaks TLS from the first byte (RFC 8314, port 465)
     verdict: str = Verdict.INCONCLUSIVE  # a Verdict's value
     reason: str = ""
     banner: str = ""

@@ -2,8 +2,9 @@
 
 Addresses go on the wire through ``execute_command`` with the exact bytes of the vector:
 aiosmtplib's ``mail()`` and ``rcpt()`` pass addresses through ``parseaddr`` and would silently
-turn the quoted and source-route vectors into plain ones. TLS is never started implicitly and
-certificates are recorded, not verified (a relay test must not stop at a self-signed certificate).
+turn the quoted and source-route vectors into plain ones. TLS starts only when asked for: STARTTLS,
+or from the first byte on a submission port with implicit TLS (RFC 8314, port 465). Certificates are
+recorded, not verified (a relay test must not stop at a self-signed certificate).
 
 Everything the server sends is hostile input: aiosmtplib bounds a line to 8 KiB and a reply to
 32 KiB, every command has a timeout, and what we keep passes ``sanitise.safe_text``. A reply must
@@ -199,6 +200,7 @@ class SmtpSession:
         connect_timeout: float,
         source_address: str | None = None,
         slow_reply_seconds: float = 1.0,
+        implicit_tls: bool = False,
     ):
         self.address = address
         self.port = port
@@ -217,13 +219,16 @@ class SmtpSession:
         self.extensions: dict[str, str] = {}
         self.helo_name = ""
         self.tls = False
+        self.implicit_tls = implicit_tls  # TLS from the first byte (RFC 8314), before the greeting
+        self.tls_info: TlsInfo | None = None  # the handshake's, once TLS is up
         self.local_address: str | None = None  # the probe's own address on this connection
         self._smtp = aiosmtplib.SMTP(
             hostname=address,
             port=port,
             timeout=connect_timeout,
             start_tls=False,
-            use_tls=False,
+            use_tls=implicit_tls,
+            tls_context=_unverified_tls_context() if implicit_tls else None,
             validate_certs=False,
             source_address=(source_address, 0) if source_address else None,
             local_hostname="localhost",  # never used: we always send our own EHLO
@@ -238,6 +243,8 @@ class SmtpSession:
 
     async def open(self) -> Reply:
         started = time.monotonic()
+        if self.implicit_tls:
+            self._say("(TLS handshake before the greeting: implicit TLS, RFC 8314)")
         try:
             response = await self._smtp.connect()
         except errors.SMTPConnectResponseError as exc:
@@ -254,12 +261,16 @@ class SmtpSession:
             raise self._failure("unreachable", f"port {self.port} does not exist (1-65535)") from None
         except (errors.SMTPConnectError, OSError) as exc:
             cause = exc.__cause__ or exc
+            if isinstance(cause, ssl.SSLError):
+                raise self._failure("tls_failed", f"TLS handshake failed: {cause}") from None
             number = getattr(cause, "errno", None)
             why = os.strerror(number) if number else str(cause)
             raise self._failure("unreachable", f"could not connect to port {self.port}: {why}") from None
         except errors.SMTPException as exc:
             raise self._broken(exc) from None
         greeting = self._record_reply(response.code, response.message)
+        if self.implicit_tls:
+            self._tls_started()
         self.connect_seconds, _ = await self._server_delay(self._smtp.protocol, started)
         sockname = self._smtp.get_transport_info("sockname")
         self.local_address = sockname[0] if sockname else None
@@ -335,11 +346,19 @@ class SmtpSession:
         except (errors.SMTPException, ssl.SSLError, OSError) as exc:
             raise self._failure("tls_failed", f"TLS handshake failed: {exc}") from None
         self._record_reply(response.code, response.message)
+        self.extensions = {}
+        return self._tls_started()
+
+    def _tls_started(self) -> TlsInfo:
         ssl_object = self._smtp.get_transport_info("ssl_object")
         self.tls = True
-        self.extensions = {}
-        info = TlsInfo(ssl_object.version() or "", ssl_object.getpeercert(binary_form=True))
-        return info
+        self.tls_info = TlsInfo(ssl_object.version() or "", ssl_object.getpeercert(binary_form=True))
+        return self.tls_info
+
+    @property
+    def started_tls(self) -> bool:
+        """TLS by STARTTLS on this connection: the plain session it began as is gone."""
+        return self.tls and not self.implicit_tls
 
     async def close(self) -> None:
         """QUIT politely when the connection still stands (and is not tarpitted), then close it."""

@@ -39,7 +39,7 @@ from relaytests.probe import (
 )
 from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
 from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
-from relaytests.probe.targets import HostTarget, resolve_target
+from relaytests.probe.targets import IMPLICIT_TLS_PORT, SMTP_PORT, HostTarget, resolve_target
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
 from relaytests.probe.vocabulary import Verdict
 
@@ -66,6 +66,8 @@ class SuiteConfig:
     resolver: str | None = None
     dnsbl_zones: tuple[str, ...] | None = None  # None: dnschecks' default list
     local_user: str = "relaytest"
+    # Ports whose sessions start with a TLS handshake (RFC 8314: submission over implicit TLS).
+    implicit_tls_ports: tuple[int, ...] = (IMPLICIT_TLS_PORT,)
     # Hosts tested at once by every run in this process together (RELAYTEST_MAX_HOSTS_IN_FLIGHT).
     max_hosts_in_flight: int = 64
     # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
@@ -160,10 +162,15 @@ def _finish(report: Report, probes: list[HostProbe], config: SuiteConfig, starte
 
 
 async def probe_target(
-    text: str, config: SuiteConfig, *, port: int = 25, domain: bool = False, progress: Progress | None = None
+    text: str,
+    config: SuiteConfig,
+    *,
+    ports: tuple[int, ...] = (SMTP_PORT,),
+    domain: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
-    """Resolve a target (hostname, address or mail domain) and test it; the CLI's entry point."""
-    resolved = await resolve_target(text, port=port, domain=domain, resolver=config.resolver)
+    """Resolve a target (hostname, address or mail domain) and test it on each port; the CLI's entry point."""
+    resolved = await resolve_target(text, ports=ports, domain=domain, resolver=config.resolver)
     if resolved.error or not resolved.hosts:
         report = _untestable(resolved.label, config, resolved.error or "no address to test")
         report.checks = resolved.checks
@@ -294,7 +301,10 @@ class HostProbe:
         self.run_id = run_id
         self.deadline = deadline
         self.progress = progress
-        self.report = HostReport(address=host.address, port=host.port, name=host.name)
+        self.implicit_tls = host.port in config.implicit_tls_ports
+        self.report = HostReport(
+            address=host.address, port=host.port, name=host.name, implicit_tls=self.implicit_tls
+        )
         self.host_tag = canary.host_tag(host.address, host.port)  # tokens prove this host only
         self.transcript = Transcript(offset=time.monotonic() - run_started)
         self.local_address: str | None = None
@@ -362,7 +372,7 @@ class HostProbe:
             await session.close()
             raise
         keep = session.slows_every_reply or self._connecting_is_slow()
-        if keep and session.is_open and not session.tls:
+        if keep and session.is_open and not session.started_tls:
             self._session, self._session_vectors = session, 0  # its greeting is not paid twice
         else:
             await session.close()
@@ -595,7 +605,7 @@ class HostProbe:
         session = self._new_session()
         await session.open()
         reply = await session.hello(helo)
-        if (self.needs_tls if tls is None else tls) and reply.is_positive:
+        if (self.needs_tls if tls is None else tls) and reply.is_positive and not session.tls:
             await session.starttls()
             reply = await session.hello(helo)
         if not reply.is_positive:
@@ -613,6 +623,7 @@ class HostProbe:
             connect_timeout=self.config.connect_timeout,
             source_address=self.config.source_address,
             slow_reply_seconds=self.config.slow_reply_seconds,
+            implicit_tls=self.implicit_tls,
         )
         self._sessions.append(session)
         return session

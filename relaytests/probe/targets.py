@@ -1,7 +1,7 @@
 """Targets: what a person typed (a host name, an IP literal or a mail domain) -> the hosts to probe.
 
 A host is one (address, port): a name with an IPv4 and an IPv6 address is two hosts, tested
-separately. Resolution never raises for a name that does not resolve or a resolver that is
+separately, and so is each port of a run that tests several (25, 587, 465). Resolution never raises for a name that does not resolve or a resolver that is
 down: the ResolvedTarget carries the reason instead.
 """
 
@@ -17,6 +17,7 @@ from relaytests.probe.dnschecks import DnsClient, find_mail_hosts, mx_check, spl
 from relaytests.probe.report import Check
 
 SMTP_PORT = 25
+IMPLICIT_TLS_PORT = 465  # submission over TLS from the first byte (RFC 8314)
 MAX_NAME_LENGTH = 253
 
 _LETTERS_DIGITS_HYPHENS = re.compile(r"[a-z0-9-]+", re.IGNORECASE)
@@ -144,38 +145,44 @@ def _ascii_label(text: str, label: str) -> str:
 async def resolve_target(
     text: str,
     *,
-    port: int = SMTP_PORT,
+    ports: tuple[int, ...] = (SMTP_PORT,),
     domain: bool = False,
     resolver: str | None = None,
     timeout: float = 5.0,
 ) -> ResolvedTarget:
-    """The hosts behind a target: its A and AAAA addresses, or with domain=True its MX hosts'.
+    """The hosts behind a target on each of `ports`: its A and AAAA addresses, or with domain=True its MX
+    hosts'. A port typed in the target (host:2525) is the only one tested.
 
     `resolver` is "ADDRESS[:PORT]" or None for the system resolver. Nothing here raises:
     a bad target, a missing name or an unavailable resolver give `error`.
     """
     try:
-        host, port = parse_target(text, default_port=port)
+        host, typed_port = parse_target(text, default_port=0)  # no port is 0
     except TargetError as exc:
         return ResolvedTarget(label=text.strip(), hosts=[], error=str(exc))
     if host.endswith(".invalid") or host == "invalid":  # RFC 6761 6.4: never exists, so no lookup
         return ResolvedTarget(
             label=host, hosts=[], error=f"{host} cannot exist: .invalid is reserved (RFC 6761)"
         )
+    ports = (typed_port,) if typed_port else ports
     client = DnsClient(resolver, timeout)
     if _ip_address(host):
         if domain:
             return ResolvedTarget(label=host, hosts=[], error=f"{host} is an IP address, not a mail domain")
-        return ResolvedTarget(label=host, hosts=[HostTarget(host, port)])
+        return ResolvedTarget(label=host, hosts=[HostTarget(host, port) for port in ports])
     if domain:
-        return await _resolve_mail_domain(host, port, client)
-    return await _resolve_host_name(host, port, client)
+        return await _resolve_mail_domain(host, ports, client)
+    return await _resolve_host_name(host, ports, client)
 
 
-async def _resolve_host_name(name: str, port: int, client: DnsClient) -> ResolvedTarget:
+async def _resolve_host_name(name: str, ports: tuple[int, ...], client: DnsClient) -> ResolvedTarget:
     found = await client.addresses(name)
     alias_of = found.canonical_name if found.canonical_name != name else None
-    hosts = [HostTarget(address, port, name=name, alias_of=alias_of) for address in found.addresses]
+    hosts = [
+        HostTarget(address, port, name=name, alias_of=alias_of)
+        for address in found.addresses
+        for port in ports
+    ]
     checks = []
     if hosts and found.failure:  # one family answered, the other did not: say what is left out
         detail = (
@@ -186,7 +193,7 @@ async def _resolve_host_name(name: str, port: int, client: DnsClient) -> Resolve
     return ResolvedTarget(label=name, hosts=hosts, checks=checks, error=found.problem)
 
 
-async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> ResolvedTarget:
+async def _resolve_mail_domain(domain: str, ports: tuple[int, ...], client: DnsClient) -> ResolvedTarget:
     """RFC 5321 section 5.1: the MX hosts by preference, else the domain's own addresses."""
     mail = await find_mail_hosts(domain, client)
     check = mx_check(mail)
@@ -196,6 +203,7 @@ async def _resolve_mail_domain(domain: str, port: int, client: DnsClient) -> Res
     hosts = [
         HostTarget(address, port, name=name, mail_domain=domain, alias_of=aliases.get(name))
         for name, address in mail.receiving_hosts()
+        for port in ports
     ]
     error = None if hosts else _nothing_to_test(check)
     return ResolvedTarget(label=domain, hosts=hosts, checks=[check], error=error)

@@ -40,6 +40,8 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
   starttls-required  offers STARTTLS (a trustme certificate) and answers MAIL before TLS with
                      ``530 5.7.0 Must issue a STARTTLS command first``; closed once TLS is up
                      (``relays`` makes it open)
+  implicit-tls       closed, speaking TLS from the first byte (a trustme certificate), as port 465 does
+                     (RFC 8314); ``relays`` makes it open
   helo-only          ``502 5.5.2 Error: command not recognized`` to EHLO; HELO works
   pipelining-intolerant  a command that arrives while an earlier one is unanswered gets
                      ``554 5.5.0 Error: SMTP protocol synchronization`` and the server hangs up
@@ -129,6 +131,7 @@ class Behaviour:
     misbehave_at: str = "greeting"  # or "ehlo"
     ehlo: bool = True  # False: EHLO is "not recognized", only HELO works
     starttls: bool = False  # offer STARTTLS with a trustme certificate
+    implicit_tls: bool = False  # TLS from the first byte with that certificate, as on port 465
     require_starttls: bool = False
     relays: frozenset[str] = frozenset()  # address tricks it relays through (addresses.TRICKS)
     relay_denied: str = RELAY_DENIED
@@ -187,6 +190,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "starttls-required": Behaviour(
         "MAIL only after STARTTLS; closed over TLS", starttls=True, require_starttls=True
     ),
+    "implicit-tls": Behaviour("closed, TLS from the first byte (port 465)", implicit_tls=True),
     "helo-only": Behaviour("EHLO not recognized, HELO works", ehlo=False),
     "pipelining-intolerant": Behaviour("drops clients that talk out of turn", forbid_pipelining=True),
     "exim": Behaviour(
@@ -643,7 +647,7 @@ class FakeSMTPServer:
         self.stop()
 
     def start(self) -> None:
-        if self.behaviour.starttls:
+        if self.behaviour.starttls or self.behaviour.implicit_tls:
             self.tls_context  # noqa: B018 - make the certificate before the loop needs it
         self._thread.start()
         self._ready.wait()
@@ -659,7 +663,12 @@ class FakeSMTPServer:
         asyncio.set_event_loop(self.loop)
         try:
             listener = self.loop.run_until_complete(
-                self.loop.create_server(self._new_connection, LISTEN_ADDRESS, self.requested_port)
+                self.loop.create_server(
+                    self._new_connection,
+                    LISTEN_ADDRESS,
+                    self.requested_port,
+                    ssl=self.tls_context if self.behaviour.implicit_tls else None,
+                )
             )
         except OSError as error:
             self._start_error = error
