@@ -159,10 +159,32 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# ---- Single sign-on (relaytests/sso.py, docs/operations.md): the web server in front signs users in ----
+PORTAL_REMOTE_USER = env.boolean("PORTAL_REMOTE_USER", False)
+# The request.META key of the user name: REMOTE_USER under mod_wsgi, HTTP_X_REMOTE_USER for a header
+# X-Remote-User that the proxy sets (and strips from what the client sent).
+PORTAL_REMOTE_USER_HEADER = env.string("PORTAL_REMOTE_USER_HEADER", "REMOTE_USER")
+PORTAL_REMOTE_USER_PERSISTENT = env.boolean("PORTAL_REMOTE_USER_PERSISTENT", False)
+# The request.META key of the entitlements that name departments; empty: memberships are kept by hand.
+PORTAL_REMOTE_USER_DEPARTMENT_HEADER = env.string("PORTAL_REMOTE_USER_DEPARTMENT_HEADER")
+PORTAL_SSO_DEPARTMENT_PREFIX = env.string("PORTAL_SSO_DEPARTMENT_PREFIX")
+PORTAL_SSO_CENTRAL_IT_VALUE = env.string("PORTAL_SSO_CENTRAL_IT_VALUE")
+# Sign-in with the portal's own user names and passwords.
+PORTAL_LOCAL_LOGIN = env.boolean("PORTAL_LOCAL_LOGIN", True)
+if not (PORTAL_LOCAL_LOGIN or PORTAL_REMOTE_USER):
+    raise ImproperlyConfigured("PORTAL_LOCAL_LOGIN=false needs PORTAL_REMOTE_USER: else no one can sign in.")
+if PORTAL_REMOTE_USER:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "relaytests.sso.PersistentRemoteUserMiddleware"
+        if PORTAL_REMOTE_USER_PERSISTENT
+        else "relaytests.sso.RemoteUserMiddleware",
+    )
 # ---- Sign-in lockout (django-axes): failures counted per user name and, apart, per client address ----
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before the password check
-    "django.contrib.auth.backends.ModelBackend",
+    *(["relaytests.sso.RemoteUserBackend"] if PORTAL_REMOTE_USER else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if PORTAL_LOCAL_LOGIN else []),
 ]
 AXES_FAILURE_LIMIT = env.integer("PORTAL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(seconds=env.integer("PORTAL_LOGIN_COOLOFF", 3600))
