@@ -274,6 +274,7 @@ PORTAL_ALERT_EMAIL = env.string("PORTAL_ALERT_EMAIL")
 # ---- Celery: an embedded filesystem broker by default, Redis in production ----
 CELERY_BROKER_URL = env.string("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "relaytests.filesystem_broker:Transport"  # writes each message in one step
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
