@@ -169,10 +169,37 @@ PORTAL_REMOTE_USER_PERSISTENT = env.boolean("PORTAL_REMOTE_USER_PERSISTENT", Fal
 PORTAL_REMOTE_USER_DEPARTMENT_HEADER = env.string("PORTAL_REMOTE_USER_DEPARTMENT_HEADER")
 PORTAL_SSO_DEPARTMENT_PREFIX = env.string("PORTAL_SSO_DEPARTMENT_PREFIX")
 PORTAL_SSO_CENTRAL_IT_VALUE = env.string("PORTAL_SSO_CENTRAL_IT_VALUE")
+# ---- Single sign-on by OpenID Connect (mozilla-django-oidc; relaytests/sso.py, docs/operations.md) ----
+PORTAL_OIDC = env.boolean("PORTAL_OIDC", False)
+# What the sign-in page's button says: "Sign in with <label>".
+PORTAL_OIDC_LABEL = env.string("PORTAL_OIDC_LABEL", "the university's single sign-on")
+# The claim that names the account (sub is stable; preferred_username or eppn read better).
+PORTAL_OIDC_USERNAME_CLAIM = env.string("PORTAL_OIDC_USERNAME_CLAIM", "sub")
+# The claim whose values name departments, as PORTAL_SSO_DEPARTMENT_PREFIX + slug; empty: kept by hand.
+PORTAL_OIDC_DEPARTMENT_CLAIM = env.string("PORTAL_OIDC_DEPARTMENT_CLAIM")
+# The provider's endpoints and this portal's client at the provider, under the library's own names.
+for _name in (
+    "OIDC_RP_CLIENT_ID",
+    "OIDC_RP_CLIENT_SECRET",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT",
+    "OIDC_OP_TOKEN_ENDPOINT",
+    "OIDC_OP_USER_ENDPOINT",
+    "OIDC_OP_JWKS_ENDPOINT",
+):
+    globals()[_name] = env.string(_name)
+    if PORTAL_OIDC and not globals()[_name]:
+        raise ImproperlyConfigured(f"PORTAL_OIDC=true needs {_name}.")
+OIDC_RP_SIGN_ALGO = env.string("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env.string("OIDC_RP_SCOPES", "openid email profile")
+OIDC_TIMEOUT = env.number("OIDC_TIMEOUT", 10.0)  # a provider that hangs costs a sign-in seconds, no more
+OIDC_USE_PKCE = True
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 # Sign-in with the portal's own user names and passwords.
 PORTAL_LOCAL_LOGIN = env.boolean("PORTAL_LOCAL_LOGIN", True)
-if not (PORTAL_LOCAL_LOGIN or PORTAL_REMOTE_USER):
-    raise ImproperlyConfigured("PORTAL_LOCAL_LOGIN=false needs PORTAL_REMOTE_USER: else no one can sign in.")
+if not (PORTAL_LOCAL_LOGIN or PORTAL_REMOTE_USER or PORTAL_OIDC):
+    raise ImproperlyConfigured(
+        "PORTAL_LOCAL_LOGIN=false needs PORTAL_REMOTE_USER or PORTAL_OIDC: else no one can sign in."
+    )
 if PORTAL_REMOTE_USER:
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
@@ -184,6 +211,7 @@ if PORTAL_REMOTE_USER:
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before the password check
     *(["relaytests.sso.RemoteUserBackend"] if PORTAL_REMOTE_USER else []),
+    *(["relaytests.sso.OIDCBackend"] if PORTAL_OIDC else []),
     *(["django.contrib.auth.backends.ModelBackend"] if PORTAL_LOCAL_LOGIN else []),
 ]
 AXES_FAILURE_LIMIT = env.integer("PORTAL_LOGIN_FAILURE_LIMIT", 5)

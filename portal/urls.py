@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -18,3 +19,5 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),  # Prometheus's default path, no slash
     path("", include("relaytests.urls")),
 ]
+if settings.PORTAL_OIDC:
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))

@@ -1,4 +1,5 @@
-"""The organisation running the portal, in every page's context (names, policy, hub, contacts)."""
+"""The organisation running the portal, in every page's context (names, policy, hub, contacts), and
+the ways to sign in."""
 
 from django.conf import settings
 
@@ -15,4 +16,8 @@ def organisation(request):
             "help_url": settings.PORTAL_HELP_URL,
         },
         "info_pages": INFO_PAGES,
+        "sign_in": {
+            "oidc_label": settings.PORTAL_OIDC_LABEL if settings.PORTAL_OIDC else "",
+            "local": settings.PORTAL_LOCAL_LOGIN,
+        },
     }

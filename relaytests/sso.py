@@ -1,8 +1,10 @@
-"""Single sign-on through the web server in front (REMOTE_USER), off unless PORTAL_REMOTE_USER is set.
+"""Single sign-on, each way off unless set: the web server in front (PORTAL_REMOTE_USER) or OpenID
+Connect (PORTAL_OIDC).
 
-The web server (Shibboleth, mod_auth_mellon) signs the user in and passes their name; the portal
-creates the account on first sign-in. When PORTAL_REMOTE_USER_DEPARTMENT_HEADER names the attribute
-that lists the user's entitlements, each value ``PORTAL_SSO_DEPARTMENT_PREFIX + slug`` makes them a
+The web server (Shibboleth, mod_auth_mellon) signs the user in and passes their name, or the OpenID
+provider vouches for them with a signed ID token; the portal creates the account on first sign-in.
+When PORTAL_REMOTE_USER_DEPARTMENT_HEADER (or PORTAL_OIDC_DEPARTMENT_CLAIM) names the attribute that
+lists the user's entitlements, each value ``PORTAL_SSO_DEPARTMENT_PREFIX + slug`` makes them a
 member of that department and every other membership goes, at each sign-in: central IT adds no one
 by hand, and who loses an entitlement loses the department. PORTAL_SSO_CENTRAL_IT_VALUE, when set,
 decides central IT (``is_staff``) the same way.
@@ -10,12 +12,19 @@ decides central IT (``is_staff``) the same way.
 
 from __future__ import annotations
 
+import logging
+
+import requests
 from django.conf import settings
 from django.contrib.auth import backends
 from django.contrib.auth import middleware as auth_middleware
+from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from relaytests.models import Department, Membership
+
+logger = logging.getLogger(__name__)
 
 
 class ConfiguredHeader:
@@ -44,6 +53,53 @@ class RemoteUserBackend(backends.RemoteUserBackend):
         header = settings.PORTAL_REMOTE_USER_DEPARTMENT_HEADER
         if header:
             apply_entitlements(user, split_values(request.META.get(header, "")))
+        return user
+
+
+class OIDCBackend(OIDCAuthenticationBackend):
+    """Accounts by a configured claim (the library's default, the e-mail address, can change hands or
+    be shared), with departments from the entitlement claim at each sign-in."""
+
+    def authenticate(self, request, **kwargs):
+        """A provider that is down or a token that does not verify sends the user back to the sign-in
+        page with a message (the library would answer 500 or 400)."""
+        try:
+            return super().authenticate(request, **kwargs)
+        except (SuspiciousOperation, requests.RequestException) as error:
+            logger.warning("OpenID Connect sign-in refused: %s", error)
+            return None
+
+    def verify_token(self, token, **kwargs):
+        """The library checks the signature, expiry and nonce; an ID token must also be meant for us."""
+        payload = super().verify_token(token, **kwargs)
+        audience = payload.get("aud")
+        if self.OIDC_RP_CLIENT_ID not in ([audience] if isinstance(audience, str) else audience or []):
+            raise SuspiciousOperation(f"the ID token is for {audience!r}, not this portal")
+        return payload
+
+    def username(self, claims) -> str:
+        value = claims.get(settings.PORTAL_OIDC_USERNAME_CLAIM)
+        return value if isinstance(value, str) else ""
+
+    def verify_claims(self, claims) -> bool:
+        return bool(self.username(claims))
+
+    def filter_users_by_claims(self, claims):
+        return self.UserModel.objects.filter(username=self.username(claims))
+
+    def create_user(self, claims):
+        user = self.UserModel.objects.create_user(self.username(claims))  # password None: unusable
+        return self.update_user(user, claims)
+
+    def update_user(self, user, claims):
+        email = claims.get("email")
+        if isinstance(email, str) and email != user.email:
+            user.email = email
+            user.save(update_fields=["email"])
+        claim = settings.PORTAL_OIDC_DEPARTMENT_CLAIM
+        if claim:
+            values = claims.get(claim) or []
+            apply_entitlements(user, [values] if isinstance(values, str) else [str(v) for v in values])
         return user
 
 

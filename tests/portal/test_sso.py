@@ -3,8 +3,6 @@ sign-in, departments and central IT from the entitlements at every sign-in, loca
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
@@ -12,6 +10,7 @@ from django.test import Client
 
 from relaytests.models import Membership
 from tests.portal.factories import PASSWORD, make_department, make_user
+from tests.portal.fresh_settings import portal_settings
 
 pytestmark = pytest.mark.django_db
 PAGE = "/account/tokens/"  # for signed-in users only
@@ -29,17 +28,6 @@ SSO_SETTINGS = (
     *(name for name in SSO if name != "PORTAL_REMOTE_USER"),
     "PORTAL_LOCAL_LOGIN",
 )
-
-
-def portal_settings(monkeypatch, environment: dict[str, str]) -> dict:
-    """portal/settings.py evaluated afresh with these variables, as a process started with them reads it."""
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    spec = importlib.util.find_spec("portal.settings")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)  # a copy: the portal.settings loaded stays as it is
-    spec.loader.exec_module(module)
-    return vars(module)
 
 
 @pytest.fixture
