@@ -72,14 +72,15 @@ def empty_broker() -> None:
 @contextlib.contextmanager
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Make this process (the views' enqueue_run) publish to another broker for a while."""
-    original = celery_app.conf.broker_url
+    original = celery_app.conf.broker_url, celery_app.conf.broker_transport
     _forget_broker_connections()
-    celery_app.conf.broker_url = broker_url
+    # The transport goes with the URL: the embedded broker's class would take a Redis URL for a folder.
+    celery_app.conf.broker_url, celery_app.conf.broker_transport = broker_url, None
     try:
         yield
     finally:
         _forget_broker_connections()
-        celery_app.conf.broker_url = original
+        celery_app.conf.broker_url, celery_app.conf.broker_transport = original
 
 
 def _forget_broker_connections() -> None:
