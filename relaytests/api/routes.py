@@ -12,6 +12,7 @@ urlpatterns = [
     path("departments/", views.DepartmentList.as_view(), name="api-departments"),
     *router.urls,
     path("verdict-changes/", views.VerdictChangeList.as_view(), name="api-verdict-changes"),
+    path("tokens/", views.TokenCreate.as_view(), name="api-tokens"),
     path("dashboard/", views.Dashboard.as_view(), name="api-dashboard"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", views.Documentation.as_view(), name="api-docs"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from relaytests.forms import KIND_CHOICES
-from relaytests.models import Department, MailServer, TestRun, Verdict, VerdictChange
+from relaytests.models import ApiToken, Department, MailServer, TestRun, Verdict, VerdictChange
 from relaytests.views.dashboards import COUNTED
 
 
@@ -81,6 +81,31 @@ class RegisterServerSerializer(serializers.Serializer):
         allow_blank=True, trim_whitespace=False, help_text="Hostname, IP address or mail domain, with :PORT"
     )
     mail_domain = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+
+class NewTokenRequestSerializer(serializers.Serializer):
+    """The token page's fields: only their types here; the page's form checks the rest."""
+
+    name = serializers.CharField(allow_blank=True, help_text="What it is for, e.g. the ticket system.")
+    expires_on = serializers.DateField(
+        required=False,
+        allow_null=True,
+        help_text="From the start of this day on it is refused; none: until revoked.",
+    )
+
+
+class NewTokenSerializer(serializers.ModelSerializer):
+    token = serializers.SerializerMethodField(
+        help_text="The token itself, shown this once: the portal keeps only its SHA-256."
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "expires_at", "token"]
+        read_only_fields = fields
+
+    def get_token(self, token) -> str:
+        return self.context["text"]
 
 
 class RunSerializer(serializers.ModelSerializer):

@@ -9,14 +9,15 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
-from rest_framework import generics, mixins, status, viewsets
+from rest_framework import authentication, generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from relaytests import access, runs
+from relaytests import tokens as api_tokens
 from relaytests.api import serializers as api
-from relaytests.forms import ApiRegisterServerForm
+from relaytests.forms import ApiRegisterServerForm, ApiTokenForm
 from relaytests.models import MailServer, TestRun, VerdictChange
 from relaytests.tasks import enqueue_run
 from relaytests.views.dashboards import COUNTED, server_rows, verdict_counts
@@ -105,6 +106,29 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         shown = api.RunSerializer(run, context={"request": request}).data
         location = reverse("api-run-detail", args=[run.pk])
         return Response(shown, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class TokenCreate(APIView):
+    """A program's first token, from its user's name and password (or a signed-in browser). Not from a
+    token: one that leaked must not make others that outlive its revocation."""
+
+    authentication_classes = [authentication.BasicAuthentication, authentication.SessionAuthentication]
+
+    @extend_schema(
+        request=api.NewTokenRequestSerializer,
+        responses={201: api.NewTokenSerializer},
+        description="Create a personal API token, as the API tokens page does: the token is in the "
+        "answer this once. Sign in with HTTP Basic (a local account's user name and password) or a session.",
+    )
+    def post(self, request):
+        shape = api.NewTokenRequestSerializer(data=request.data)
+        shape.is_valid(raise_exception=True)
+        form = ApiTokenForm(shape.validated_data)
+        if not form.is_valid():
+            return Response(form.errors, status=status.HTTP_400_BAD_REQUEST)
+        token, text = api_tokens.issue(request.user, form.cleaned_data["name"], form.expires_at())
+        shown = api.NewTokenSerializer(token, context={"text": text}).data
+        return Response(shown, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
 
 def refused(request, detail: str, code: int, run: TestRun | None = None) -> Response:

@@ -22,6 +22,7 @@ ENDPOINTS = {
     "/api/runs/{id}/": {"get"},
     "/api/runs/{id}/report/": {"get"},
     "/api/verdict-changes/": {"get"},
+    "/api/tokens/": {"post"},
     "/api/dashboard/": {"get"},
 }
 SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S)

@@ -3,6 +3,7 @@ expired or revoked, and each throttled on its own."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from relaytests import tokens
 from relaytests.models import ApiToken
 from tests.portal import browser as browser_helpers
 from tests.portal.conftest import client_for
-from tests.portal.factories import make_user
+from tests.portal.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 TOKENS_PAGE = reverse("relaytests:tokens")
@@ -196,6 +197,55 @@ def test_central_it_revokes_a_users_token_in_the_admin(member, settings):
 
     assert response.status_code == 302
     assert bearer(text).get("/api/servers/").status_code == 401
+
+
+# ---- POST /api/tokens/: a program's first token ----
+
+API_TOKENS = "/api/tokens/"
+
+
+def basic(user_name: str, password: str) -> APIClient:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{user_name}:{password}".encode()).decode()
+    )
+    return client
+
+
+def test_a_program_gets_a_token_with_its_user_s_password_shown_once_and_it_works(member, server):
+    response = basic(member.username, PASSWORD).post(API_TOKENS, {"name": "inventory"}, format="json")
+
+    assert response.status_code == 201 and "no-store" in response["Cache-Control"]
+    stored = ApiToken.objects.get()
+    assert (stored.user, stored.name, stored.expires_at) == (member, "inventory", None)
+    assert response.json()["token"].startswith(f"rtp_{stored.prefix}_")
+    assert stored.digest == hashlib.sha256(response.json()["token"].encode()).hexdigest()
+    assert bearer(response.json()["token"]).get(f"/api/servers/{server.pk}/").status_code == 200
+
+
+def test_a_token_from_the_api_has_the_page_s_rules(member):
+    with_password = basic(member.username, PASSWORD)
+    today = timezone.localdate().isoformat()
+
+    refused = with_password.post(API_TOKENS, {"name": "x", "expires_on": today}, format="json")
+    nameless = with_password.post(API_TOKENS, {"name": ""}, format="json")
+
+    assert refused.status_code == 400 and refused.json() == {
+        "expires_on": ["Choose a day after today, or none."]
+    }
+    assert nameless.status_code == 400 and "name" in nameless.json()
+    assert not ApiToken.objects.exists()
+
+
+def test_a_wrong_password_or_a_token_makes_no_token(member):
+    _, text = tokens.issue(member, "ticket system")
+
+    wrong = basic(member.username, "not-the-password").post(API_TOKENS, {"name": "x"}, format="json")
+    by_token = bearer(text).post(API_TOKENS, {"name": "x"}, format="json")
+
+    assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Basic")
+    assert by_token.status_code == 401  # a leaked token must not make tokens that outlive it
+    assert ApiToken.objects.count() == 1
 
 
 @pytest.mark.browser
