@@ -223,6 +223,17 @@ def test_a_program_gets_a_token_with_its_user_s_password_shown_once_and_it_works
     assert bearer(response.json()["token"]).get(f"/api/servers/{server.pk}/").status_code == 200
 
 
+@pytest.mark.parametrize("persona", ["outsider", "member", "staff"])
+def test_anyone_with_an_account_gets_a_token_of_their_own_and_anonymous_gets_401(request, persona):
+    user = request.getfixturevalue(persona)
+
+    made = basic(user.username, PASSWORD).post(API_TOKENS, {"name": "mine"}, format="json")
+    anonymous = APIClient().post(API_TOKENS, {"name": "mine"}, format="json")
+
+    assert (made.status_code, anonymous.status_code) == (201, 401)
+    assert list(ApiToken.objects.values_list("user__username", flat=True)) == [user.username]
+
+
 def test_a_token_from_the_api_has_the_page_s_rules(member):
     with_password = basic(member.username, PASSWORD)
     today = timezone.localdate().isoformat()
