@@ -8,7 +8,8 @@ round_trips), and what the server's own limits cost: tarpit sleeps and hang-ups 
 errors (the fake's counters), as the median of N rounds. The servers: closed, open, and two
 strict ones with Postfix's limits (tarpit after 10 errors, each reply then 5 s late; hang up
 after 10 errors), the open one with canary delivery on (DATA after every accepted vector), and
-a closed one whose greeting comes ``--greeting`` seconds late (what a new connection costs).
+a closed one whose greeting comes ``--greeting`` seconds late (what a new connection costs), and
+that one again with Postfix's real limits (each reply 1 s late after 10 errors, hang up at 20).
 
 Then a crowd: ``--crowd`` closed servers (none ever slows down) tested in one run, under the
 engine's cap on hosts in flight. It prints the hosts treated as tarpits (more connections than a
@@ -39,7 +40,15 @@ from relaytests.probe.targets import HostTarget
 from tests.conftest import EMPTY_DNS  # (it also points dnspython's defaults at loopback)
 from tests.fakes import BEHAVIOURS, FakeSMTPServer
 
-SERVERS = ("closed", "open", "tarpit-after-errors", "drop-after-errors", "open+data", "slow-greeting")
+SERVERS = (
+    "closed",
+    "open",
+    "tarpit-after-errors",
+    "drop-after-errors",
+    "open+data",
+    "slow-greeting",
+    "slow-greeting-postfix",
+)
 CONFIG = SuiteConfig(
     canary_domain="canary.example.net",
     canary_secret="benchmark",
@@ -55,6 +64,14 @@ CONFIG = SuiteConfig(
 def behaviour_of(name: str, greeting_delay: float):
     if name == "slow-greeting":
         return dataclasses.replace(BEHAVIOURS["slow-banner"], banner_delay=greeting_delay)
+    if name == "slow-greeting-postfix":  # and Postfix's limits: 1 s a reply after 10 errors, gone at 20
+        return dataclasses.replace(
+            BEHAVIOURS["slow-banner"],
+            banner_delay=greeting_delay,
+            tarpit_after_errors=10,
+            tarpit_seconds=1.0,
+            drop_after_errors=20,
+        )
     return BEHAVIOURS[name.partition("+")[0]]
 
 

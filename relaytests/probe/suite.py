@@ -14,7 +14,10 @@ A reply's delay is the server's: from the last byte sent to the first byte back,
 own event loop (session.py), so a busy probe does not take fast servers for tarpits. And reconnecting
 must pay for itself: when a connection's greeting and EHLO take longer than a slow reply, the probe
 keeps the survey connection for the vectors and packs vectors onto each connection up to the
-server's error budget instead of ``max_vectors_per_connection``.
+server's error budget instead of ``max_vectors_per_connection``. It then also goes on past a
+server's slowdown (Postfix: every reply 1 s late after 10 errors) while the slowed vectors cost
+less than a new greeting, up to ``max_errors_when_connecting_is_slow`` or the count at which the
+server was seen to hang up.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ class SuiteConfig:
     # Connection policy: stay well under the error limits that MTAs enforce (see module docstring).
     max_vectors_per_connection: int = 5  # while connecting is fast; a slow greeting lifts it
     max_errors_per_connection: int = 8
+    # While connecting is slow: errors past a slowdown cost its delay, a new connection its greeting.
+    # Two under Postfix's hard limit of 20, where it hangs up; a server that hangs up sooner is learnt.
+    max_errors_when_connecting_is_slow: int = 18
     slow_reply_seconds: float = 1.0  # a reply this slow means a tarpit began (Postfix sleeps 1 s per error)
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
     # Canary delivery: complete DATA to the canary address of every accepted relay vector.
@@ -312,7 +318,8 @@ class HostProbe:
         self.target_host: str | None = host.name
         self.target_domain: str | None = config.local_domain or host.mail_domain
         self.needs_tls = False  # learnt from "530 Must issue a STARTTLS command first"
-        self.error_budget = config.max_errors_per_connection
+        self.error_budget = config.max_errors_per_connection  # lowered where the server slowed down
+        self.hangup_budget: float = math.inf  # lowered where the server hung up
         self._session: SmtpSession | None = None  # the shared connection, reused with RSET
         self._session_vectors = 0
         self._sessions: list[SmtpSession] = []
@@ -548,11 +555,10 @@ class HostProbe:
     async def _maybe_retire(self, session: SmtpSession) -> None:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
-        self._learn_from_slowdown(session)
         if (
-            _tarpit_began(session)
+            not self._goes_on_at_its_pace(session)
             or self._session_vectors >= self._vectors_per_connection()
-            or session.errors >= self.error_budget
+            or session.errors >= self._errors_per_connection()
         ):
             await self._drop_session()
 
@@ -563,9 +569,32 @@ class HostProbe:
         """
         return math.inf if self._connecting_is_slow() else self.config.max_vectors_per_connection
 
+    def _errors_per_connection(self) -> int | float:
+        if self._connecting_is_slow():
+            return min(self.hangup_budget, self.config.max_errors_when_connecting_is_slow)
+        return min(self.hangup_budget, self.error_budget)
+
+    def _goes_on_at_its_pace(self, session: SmtpSession) -> bool:
+        """May the connection go on, slowed down or not? When not, the error budget learns why."""
+        if self._slowdown_is_cheaper(session):
+            return True
+        self._learn_from_slowdown(session)
+        return not _tarpit_began(session)
+
+    def _slowdown_is_cheaper(self, session: SmtpSession) -> bool:
+        """Would the next vector's replies at the slowed-down pace cost less than a new connection?
+
+        Postfix answers 1 s late after 10 errors; against an 8 s greeting, staying is the cheaper way.
+        """
+        per_vector = REPLIES_PER_VECTOR * session.last_reply_seconds
+        return _tarpit_began(session) and per_vector < self._connection_cost()
+
+    def _connection_cost(self) -> float:
+        return max(s.connect_seconds for s in self._sessions)
+
     def _connecting_is_slow(self) -> bool:
         """Did greeting and EHLO on the slowest connection so far take as long as a slow reply?"""
-        return max(s.connect_seconds for s in self._sessions) >= self.config.slow_reply_seconds
+        return self._connection_cost() >= self.config.slow_reply_seconds
 
     def _learn_from_slowdown(self, session: SmtpSession) -> None:
         """A server that began to tarpit after N errors will do it again: from now on, stay below N.
@@ -579,7 +608,7 @@ class HostProbe:
     def _learn_from_drop(self, failure: SessionFailure) -> None:
         """A server that hung up after N errors will do it again: stay below N from now on."""
         if failure.reason == "dropped" and self._session and self._session.errors:
-            self.error_budget = max(1, min(self.error_budget, self._session.errors - 1))
+            self.hangup_budget = max(1, min(self.hangup_budget, self._session.errors - 1))
 
     async def _shared_session(self, helo: str) -> SmtpSession:
         """The connection the vectors share, reset with RSET, or with a new EHLO for a vector's own HELO.
@@ -592,8 +621,7 @@ class HostProbe:
             if not self._session_vectors and same_helo:
                 return self._session  # the survey's connection, handed over untouched
             reply = await (self._session.command("RSET") if same_helo else self._session.hello(helo))
-            self._learn_from_slowdown(self._session)
-            if reply.is_positive and not _tarpit_began(self._session):
+            if self._goes_on_at_its_pace(self._session) and reply.is_positive:
                 return self._session
             await self._drop_session()  # a refused or tarpitted reset: the next vector gets a fresh start
         self._session = await self._open_ready(helo)
