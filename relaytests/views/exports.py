@@ -69,7 +69,7 @@ AUDIT_COLUMNS: list[tuple[str, Callable[[AuditEntry], object]]] = [
 def overview_csv(request):
     if not request.user.is_staff:
         raise Http404
-    shown, rows = overview_rows(request.GET.get("verdict", ""))
+    shown, _servers, rows = overview_rows(request.GET.get("verdict", ""))
     return _csv(request, f"servers-{shown or 'all'}.csv", SERVER_COLUMNS, rows)
 
 

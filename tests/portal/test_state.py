@@ -184,6 +184,17 @@ def test_each_page_takes_the_same_number_of_queries_for_3_or_30_servers(
         client.get(url)
 
 
+@pytest.mark.parametrize("page", ["overview", "overview filtered", "department"])
+def test_a_page_of_servers_is_counted_without_joining_the_departments(page, department, member, staff):
+    registered(department, range(3))
+    client = client_for(staff if page.startswith("overview") else member)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(PAGES[page](department, None)).status_code == 200
+
+    [count] = [q["sql"] for q in queries if 'COUNT(*) AS "__count"' in q["sql"] and "mailserver" in q["sql"]]
+    assert "JOIN" not in count
+
+
 def test_the_counts_of_30_days_ago_are_counted_once_a_day(department, staff, django_assert_num_queries):
     def open_relay_since_a_month() -> None:
         server = factories.make_server(department, target=f"mx{MailServer.objects.count()}.example.edu")
