@@ -14,10 +14,10 @@ A reply's delay is the server's: from the last byte sent to the first byte back,
 own event loop (session.py), so a busy probe does not take fast servers for tarpits. And reconnecting
 must pay for itself: when a connection's greeting and EHLO take longer than a slow reply, the probe
 keeps the survey connection for the vectors and packs vectors onto each connection up to the
-server's error budget instead of ``max_vectors_per_connection``. It then also goes on past a
-server's slowdown (Postfix: every reply 1 s late after 10 errors) while the slowed vectors cost
-less than a new greeting, up to ``max_errors_when_connecting_is_slow`` or the count at which the
-server was seen to hang up.
+server's error budget instead of ``max_vectors_per_connection`` (``max_errors_when_connecting_is_slow``,
+less where the server was seen to slow down or hang up). A slowdown (Postfix: every reply 1 s late
+after 10 errors) is sat out only when the vectors the connection can still carry cost less at its
+pace than a new greeting: near the end of the catalogue.
 """
 
 from __future__ import annotations
@@ -318,8 +318,10 @@ class HostProbe:
         self.target_host: str | None = host.name
         self.target_domain: str | None = config.local_domain or host.mail_domain
         self.needs_tls = False  # learnt from "530 Must issue a STARTTLS command first"
-        self.error_budget = config.max_errors_per_connection  # lowered where the server slowed down
-        self.hangup_budget: float = math.inf  # lowered where the server hung up
+        # Errors a connection may take, learnt from the server: below where it slowed down, where it hung up.
+        self.slowdown_budget: float = math.inf
+        self.hangup_budget: float = math.inf
+        self._vectors_left = 0  # after the one running, for weighing a slowdown against a reconnection
         self._session: SmtpSession | None = None  # the shared connection, reused with RSET
         self._session_vectors = 0
         self._sessions: list[SmtpSession] = []
@@ -400,7 +402,8 @@ class HostProbe:
 
     async def _run_vectors(self) -> None:
         not_applicable = []
-        for vector in self.vectors:
+        for index, vector in enumerate(self.vectors):
+            self._vectors_left = len(self.vectors) - index - 1
             missing = self._missing_requirement(vector)
             if missing:
                 not_applicable.append(f"{vector.id} ({missing})")
@@ -556,7 +559,7 @@ class HostProbe:
         """End a shared connection before the server's error limits or a tarpit bite."""
         self._session_vectors += 1
         if (
-            not self._goes_on_at_its_pace(session)
+            not self._goes_on_at_its_pace(session, vectors=self._vectors_left)
             or self._session_vectors >= self._vectors_per_connection()
             or session.errors >= self._errors_per_connection()
         ):
@@ -571,23 +574,29 @@ class HostProbe:
 
     def _errors_per_connection(self) -> int | float:
         if self._connecting_is_slow():
-            return min(self.hangup_budget, self.config.max_errors_when_connecting_is_slow)
-        return min(self.hangup_budget, self.error_budget)
+            configured = self.config.max_errors_when_connecting_is_slow
+        else:
+            configured = self.config.max_errors_per_connection
+        return min(configured, self.slowdown_budget, self.hangup_budget)
 
-    def _goes_on_at_its_pace(self, session: SmtpSession) -> bool:
-        """May the connection go on, slowed down or not? When not, the error budget learns why."""
-        if self._slowdown_is_cheaper(session):
+    def _goes_on_at_its_pace(self, session: SmtpSession, vectors: int) -> bool:
+        """May the connection go on to `vectors` more, slowed down or not? When not, the error budget
+        learns why."""
+        if self._slowdown_is_cheaper(session, vectors):
             return True
         self._learn_from_slowdown(session)
         return not _tarpit_began(session)
 
-    def _slowdown_is_cheaper(self, session: SmtpSession) -> bool:
-        """Would the next vector's replies at the slowed-down pace cost less than a new connection?
+    def _slowdown_is_cheaper(self, session: SmtpSession, vectors: int) -> bool:
+        """Would the vectors this connection can still carry cost less at its slowed pace than a new
+        connection's greeting?
 
-        Postfix answers 1 s late after 10 errors; against an 8 s greeting, staying is the cheaper way.
+        Postfix answers every reply 1 s late after 10 errors: with an 8 s greeting, the last two vectors
+        (6 s) are cheaper where they are; earlier, a new connection's fast replies win.
         """
-        per_vector = REPLIES_PER_VECTOR * session.last_reply_seconds
-        return _tarpit_began(session) and per_vector < self._connection_cost()
+        carried = min(vectors, self._errors_per_connection() - session.errors)
+        slowed = carried * REPLIES_PER_VECTOR * session.last_reply_seconds
+        return _tarpit_began(session) and slowed < self._connection_cost()
 
     def _connection_cost(self) -> float:
         return max(s.connect_seconds for s in self._sessions)
@@ -603,7 +612,7 @@ class HostProbe:
         """
         began_after = session.errors_before_slowdown
         if began_after is not None and _tarpit_began(session):
-            self.error_budget = max(1, min(self.error_budget, began_after - 1))
+            self.slowdown_budget = max(1, min(self.slowdown_budget, began_after - 1))
 
     def _learn_from_drop(self, failure: SessionFailure) -> None:
         """A server that hung up after N errors will do it again: stay below N from now on."""
@@ -621,7 +630,7 @@ class HostProbe:
             if not self._session_vectors and same_helo:
                 return self._session  # the survey's connection, handed over untouched
             reply = await (self._session.command("RSET") if same_helo else self._session.hello(helo))
-            if self._goes_on_at_its_pace(self._session) and reply.is_positive:
+            if self._goes_on_at_its_pace(self._session, vectors=self._vectors_left + 1) and reply.is_positive:
                 return self._session
             await self._drop_session()  # a refused or tarpitted reset: the next vector gets a fresh start
         self._session = await self._open_ready(helo)
