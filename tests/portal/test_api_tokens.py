@@ -290,3 +290,13 @@ def test_a_rate_setting_is_read_as_given_or_its_default(monkeypatch, value, read
     monkeypatch.setenv("PORTAL_API_RATE", value)
 
     assert env.rate("PORTAL_API_RATE", "120/minute") == read
+
+
+def test_guessing_a_password_through_the_api_meets_the_sign_in_lockout(member, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        basic(member.username, "a guess").post(API_TOKENS, {"name": "x"}, format="json")
+
+    right = basic(member.username, PASSWORD).post(API_TOKENS, {"name": "x"}, format="json")
+
+    assert right.status_code == 401
+    assert not ApiToken.objects.exists()
