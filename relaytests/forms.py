@@ -36,7 +36,7 @@ class MorePortsField(forms.TypedMultipleChoiceField):
             "through 465 (TLS from the first byte), is as bad as through 25.",
         )
         super().__init__(coerce=int, required=False, **kwargs)
-        self.choices = [(port, str(port)) for port in settings.RELAYTEST_ALLOWED_PORTS]
+        self.choices = allowed_port_choices  # called each time they are read: a changed setting applies
 
     def validate(self, value) -> None:
         # Say which ports are tested rather than "Select a valid choice".
@@ -44,6 +44,10 @@ class MorePortsField(forms.TypedMultipleChoiceField):
             if not self.valid_value(port):
                 raise forms.ValidationError(scope.port_refusal(port), code="invalid_choice")
         super().validate(value)
+
+
+def allowed_port_choices() -> list[tuple[int, str]]:
+    return [(port, str(port)) for port in settings.RELAYTEST_ALLOWED_PORTS]
 
 
 class RegisterServerForm(forms.Form):
