@@ -8,8 +8,9 @@ addresses must lie in them too, unless the name is under one of ``RELAYTEST_SCOP
 ``RELAYTEST_ALLOW_PRIVATE`` or an explicit scope network; addresses that are no host at all
 (multicast, unspecified, reserved), and IPv6 addresses that carry such an IPv4 address or a
 private one inside them, are never tested. A target names one of ``RELAYTEST_ALLOWED_PORTS`` (and
-so does every other port its runs test) and has at most ``RELAYTEST_MAX_ADDRESSES`` addresses. The target is resolved once here, and the
-addresses accepted are the ones every run connects to (no second lookup).
+so does every other port its runs test) and has at most ``RELAYTEST_MAX_ADDRESSES`` addresses. The
+target is resolved once here, and the addresses accepted are the ones every run connects to (no
+second lookup), on each of its ports.
 """
 
 from __future__ import annotations
