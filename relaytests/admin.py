@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.utils.html import format_html
 
 from relaytests import audit, tokens
+from relaytests.forms import MorePortsField
 from relaytests.models import (
     Alert,
     ApiToken,
@@ -64,13 +66,28 @@ STATE_FIELDS = [
 ]
 
 
+class MailServerForm(forms.ModelForm):
+    """The other ports as the registration form has them: checkboxes among RELAYTEST_ALLOWED_PORTS."""
+
+    more_ports = MorePortsField()
+
+    class Meta:
+        model = MailServer
+        fields = "__all__"
+
+    def clean_more_ports(self) -> list[int]:
+        return [port for port in self.cleaned_data["more_ports"] if port != self.instance.port]
+
+
 @admin.register(MailServer)
 class MailServerAdmin(admin.ModelAdmin):
     """Servers are registered through the portal's form, which runs the scope check (staff may pick any
-    department there); here central IT moves them between departments or removes them. The target and
-    its checked addresses stay as the scope check left them."""
+    department there); here central IT moves them between departments, sets the other ports their runs
+    test (among RELAYTEST_ALLOWED_PORTS) or removes them. The target and its checked addresses stay as the
+    scope check left them."""
 
-    list_display = ["target", "port", "kind", "department", "created_at"]
+    form = MailServerForm
+    list_display = ["target", "port", "more_ports", "kind", "department", "created_at"]
     list_filter = ["kind", "department"]
     search_fields = ["target", "mail_domain", "department__name"]
     readonly_fields = ["target", "kind", "port", "addresses", "created_by", "created_at", *STATE_FIELDS]

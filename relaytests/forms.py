@@ -23,6 +23,33 @@ KIND_CHOICES = [
 ]
 
 
+class MorePortsField(forms.TypedMultipleChoiceField):
+    """The other ports a server's runs test, among RELAYTEST_ALLOWED_PORTS (read when a form is made)."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("label", "Also test these ports (optional)")
+        kwargs.setdefault(
+            "help_text",
+            "Each is tested in the same run as a host of its own: relaying through 587 without AUTH, or "
+            "through 465 (TLS from the first byte), is as bad as through 25.",
+        )
+        super().__init__(coerce=int, required=False, **kwargs)
+        self.choices = allowed_port_choices  # called each time they are read: a changed setting applies
+
+    def validate(self, value) -> None:
+        # Say which ports are tested rather than "Select a valid choice".
+        for port in value:
+            if not self.valid_value(port):
+                raise forms.ValidationError(scope.port_refusal(port), code="invalid_choice")
+        super().validate(value)
+
+
+def allowed_port_choices() -> list[tuple[int, str]]:
+    return [(port, str(port)) for port in settings.RELAYTEST_ALLOWED_PORTS]
+
+
 class RegisterServerForm(forms.Form):
     department = forms.ModelChoiceField(queryset=Department.objects.none(), empty_label=None)
     what = forms.ChoiceField(
@@ -40,6 +67,7 @@ class RegisterServerForm(forms.Form):
         required=False,
         help_text="The domain it receives mail for; address tricks are tried against it too.",
     )
+    more_ports = MorePortsField()
 
     def __init__(self, *args, departments, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,8 +95,9 @@ class RegisterServerForm(forms.Form):
         try:
             refuse_pasted_forms(cleaned["target"])
             target, kind, port = scope.parse(cleaned["target"], domain=cleaned["what"] == "domain")
-            self._refuse_duplicate(target, kind, port)
-            self.scoped = scope.check(target, kind, port)
+            more_ports = cleaned.get("more_ports", [])
+            self._refuse_duplicate(target, kind, [port, *more_ports])
+            self.scoped = scope.check(target, kind, port, more_ports)
         except scope.OutOfScope as error:
             self.add_error("target", f"{error} {whom_to_ask()}")
         except TargetError as error:
@@ -77,12 +106,17 @@ class RegisterServerForm(forms.Form):
             self.add_error("target", error)
         return cleaned
 
-    def _refuse_duplicate(self, target: str, kind: str, port: int) -> None:
-        """Say that it is taken, never by whom: a department's servers are its own business."""
-        if MailServer.objects.filter(target=target, port=port, kind=kind).exists():
-            shown = target if port == 25 else f"{target}:{port}"
+    def _refuse_duplicate(self, target: str, kind: str, ports: list[int]) -> None:
+        """Say that it is taken, on the target's port or on a port another server of the same target tests
+        too, never by whom: a department's servers are its own business."""
+        for server in MailServer.objects.filter(target=target, kind=kind).only("port", "more_ports"):
+            taken = next((port for port in ports if port in server.ports), None)
+            if taken is None:
+                continue
+            shown = target if taken == 25 else f"{target}:{taken}"
+            how = "registered already" if taken == ports[0] == server.port else "tested already"
             raise forms.ValidationError(
-                f"{shown} is registered already. If it is your department's server, {central_it()} "
+                f"{shown} is {how}. If it is your department's server, {central_it()} "
                 "can move it to your department."
             )
 
@@ -104,6 +138,7 @@ class RegisterServerForm(forms.Form):
                 target=scoped.target,
                 kind=scoped.kind,
                 port=scoped.port,
+                more_ports=scoped.more_ports,
                 mail_domain=self.cleaned_data["mail_domain"]
                 or (scoped.target if scoped.kind == "domain" else ""),
                 addresses=scoped.addresses,

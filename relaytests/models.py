@@ -84,6 +84,10 @@ class MailServer(models.Model):
     target = models.CharField(max_length=255)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.HOST)
     port = models.PositiveIntegerField(default=25)
+    # The other ports the same run tests (587, 465, ...), each as its own host: never `port` again.
+    more_ports = models.JSONField(
+        default=list, blank=True, help_text="Ports tested in the same run besides the target's port."
+    )
     mail_domain = models.CharField(
         max_length=255, blank=True, help_text="The domain this server receives mail for (optional)."
     )
@@ -122,6 +126,11 @@ class MailServer(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("relaytests:server", args=[self.pk])
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port a run tests, the target's first."""
+        return list(dict.fromkeys([self.port, *self.more_ports]))
 
 
 def state_from_report(report: Report) -> dict:

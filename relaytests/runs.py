@@ -119,9 +119,19 @@ def busy_runs(run: TestRun) -> list[int]:
     other's committed claim, so at most one of them goes on (both may back off, never both proceed).
     A JSON list has no portable overlap lookup, and running runs are few.
     """
-    others = TestRun.objects.filter(status=Status.RUNNING, server__port=run.server.port).exclude(pk=run.pk)
-    wanted = set(run.addresses)
-    return [pk for pk, addresses in others.values_list("pk", "addresses") if wanted & set(addresses)]
+    others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
+    wanted = _hosts(run.addresses, run.server.ports)
+    return [
+        pk
+        for pk, addresses, port, more_ports in others.values_list(
+            "pk", "addresses", "server__port", "server__more_ports"
+        )
+        if wanted & _hosts(addresses, [port, *more_ports])
+    ]
+
+
+def _hosts(addresses: Iterable[str], ports: Iterable[int]) -> set[tuple[str, int]]:
+    return {(address, port) for address in addresses for port in ports}
 
 
 def touch(run_id: int) -> bool:

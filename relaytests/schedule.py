@@ -55,8 +55,15 @@ def free_slots() -> int:
 
 def busy_hosts() -> set[tuple[str, int]]:
     """The hosts (address and port) of every run queued or running."""
-    active = TestRun.objects.filter(status__in=ACTIVE_STATUSES).values_list("addresses", "server__port")
-    return {(address, port) for addresses, port in active for address in addresses}
+    active = TestRun.objects.filter(status__in=ACTIVE_STATUSES).values_list(
+        "addresses", "server__port", "server__more_ports"
+    )
+    return {
+        (address, port)
+        for addresses, first, more in active
+        for port in (first, *more)
+        for address in addresses
+    }
 
 
 def pick(servers, slots: int, busy: set[tuple[str, int]]) -> list[MailServer]:
@@ -66,7 +73,7 @@ def pick(servers, slots: int, busy: set[tuple[str, int]]) -> list[MailServer]:
     for server in servers:
         if len(picked) >= slots:
             break
-        hosts = {(address, server.port) for address in server.addresses}
+        hosts = {(address, port) for address in server.addresses for port in server.ports}
         if hosts & busy:
             continue
         busy |= hosts

@@ -7,14 +7,17 @@ addresses must lie in them too, unless the name is under one of ``RELAYTEST_SCOP
 (mail hosted elsewhere on purpose). Loopback, private and link-local addresses need
 ``RELAYTEST_ALLOW_PRIVATE`` or an explicit scope network; addresses that are no host at all
 (multicast, unspecified, reserved), and IPv6 addresses that carry such an IPv4 address or a
-private one inside them, are never tested. A target names one of ``RELAYTEST_ALLOWED_PORTS`` and
-has at most ``RELAYTEST_MAX_ADDRESSES`` addresses. The target is resolved once here, and the
-addresses accepted are the ones every run connects to (no second lookup).
+private one inside them, are never tested. A target names one of ``RELAYTEST_ALLOWED_PORTS`` (and
+so does every other port its runs test) and has at most ``RELAYTEST_MAX_ADDRESSES`` addresses. The
+target is resolved once here, and the addresses accepted are the ones every run connects to (no
+second lookup), on each of its ports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
@@ -62,6 +65,7 @@ class ScopedTarget:
     port: int
     addresses: list[str]
     host_names: list[str]  # the names the addresses belong to (MX hosts for a mail domain)
+    more_ports: list[int] = dataclasses.field(default_factory=list)  # tested in the same runs, never `port`
 
 
 def parse(text: str, *, domain: bool = False) -> tuple[str, str, int]:
@@ -74,16 +78,17 @@ def parse(text: str, *, domain: bool = False) -> tuple[str, str, int]:
     return host, "ip", port
 
 
-def check(target: str, kind: str, port: int) -> ScopedTarget:
-    """Resolve the parsed target once and keep it only if every host it names is in scope."""
+def check(target: str, kind: str, port: int, more_ports: Iterable[int] = ()) -> ScopedTarget:
+    """Resolve the parsed target once and keep it only if every host it names is in scope, on `port` and
+    on each of `more_ports` (the other ports its runs test)."""
     if not (settings.RELAYTEST_SCOPE_DOMAINS or settings.RELAYTEST_SCOPE_NETWORKS):
         raise OutOfScope(
             "Nothing is in this portal's scope yet: central IT must set RELAYTEST_SCOPE_DOMAINS "
             "or RELAYTEST_SCOPE_NETWORKS."
         )
-    if port not in settings.RELAYTEST_ALLOWED_PORTS:
-        ports = ", ".join(map(str, settings.RELAYTEST_ALLOWED_PORTS))
-        raise OutOfScope(f"Port {port} is not one this portal tests ({ports}).")
+    more_ports = [p for p in dict.fromkeys(more_ports) if p != port]
+    for each in (port, *more_ports):
+        refuse_port(each)
     if kind != "ip" and not in_scope_domain(target) and not settings.RELAYTEST_SCOPE_NETWORKS:
         raise OutOfScope(f"{target} is not under {_scope_domains_text()}, the domains this portal may test.")
     resolved = async_to_sync(targets.resolve_target)(
@@ -108,6 +113,20 @@ def check(target: str, kind: str, port: int) -> ScopedTarget:
         port=port,
         addresses=addresses,
         host_names=sorted({host.name for host in resolved.hosts if host.name}),
+        more_ports=more_ports,
+    )
+
+
+def refuse_port(port: int) -> None:
+    """Raise OutOfScope unless the port is one of RELAYTEST_ALLOWED_PORTS."""
+    if port not in settings.RELAYTEST_ALLOWED_PORTS:
+        raise OutOfScope(port_refusal(port))
+
+
+def port_refusal(port: object) -> str:
+    """Why a port is not tested, naming the ones that are."""
+    return (
+        f"Port {port} is not one this portal tests ({', '.join(map(str, settings.RELAYTEST_ALLOWED_PORTS))})."
     )
 
 

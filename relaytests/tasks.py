@@ -279,9 +279,14 @@ class ProgressRecorder:
                 await asyncio.wait_for(ended.wait(), PROGRESS_EVERY)
 
     def _host_targets(self) -> list[HostTarget]:
+        """One host per address and port: the target's port and the others the server lists."""
         name = self.server.target if self.server.kind == MailServer.Kind.HOST else None
         domain = _mail_domain(self.server)
-        return [HostTarget(address, self.server.port, name, domain) for address in self.addresses]
+        return [
+            HostTarget(address, port, name, domain)
+            for address in self.addresses
+            for port in self.server.ports
+        ]
 
     async def on_progress(self, event) -> None:
         state = "done" if event.kind == "host_done" else "testing"
@@ -289,9 +294,11 @@ class ProgressRecorder:
         self._changed = True
 
     def _snapshot(self) -> dict:
-        """The report so far: hosts in the run's address order, each as the engine has it now."""
-        order = {address: i for i, address in enumerate(self.addresses)}
-        ordered = sorted(self.hosts.values(), key=lambda pair: order.get(pair[0].address, len(order)))
+        """The report so far: hosts in the run's address and port order, each as the engine has it now."""
+        order = {(h.address, h.port): i for i, h in enumerate(self._host_targets())}
+        ordered = sorted(
+            self.hosts.values(), key=lambda pair: order.get((pair[0].address, pair[0].port), len(order))
+        )
         hosts = [{**dataclasses.asdict(host), "state": state} for host, state in ordered]
         return {"schema": SCHEMA, "target": self.server.target, "hosts": hosts}
 

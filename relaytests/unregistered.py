@@ -86,8 +86,13 @@ def discover() -> int:
 
 def registered_hosts() -> set[tuple[str, int]]:
     """Every (address, port) a registered server is tested on."""
-    servers = MailServer.objects.values_list("addresses", "port")
-    return {(address, port) for addresses, port in servers for address in addresses}
+    servers = MailServer.objects.values_list("addresses", "port", "more_ports")
+    return {
+        (address, port)
+        for addresses, first, more in servers
+        for port in (first, *more)
+        for address in addresses
+    }
 
 
 def coverage() -> dict:

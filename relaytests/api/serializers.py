@@ -47,6 +47,11 @@ class ServerSerializer(serializers.ModelSerializer):
         help_text="The run queued or running, if any.",
     )
     latest_verdict = verdict_field(help_text="How it stands now; empty: never tested.")
+    more_ports = serializers.ListField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="The other ports each run tests besides `port`, each as a host of its own.",
+    )
     page = PageField()
 
     class Meta:
@@ -57,6 +62,7 @@ class ServerSerializer(serializers.ModelSerializer):
             "target",
             "kind",
             "port",
+            "more_ports",
             "mail_domain",
             "addresses",
             "created_at",
@@ -71,6 +77,19 @@ class ServerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PortsField(serializers.ListField):
+    """A list of port numbers, whose errors are one list of messages as every field's are (the API's
+    FieldErrors), not ListField's messages by position."""
+
+    child = serializers.IntegerField()
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            raise serializers.ValidationError("List the ports as whole numbers, e.g. [587, 465].") from None
+
+
 class RegisterServerSerializer(serializers.Serializer):
     """The registration form's fields. Only their types are checked here; the form checks the rest and
     says what it says on the page."""
@@ -81,6 +100,10 @@ class RegisterServerSerializer(serializers.Serializer):
         allow_blank=True, trim_whitespace=False, help_text="Hostname, IP address or mail domain, with :PORT"
     )
     mail_domain = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    more_ports = PortsField(
+        required=False,
+        help_text="Other ports to test in the same runs, among the portal's allowed ports (e.g. [587, 465]).",
+    )
 
 
 class NewTokenRequestSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ import json
 import secrets
 import socket
 import sys
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from relaytests.probe.environment import ProbeDefaults, SettingError
 from relaytests.probe.vocabulary import EXIT_INCONCLUSIVE
@@ -201,12 +201,12 @@ async def probe(options: argparse.Namespace, config: SuiteConfig) -> Report:
 
 async def probe_the_target(options: argparse.Namespace, config: SuiteConfig) -> Report:
     from relaytests.probe.suite import probe_target
-    from relaytests.probe.targets import SMTP_PORT
 
-    ports = tuple(dict.fromkeys(options.ports or [SMTP_PORT]))  # a port given twice is tested once
+    # No --port: the engine's own default. A port given twice is tested once.
+    ports: dict[str, Any] = {"ports": tuple(dict.fromkeys(options.ports))} if options.ports else {}
     if options.domain:
-        return await probe_target(options.domain, config, ports=ports, domain=True)
-    return await probe_target(options.target, config, ports=ports)
+        return await probe_target(options.domain, config, domain=True, **ports)
+    return await probe_target(options.target, config, **ports)
 
 
 async def wait_for_canaries(report: Report, arrived: dict, wait: float) -> None:

@@ -31,6 +31,7 @@ SERVER_COLUMNS: list[tuple[str, Callable[[MailServer], object]]] = [
     ("server", str),
     ("kind", lambda s: s.kind),
     ("port", lambda s: s.port),
+    ("more_ports", lambda s: " ".join(map(str, s.more_ports))),  # tested in the same runs
     ("mail_domain", lambda s: s.mail_domain),
     ("addresses", lambda s: " ".join(s.addresses)),
     ("verdict", lambda s: s.latest_verdict or "untested"),

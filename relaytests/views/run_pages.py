@@ -124,8 +124,11 @@ class CheckRow:
 def _checks(report: Report) -> list[CheckRow]:
     """Every check of the report in one table: the target's own (DNS of the domain), then each host's."""
     rows = [CheckRow(report.target, check) for check in report.checks]
+    several_ports = len({host.port for host in report.hosts}) > 1
     for host in report.hosts:
-        rows += [CheckRow(host.name or host.address, check) for check in host.checks]
+        where = host.name or host.address
+        where = f"{where} port {host.port}" if several_ports else where
+        rows += [CheckRow(where, check) for check in host.checks]
     return rows
 
 

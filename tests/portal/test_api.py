@@ -301,6 +301,50 @@ def test_registering_creates_the_server_as_the_form_does(member, department, loo
     assert response.json()["id"] == server.pk
 
 
+def test_a_server_registered_with_more_ports_shows_them(member, department, loopback_scope):
+    response = api_for(member).post(
+        "/api/servers/",
+        {"department": "physics", "target": "127.0.0.7", "more_ports": [587, 465]},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["port"], response.json()["more_ports"]) == (25, [587, 465])
+    assert MailServer.objects.get().ports == [25, 587, 465]
+    shown = api_for(member).get(f"/api/servers/{response.json()['id']}/").json()
+    assert shown["more_ports"] == [587, 465]
+
+
+def test_a_port_outside_the_allowed_ports_is_refused_naming_them(
+    member, department, loopback_scope, settings
+):
+    settings.RELAYTEST_ALLOWED_PORTS = [25, 587]
+
+    response = api_for(member).post(
+        "/api/servers/",
+        {"department": "physics", "target": "127.0.0.7", "more_ports": [465]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"more_ports": ["Port 465 is not one this portal tests (25, 587)."]}
+    assert not MailServer.objects.exists()
+
+
+@pytest.mark.parametrize("more_ports", ["587", [587, "x"], [{}], {"a": 587}])
+def test_more_ports_that_are_no_list_of_numbers_are_one_message(
+    member, department, loopback_scope, more_ports
+):
+    response = api_for(member).post(
+        "/api/servers/",
+        {"department": "physics", "target": "127.0.0.7", "more_ports": more_ports},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"more_ports": ["List the ports as whole numbers, e.g. [587, 465]."]}
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -311,6 +355,7 @@ def test_registering_creates_the_server_as_the_form_does(member, department, loo
         {"target": ""},
         {"target": "127.0.0.7", "mail_domain": "physics.example.edu:25"},
         {"target": "127.0.0.7", "what": "domain"},
+        {"target": "127.0.0.7", "more_ports": [587, 6379]},
     ],
 )
 def test_a_refused_registration_says_what_the_form_says(member, department, loopback_scope, data):

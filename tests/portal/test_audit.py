@@ -386,3 +386,20 @@ def test_the_csv_is_every_filtered_entry_row_by_row_formulas_neutralised(staff, 
         ("alice", "run_started", "mailserver", str(server.pk), "physics", "an old run"),
     ]
     assert rows[0]["when"] > rows[1]["when"]
+
+
+def test_central_it_sets_a_servers_other_ports_in_the_admin_among_the_allowed_ones(
+    server, superuser, settings
+):
+    settings.RELAYTEST_ALLOWED_PORTS = [25, 465, 587]
+    url = reverse("admin:relaytests_mailserver_change", args=[server.pk])
+    client = client_for(superuser)
+
+    refused = client.post(url, server_form(server, more_ports=["587", "2525"]))
+    accepted = client.post(url, server_form(server, more_ports=["587", "25", "465"]))
+
+    assert refused.status_code == 200
+    assert "Port 2525 is not one this portal tests (25, 465, 587)." in refused.content.decode()
+    assert accepted.status_code == 302
+    server.refresh_from_db()
+    assert (server.port, server.more_ports) == (25, [587, 465])  # the target's own port is not listed again

@@ -70,6 +70,7 @@ def test_the_overview_lists_the_worst_first_and_keeps_its_filter(staff, server, 
             "server": "mx.chemistry.example.edu",
             "kind": "host",
             "port": "25",
+            "more_ports": "",
             "mail_domain": "",
             "addresses": "192.0.2.26",
             "verdict": "open_relay",
@@ -81,6 +82,14 @@ def test_the_overview_lists_the_worst_first_and_keeps_its_filter(staff, server, 
             "page": f"http://testserver{relay.get_absolute_url()}",
         }
     ]
+
+
+def test_a_servers_other_ports_are_a_column_of_the_export(staff, department):
+    make_server(department, target="mail.physics.example.edu", more_ports=[587, 465])
+
+    (row,) = rows_of(client_for(staff).get(reverse("relaytests:overview-csv")))
+
+    assert (row["port"], row["more_ports"]) == ("25", "587 465")
 
 
 def test_a_department_export_holds_its_servers_only_with_their_run_in_progress(

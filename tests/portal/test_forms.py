@@ -147,6 +147,54 @@ def test_the_same_address_on_another_port_is_another_server(department):
     assert form_for(department, target="127.0.0.5:2525").is_valid()
 
 
+# ---- the other ports a server's runs test ----
+
+
+def test_a_server_lists_more_ports_among_the_allowed_ones(department, member):
+    form = form_for(department, target="mail.physics.example.edu", more_ports=["587", "465"])
+
+    assert form.is_valid(), form.errors
+    server = form.save(member)
+    assert (server.port, server.more_ports, server.ports) == (25, [587, 465], [25, 587, 465])
+
+
+def test_the_register_form_offers_each_allowed_port(department, settings):
+    settings.RELAYTEST_ALLOWED_PORTS = [25, 587]
+
+    field = form_for(department).fields["more_ports"]
+
+    assert [value for value, _label in field.choices] == [25, 587]
+
+
+def test_a_more_port_outside_the_allowed_ports_is_refused_naming_them(department):
+    form = form_for(department, target="mail.physics.example.edu", more_ports=["587", "6379"])
+
+    assert not form.is_valid()
+    assert form.errors["more_ports"] == ["Port 6379 is not one this portal tests (25, 465, 587, 2525)."]
+    assert not MailServer.objects.exists()
+
+
+def test_the_targets_own_port_among_more_ports_is_tested_once(department, member):
+    form = form_for(department, target="mail.physics.example.edu:587", more_ports=["25", "587"])
+
+    assert form.is_valid(), form.errors
+    server = form.save(member)
+    assert (server.port, server.more_ports) == (587, [25])
+
+
+def test_a_port_another_server_of_the_target_tests_already_is_refused(department):
+    make_server(department, target="127.0.0.5", kind="ip", addresses=["127.0.0.5"], more_ports=[587])
+
+    on_its_more_port = form_for(department, target="127.0.0.5:587")
+    listing_its_port = form_for(department, target="127.0.0.5:2525", more_ports=["25"])
+
+    assert not on_its_more_port.is_valid()
+    assert on_its_more_port.errors["target"][0].startswith("127.0.0.5:587 is tested already.")
+    assert not listing_its_port.is_valid()
+    assert listing_its_port.errors["target"][0].startswith("127.0.0.5 is tested already.")
+    assert form_for(department, target="127.0.0.5:2525", more_ports=["465"]).is_valid()
+
+
 def test_a_user_can_register_only_for_a_department_offered_to_them(department):
     other = make_department("Chemistry")
 

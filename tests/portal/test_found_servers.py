@@ -226,3 +226,9 @@ def test_beat_sends_discovery_every_discovery_period(settings):
     entry = beat.conf.beat_schedule["discover mail servers"]
     assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.discover_servers", 3600)
     assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "probe"}
+
+
+def test_a_server_counts_as_registered_on_each_port_it_lists(department):
+    loopback_server(department, REGISTERED, more_ports=[587])
+
+    assert unregistered.registered_hosts() == {(REGISTERED, 25), (REGISTERED, 587)}

@@ -48,6 +48,13 @@ def test_the_same_target_port_and_kind_is_registered_once(server, department):
         )
 
 
+def test_a_servers_ports_are_its_targets_then_the_others_it_lists_each_once(department):
+    assert make_server(department, target="mx1.physics.example.edu").ports == [25]
+    listed = make_server(department, target="mx2.physics.example.edu", port=587, more_ports=[465, 587, 25])
+    assert listed.ports == [587, 465, 25]
+    assert MailServer.objects.get(pk=listed.pk).more_ports == [465, 587, 25]
+
+
 @pytest.mark.parametrize("status, active", [(s, s in ("queued", "running")) for s in Status.values])
 def test_only_queued_and_running_runs_are_active(server, status, active):
     assert make_run(server, status=status).is_active is active

@@ -94,6 +94,15 @@ def test_two_ports_of_one_address_do_not_wait_for_each_other(server):
     assert runs.busy_runs(same_port) == [on_2703.pk]
 
 
+def test_a_run_waits_for_another_on_any_of_the_ports_either_server_lists(server):
+    both = runs.claim(queued_run(loopback_server(server.department, port=2703, more_ports=[2704])).pk)
+    on_2704 = queued_run(make_server(server.department, "mx.example.edu", port=2704, addresses=["127.0.0.1"]))
+    on_2705 = queued_run(make_server(server.department, "mx.example.edu", port=2705, addresses=["127.0.0.1"]))
+
+    assert runs.busy_runs(on_2704) == [both.pk]
+    assert runs.busy_runs(on_2705) == []
+
+
 def test_finishing_stores_report_and_verdict_and_the_change(server):
     first = queued_run(server, status=Status.RUNNING)
     assert runs.finish(first.pk, report_with("accepts_relay"))

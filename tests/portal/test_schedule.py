@@ -175,6 +175,23 @@ def test_two_servers_on_one_host_are_not_queued_together(department, scheduling,
     assert not busy.runs.exists()
 
 
+def test_a_server_that_lists_a_busy_port_waits_for_the_next_sweep(department, scheduling, clock, published):
+    host = ["10.9.9.9"]
+    first = registered_server(department, 1, START - 2 * WEEK, addresses=host, more_ports=[587])
+    on_587 = registered_server(department, 2, START - 2 * WEEK, addresses=host, port=587)
+    on_465 = registered_server(department, 3, START - 2 * WEEK, addresses=host, port=465)
+    listed = registered_server(department, 4, START - 2 * WEEK, addresses=["10.8.8.8"], more_ports=[587])
+    factories.make_run(
+        registered_server(department, 5, START, addresses=["10.8.8.8"], port=587), status=Status.RUNNING
+    )  # another server's run tests the port that `listed` lists
+
+    tasks.schedule_retests.apply()
+
+    assert set(scheduled_runs().values_list("server_id", flat=True)) == {first.pk, on_465.pk}
+    assert not on_587.runs.exists()
+    assert not listed.runs.exists()
+
+
 def test_the_period_is_the_servers_else_the_departments_else_the_portals(
     department, other_department, scheduling, clock
 ):

@@ -219,6 +219,20 @@ def test_the_mail_ports_are_allowed_by_default_and_others_by_setting(dns, settin
     assert scope.check("mail.physics.example.edu", "host", 6379).port == 6379
 
 
+def test_every_other_port_a_server_lists_is_checked_as_its_port_is(dns, settings):
+    settings.RELAYTEST_RESOLVER = "127.0.0.1:9"  # refused before any lookup, as the target's own port
+    why = "Port 6379 is not one this portal tests (25, 465, 587, 2525)"
+    with pytest.raises(scope.OutOfScope, match=re.escape(why)):
+        scope.check("mail.physics.example.edu", "host", 25, [587, 6379])
+
+
+def test_the_other_ports_are_kept_once_and_never_the_targets_own(dns):
+    scoped = scope.check("mail.physics.example.edu", "host", 587, [465, 25, 587, 465])
+
+    assert (scoped.port, scoped.more_ports) == (587, [465, 25])
+    assert scope.check("mail.physics.example.edu", "host", 25).more_ports == []
+
+
 # ---- the scope domains as configured ----
 
 

@@ -23,6 +23,7 @@ from relaytests.probe.report import HostReport, VectorResult
 from relaytests.probe.suite import ProgressEvent
 from relaytests.tasks import ADDRESS_BUSY, ProgressRecorder, finalise_run, reap_stale_runs, run_suite
 from tests.fakes.smtp import LOCAL_DOMAIN, FakeSMTPServer
+from tests.portal.conftest import client_for
 from tests.portal.factories import accepted_report
 from tests.portal.worker import REDIS_URL, loopback_server, queued_run
 
@@ -53,6 +54,28 @@ def test_a_closed_server_ends_done_and_secure_with_the_engines_report(department
     assert run.started_at <= run.finished_at
     # the server's mail domain is checked as the Internet sees it, during the same run
     assert sorted(c["id"] for c in run.report["checks"]) == ["dmarc", "mx", "spf"]
+
+
+def test_a_server_with_more_ports_is_tested_on_each_as_its_own_host_and_the_page_shows_each(
+    department, member
+):
+    # As a server on 25 that lists 587: two loopback fakes stand for the two ports.
+    with FakeSMTPServer("closed") as on_25, FakeSMTPServer("open") as on_587:
+        server = server_for(department, on_25)
+        server.more_ports = [on_587.port]
+        server.save()
+        run = queued_run(server)
+
+        run_suite.apply((run.pk,))
+
+    run.refresh_from_db()
+    hosts = [(h["address"], h["port"], h["verdict"]) for h in run.report["hosts"]]
+    assert hosts == [("127.0.0.1", on_25.port, "secure"), ("127.0.0.1", on_587.port, "accepts_relay")]
+    assert run.verdict == "accepts_relay"
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+    for port in (on_25.port, on_587.port):
+        assert f'<section class="host" aria-label="127.0.0.1 port {port}">' in page
+        assert f'127.0.0.1 <span class="muted">port {port}</span>' in page
 
 
 def test_an_open_relay_after_a_secure_run_is_recorded_as_a_verdict_change(department, redis_broker):

@@ -130,6 +130,39 @@ def test_registering_a_server_takes_the_member_to_its_page(member, department, s
     assert messages_of(response) == ["127.0.0.7 is registered. Press Test to test it."]
 
 
+def test_the_register_page_offers_the_allowed_ports_and_registers_the_ones_ticked(
+    member, department, settings
+):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+    settings.RELAYTEST_ALLOWED_PORTS = [25, 465, 587]
+    client = client_for(member)
+
+    page = client.get(reverse("relaytests:register")).content.decode()
+    data = {
+        "department": department.pk,
+        "what": "server",
+        "target": "127.0.0.7",
+        "more_ports": ["587", "465"],
+    }
+    client.post(reverse("relaytests:register"), data)
+
+    assert "Also test these ports" in page
+    assert re.findall(r'name="more_ports" value="(\d+)"', page) == ["25", "465", "587"]
+    assert MailServer.objects.get().ports == [25, 587, 465]
+
+
+def test_registering_with_a_port_the_portal_does_not_test_says_which_it_does(member, department, settings):
+    settings.RELAYTEST_SCOPE_NETWORKS = ["127.0.0.0/8"]
+    settings.RELAYTEST_ALLOWED_PORTS = [25, 587]
+    data = {"department": department.pk, "what": "server", "target": "127.0.0.7", "more_ports": ["2525"]}
+
+    response = client_for(member).post(reverse("relaytests:register"), data)
+
+    assert response.status_code == 200
+    assert "Port 2525 is not one this portal tests (25, 587)." in response.content.decode()
+    assert not MailServer.objects.exists()
+
+
 def test_registering_a_mail_domain_through_the_page_uses_its_mx_hosts(member, department, settings):
     settings.RELAYTEST_SCOPE_DOMAINS = ["example.edu"]
     data = {"department": department.pk, "what": "domain", "target": "physics.example.edu", "mail_domain": ""}
@@ -490,6 +523,30 @@ def test_the_server_page_lists_runs_newest_first_with_verdict_starter_and_durati
     assert "Schedule" in page and "Re-test button, central" in page and "Test button, alice" in page
     assert "4.0 s" in page
     assert "The worker stopped" in page
+
+
+def test_the_run_page_names_each_hosts_port_in_its_section_and_its_checks(member, server):
+    hosts = [
+        host(checks=[check("starttls", "pass")]),
+        host(port=465, implicit_tls=True, checks=[check("implicit-tls", "pass")]),
+    ]
+    run = make_run(server, verdict="secure", report=report("secure", hosts=hosts))
+
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+
+    assert '<section class="host" aria-label="mail.physics.example.edu port 25">' in page
+    assert "192.0.2.25 port 465 (TLS on connect)</span>" in page
+    assert "<td>mail.physics.example.edu port 25</td><td>starttls</td>" in page
+    assert "<td>mail.physics.example.edu port 465</td><td>implicit-tls</td>" in page
+
+
+def test_the_server_page_lists_the_ports_tested(member, department):
+    only_25 = make_server(department, target="mx1.physics.example.edu")
+    three = make_server(department, target="mx2.physics.example.edu", more_ports=[587, 465])
+    client = client_for(member)
+
+    assert "<dt>Ports tested</dt><dd>25</dd>" in client.get(only_25.get_absolute_url()).content.decode()
+    assert "<dt>Ports tested</dt><dd>25, 587, 465 " in client.get(three.get_absolute_url()).content.decode()
 
 
 def test_the_server_page_offers_test_unless_a_run_is_active(member, server):
