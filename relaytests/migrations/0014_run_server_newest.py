@@ -6,20 +6,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('relaytests', '0013_server_more_ports'),
+        ("relaytests", "0013_server_more_ports"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='testrun',
-            name='server',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='relaytests.mailserver'),
+            model_name="testrun",
+            name="server",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="runs",
+                to="relaytests.mailserver",
+            ),
         ),
         migrations.AddIndex(
-            model_name='testrun',
-            index=models.Index(fields=['server', '-id'], name='run_server_newest'),
+            model_name="testrun",
+            index=models.Index(fields=["server", "-id"], name="run_server_newest"),
         ),
     ]
