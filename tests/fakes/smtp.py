@@ -33,7 +33,8 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
   nullfrom-srcroute  relays source routes through itself, only for the null sender ``<>``
   srcroute-sender    relays anything for a sender source-routed through itself ``<@self:user@outside>``
   smtputf8-sender    advertises SMTPUTF8 and relays anything for a MAIL FROM with the SMTPUTF8 parameter
-  first-rcpt         decides relaying once per transaction, on its first recipient (local: all pass)
+  first-rcpt         decides relaying once per transaction, on the first recipient it accepted
+                     (a local one: every later recipient passes)
   helo-domain        relays for clients whose HELO is a name under dept.example.edu (not its own name)
   data-refusal       advertises CHUNKING, accepts relay recipients, refuses relay at DATA with
                      ``554 5.7.1 Relay access denied`` and takes the same message by BDAT
