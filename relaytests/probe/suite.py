@@ -402,12 +402,12 @@ class HostProbe:
     # ---- the vectors ----
 
     async def _run_vectors(self) -> None:
-        not_applicable = []
+        not_applicable: list[tuple[str, str]] = []
         for index, vector in enumerate(self.vectors):
             self._vectors_left = len(self.vectors) - index - 1
             missing = self._missing_requirement(vector)
             if missing:
-                not_applicable.append(f"{vector.id} ({missing})")
+                not_applicable.append((vector.id, missing))
                 continue
             if self.not_run or self._budget_spent():
                 self.not_run.append(vector.id)
@@ -441,20 +441,20 @@ class HostProbe:
             "target_host": (self.target_host, "the server announces no host name"),
             "target_domain": (self.target_domain, "the server's mail domain is unknown"),
             "ipv4": (":" not in self.host.address, "IPv4 only"),
-            "auth": ("AUTH" in self.extensions, "the server offers no AUTH"),
-            "xclient": ("XCLIENT" in self.extensions, "the server offers no XCLIENT"),
-            "starttls": ("STARTTLS" in self.extensions, "the server offers no STARTTLS"),
+            "auth": ("AUTH" in self.extensions, "AUTH not offered"),
+            "xclient": ("XCLIENT" in self.extensions, "XCLIENT not offered"),
+            "starttls": ("STARTTLS" in self.extensions, "STARTTLS not offered"),
             "data": (self.config.send_data, "canary delivery is off"),
             "not-loopback": (
                 ip_literal(self.host.address) != LOOPBACK_LITERAL,
-                f"the server's own address literal is {LOOPBACK_LITERAL}",
+                f"its own literal is {LOOPBACK_LITERAL}",
             ),
         }
         for need in vector.requires:
             # A requirement in capitals is an EHLO keyword (DSN, SMTPUTF8, CHUNKING ...).
             present, why = facts.get(need) or (
                 need in self.extensions,
-                f"the server does not advertise {need}",
+                f"{need} not offered",
             )
             if not present:
                 return why
