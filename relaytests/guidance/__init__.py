@@ -28,6 +28,11 @@ CONTENT_DIR = Path(__file__).with_name("content")
 GENERIC = "generic"
 DEPT_NET_HINT = "<your department's sending hosts>"
 PLACEHOLDER = re.compile(r"\{(hostname|mail_domain|address|relay_hub|dept_net|org_name)\}")
+# Kinds of vector that are the plain vector with one thing more or other (another recipient first, an
+# SMTP extension, a mailbox at the server's literal): when the plain vector got through too, the server
+# takes any recipient, and the open relay is all they need as a reason.
+OPEN_KIND = "open"
+WITHIN_OPEN = frozenset({"first-recipient", "extensions", "literal"})
 HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]*")
 
 
@@ -47,6 +52,25 @@ class FailingVector:
     rcpt_to: str
     reply: str
     delivered: bool | None
+    family: str = ""  # the trick it tries: a sender variant's base, else its own id
+    variant: str = ""  # the sender variant's id ("" when the trick was sent with its own sender)
+
+
+@dataclass(frozen=True)
+class Trick:
+    """One trick of a cause with every sender it got through with: the trick alone, its sender variants."""
+
+    id: str
+    vectors: list[FailingVector]
+
+    @property
+    def itself(self) -> FailingVector | None:
+        """The trick with its own sender, when that got through."""
+        return next((v for v in self.vectors if not v.variant), None)
+
+    @property
+    def variants(self) -> list[FailingVector]:
+        return [v for v in self.vectors if v.variant]
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,14 @@ class Cause:
     @property
     def relayed(self) -> bool:
         return any(v.delivered for v in self.vectors)
+
+    @property
+    def tricks(self) -> list[Trick]:
+        """The vectors by trick, a trick's sender variants under it, so the list stays one line long."""
+        groups: dict[str, list[FailingVector]] = {}
+        for vector in self.vectors:
+            groups.setdefault(vector.family or vector.id, []).append(vector)
+        return [Trick(family, vectors) for family, vectors in groups.items()]
 
 
 @dataclass(frozen=True)
@@ -84,8 +116,12 @@ class Guidance:
     def causes(self) -> list[Cause]:
         """The failing vectors grouped by the weakness that explains them, in the order first seen."""
         groups: dict[str, list[FailingVector]] = {}
+        plain_got_through = any(_kind(vector.id) == OPEN_KIND for vector in self.failing)
         for vector in self.failing:
-            groups.setdefault(_kind_of().get(vector.id, vector.id), []).append(vector)
+            kind = _kind(vector.id)
+            if plain_got_through and kind in WITHIN_OPEN:
+                kind = OPEN_KIND  # the open relay explains it: no second reason to read
+            groups.setdefault(kind, []).append(vector)
         return [Cause(kind, vectors[0].why, vectors) for kind, vectors in groups.items()]
 
     @property
@@ -152,9 +188,20 @@ def _kind_of() -> dict[str, str]:
     return {vector_id: kind for kind, ids in _load("kinds").items() for vector_id in ids}
 
 
+def _family(vector_id: str) -> str:
+    """The trick a vector tries: a sender variant ("percent-host-litfrom") tries its base's."""
+    known = by_id().get(vector_id)
+    return known.family if known else vector_id
+
+
+def _kind(vector_id: str) -> str:
+    """The weakness that explains a vector (kinds.toml); a sender variant shares its trick's."""
+    return _kind_of().get(vector_id) or _kind_of().get(_family(vector_id)) or _family(vector_id)
+
+
 def _why(vector_id: str, content: dict[str, Any]) -> str:
     """The family's reason for this kind of vector, else the generic reason, else the catalogue's."""
-    kind = _kind_of().get(vector_id)
+    kind = _kind(vector_id)
     for source in (content, _load(GENERIC)):
         text = source.get("why", {}).get(kind)
         if text:
@@ -173,6 +220,8 @@ def _failing(vector: VectorResult, content: dict[str, Any], fill) -> FailingVect
         rcpt_to=vector.rcpt_to,
         reply=vector.reply,
         delivered=vector.delivered,
+        family=_family(vector.id),
+        variant=known.variant if known else "",
     )
 
 

@@ -251,12 +251,17 @@ async def dns_host_checks(address: str, names: list[str], config) -> list[Check]
     return [ptr, not_public]
 
 
-def not_applicable(vectors: list[str]) -> Check:
+def not_applicable(vectors: list[tuple[str, str]]) -> Check:
+    """The vectors left out as (id, why): the detail names each reason once, with its vectors."""
+    by_reason: dict[str, list[str]] = {}
+    for vector_id, why in vectors:
+        by_reason.setdefault(why, []).append(vector_id)
+    parts = [f"{', '.join(ids)} ({why})" for why, ids in by_reason.items()]
     return Check(
         "vectors-not-applicable",
         "info",
-        f"Not tested, because they do not apply to this server: {'; '.join(vectors)}.",
-        {"vectors": vectors},
+        f"Not tested, because they do not apply to this server: {'; '.join(parts)}.",
+        {"vectors": [f"{vector_id} ({why})" for vector_id, why in vectors]},
     )
 
 

@@ -332,6 +332,36 @@ class SmtpSession:
             raise self._broken(exc) from None
         return self._record_reply(response.code, response.message)
 
+    async def bdat(self, message: bytes) -> Reply:
+        """The message in one BDAT chunk (RFC 3030), its reply the end-of-data reply; for CHUNKING servers.
+
+        The chunk follows the command line at once, as RFC 3030 wants (no reply comes between them),
+        and is sent as it is: BDAT knows no dot-stuffing. aiosmtplib has no BDAT, so this writes the
+        bytes on its protocol and reads the one reply, as its own commands do.
+        """
+        self._say(f"BDAT {len(message)} LAST")
+        self._say(f"(the test message, {len(message)} bytes, in the same write)")
+        protocol = self._smtp.protocol
+        if protocol is None or not self._smtp.is_connected:
+            raise self._failure("dropped", "the server closed the connection")
+        try:
+            response = await self._timed(self._chunk(protocol, message))
+        except errors.SMTPException as exc:
+            raise self._broken(exc) from None
+        reply = self._record_reply(response.code, response.message)
+        if reply.code >= 400:
+            self.errors += 1
+        return reply
+
+    async def _chunk(self, protocol: SMTPProtocol, message: bytes):
+        protocol._response_pending = True  # as execute_command marks it: a reply is due
+        protocol.write(f"BDAT {len(message)} LAST\r\n".encode() + message)
+        try:
+            return await protocol.read_response(timeout=self.command_timeout)
+        except (errors.SMTPServerDisconnected, errors.SMTPTimeoutError):
+            self._smtp.close()  # as aiosmtplib does after a lost or timed-out command
+            raise
+
     async def starttls(self) -> TlsInfo:
         self._say("STARTTLS")
         try:

@@ -46,6 +46,7 @@ from relaytests.probe.targets import IMPLICIT_TLS_PORT, SMTP_PORT, HostTarget, r
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
 from relaytests.probe.vocabulary import Verdict
 
+LOOPBACK_LITERAL = "[127.0.0.1]"
 # The replies a vector on a shared connection waits for: RSET (or a new connection's EHLO), MAIL, RCPT.
 REPLIES_PER_VECTOR = 3
 
@@ -401,12 +402,12 @@ class HostProbe:
     # ---- the vectors ----
 
     async def _run_vectors(self) -> None:
-        not_applicable = []
+        not_applicable: list[tuple[str, str]] = []
         for index, vector in enumerate(self.vectors):
             self._vectors_left = len(self.vectors) - index - 1
             missing = self._missing_requirement(vector)
             if missing:
-                not_applicable.append(f"{vector.id} ({missing})")
+                not_applicable.append((vector.id, missing))
                 continue
             if self.not_run or self._budget_spent():
                 self.not_run.append(vector.id)
@@ -440,11 +441,24 @@ class HostProbe:
             "target_host": (self.target_host, "the server announces no host name"),
             "target_domain": (self.target_domain, "the server's mail domain is unknown"),
             "ipv4": (":" not in self.host.address, "IPv4 only"),
-            "auth": ("AUTH" in self.extensions, "the server offers no AUTH"),
-            "xclient": ("XCLIENT" in self.extensions, "the server offers no XCLIENT"),
-            "starttls": ("STARTTLS" in self.extensions, "the server offers no STARTTLS"),
+            "auth": ("AUTH" in self.extensions, "AUTH not offered"),
+            "xclient": ("XCLIENT" in self.extensions, "XCLIENT not offered"),
+            "starttls": ("STARTTLS" in self.extensions, "STARTTLS not offered"),
+            "data": (self.config.send_data, "canary delivery is off"),
+            "not-loopback": (
+                ip_literal(self.host.address) != LOOPBACK_LITERAL,
+                f"its own literal is {LOOPBACK_LITERAL}",
+            ),
         }
-        return next((why for need in vector.requires for present, why in [facts[need]] if not present), None)
+        for need in vector.requires:
+            # A requirement in capitals is an EHLO keyword (DSN, SMTPUTF8, CHUNKING ...).
+            present, why = facts.get(need) or (
+                need in self.extensions,
+                f"{need} not offered",
+            )
+            if not present:
+                return why
+        return None
 
     def _placeholders(self, vector: Vector) -> Placeholders:
         secret, domain, run_id, tag = (
@@ -504,7 +518,7 @@ class HostProbe:
                 await self._run_in_own_session(vector, helo, result)
             else:
                 session = await self._shared_session(helo)
-                await self._envelope(session, result)
+                await self._envelope(session, result, vector)
                 await self._maybe_retire(session)
         except SessionFailure as exc:
             self._learn_from_drop(exc)
@@ -519,38 +533,47 @@ class HostProbe:
         session = await self._open_ready(helo, tls=self.needs_tls or vector.session == "tls")
         try:
             await hygiene.session_setup(session, vector.session)
-            await self._envelope(session, result)
+            await self._envelope(session, result, vector)
         finally:
             await session.close()
 
-    async def _envelope(self, session: SmtpSession, result: VectorResult) -> None:
-        """MAIL FROM, then RCPT TO if the sender was taken; the reply that decides is kept."""
-        result.tls = session.tls
-        for step, verb, argument in (
-            ("mail", "MAIL", f"FROM:{result.mail_from}"),
-            ("rcpt", "RCPT", f"TO:{result.rcpt_to}"),
-        ):
-            reply = await session.command(verb, argument)
-            result.step, result.code, result.reply = step, reply.code, reply.first_line
-            result.outcome, result.reason = verdict.classify(reply.code, reply.text, step)
-            if not reply.is_positive:
-                return
-        if self.config.send_data and result.evidence != "control":
-            await self._send_test_message(session, result)
+    async def _envelope(self, session: SmtpSession, result: VectorResult, vector: Vector) -> None:
+        """MAIL FROM, any recipients the vector sends first, then RCPT TO; the reply that decides is kept.
 
-    async def _send_test_message(self, session: SmtpSession, result: VectorResult) -> None:
+        The first recipients' replies only go into the transcript: the vector's own RCPT decides.
+        """
+        result.tls = session.tls
+        reply = await session.command("MAIL", f"FROM:{result.mail_from}")
+        self._keep(result, "mail", reply)
+        if not reply.is_positive:
+            return
+        others_taken = False
+        for before in vector.rcpt_before:
+            reply = await session.command("RCPT", f"TO:{self._placeholders(vector).fill(before)}")
+            others_taken = others_taken or reply.is_positive
+        reply = await session.command("RCPT", f"TO:{result.rcpt_to}")
+        self._keep(result, "rcpt", reply)
+        # A test message goes to the canary only: never when another recipient is in the transaction.
+        if reply.is_positive and self.config.send_data and result.evidence != "control" and not others_taken:
+            await self._send_test_message(session, result, vector.data)
+
+    @staticmethod
+    def _keep(result: VectorResult, step: str, reply: Reply) -> None:
+        result.step, result.code, result.reply = step, reply.code, reply.first_line
+        result.outcome, result.reason = verdict.classify(reply.code, reply.text, step)
+
+    async def _send_test_message(self, session: SmtpSession, result: VectorResult, how: str = "DATA") -> None:
         """Only ever to the vector's canary address: the probe never mails a third party."""
         address = f"{result.token}@{self.config.canary_domain}"
-        reply = await session.data(
-            message.test_message(
-                address,
-                self.run_id,
-                result.id,
-                self.config.portal_name,
-                self.config.portal_url,
-                self.config.contact,
-            )
+        test_message = message.test_message(
+            address,
+            self.run_id,
+            result.id,
+            self.config.portal_name,
+            self.config.portal_url,
+            self.config.contact,
         )
+        reply = await (session.bdat(test_message) if how == "BDAT" else session.data(test_message))
         result.data_code, result.data_reply = reply.code, reply.first_line
         result.sent_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         result.delivered = False  # until the canary receiver says otherwise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +24,47 @@ class Vector:
     evidence: str = "canary-final"
     requires: tuple[str, ...] = ()
     refusals: tuple[str, ...] = ()
+    # Recipients given before rcpt_to in the same transaction (local ones: no test message then).
+    rcpt_before: tuple[str, ...] = ()
+    data: str = "DATA"  # how the test message goes: DATA, or BDAT (RFC 3030) in one chunk
+    provenance: str = ""  # who uses the trick, or the incident it comes from
+    base: str = ""  # the vector a sender variant was made from ("" for the catalogue's own)
+    variant: str = ""  # that sender variant's id
+
+    @property
+    def family(self) -> str:
+        """The trick the vector tries: its base for a sender variant, else itself."""
+        return self.base or self.id
+
+
+@dataclass(frozen=True)
+class SenderVariant:
+    """Another sender for some recipient tricks: each base vector again, as ``<base>-<id>``."""
+
+    id: str
+    mail_from: str
+    explanation: str
+    targets: str
+    bases: tuple[str, ...]
+    seen_in: str = ""
+    provenance: str = ""
+    tier: str = "ext"
+    refusals: tuple[str, ...] = ()
+
+    def applied_to(self, base: Vector) -> Vector:
+        return replace(
+            base,
+            id=f"{base.id}-{self.id}",
+            tier=self.tier,
+            mail_from=self.mail_from,
+            explanation=f"{base.explanation.rstrip('.')}, {self.explanation}",
+            targets=f"{self.targets} The trick itself: {base.targets}",
+            seen_in=self.seen_in,
+            provenance=self.provenance,
+            refusals=tuple(dict.fromkeys(base.refusals + self.refusals)),
+            base=base.id,
+            variant=self.id,
+        )
 
 
 @dataclass(frozen=True)
@@ -44,14 +85,21 @@ class Placeholders:
         return template.format(CANARY_DOMAIN=self.canary_domain.upper(), **vars(self))
 
 
+LISTS = ("requires", "refusals", "rcpt_before", "bases")
+
+
+def _tuples(table: dict) -> dict:
+    return {key: tuple(value) if key in LISTS else value for key, value in table.items()}
+
+
 @cache
-def _load() -> tuple[str, tuple[Vector, ...], tuple[str, ...]]:
+def _load() -> tuple[str, tuple[Vector, ...], tuple[str, ...], tuple[SenderVariant, ...]]:
     data = tomllib.loads(CATALOGUE_FILE.read_text())
-    vectors = tuple(
-        Vector(**{**v, "requires": tuple(v.get("requires", ())), "refusals": tuple(v.get("refusals", ()))})
-        for v in data["vector"]
-    )
-    return data["version"], vectors, tuple(data["run_order"])
+    own = tuple(Vector(**_tuples(v)) for v in data["vector"])
+    variants = tuple(SenderVariant(**_tuples(v)) for v in data.get("sender_variant", ()))
+    bases = {v.id: v for v in own}
+    made = tuple(variant.applied_to(bases[base]) for variant in variants for base in variant.bases)
+    return data["version"], own + made, tuple(data["run_order"]), variants
 
 
 def catalogue() -> tuple[Vector, ...]:
@@ -60,6 +108,10 @@ def catalogue() -> tuple[Vector, ...]:
 
 def catalogue_version() -> str:
     return _load()[0]
+
+
+def sender_variants() -> tuple[SenderVariant, ...]:
+    return _load()[3]
 
 
 def in_run_order(vectors: tuple[Vector, ...]) -> tuple[Vector, ...]:

@@ -13,8 +13,10 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
 
   closed             Postfix-like (banner ``220 mx.dept.example.edu ESMTP Postfix (Debian/GNU)``,
                      EHLO PIPELINING SIZE VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME DSN); takes mail
-                     for dept.example.edu (and its own name and address literal) only; every other
-                     recipient and every address trick gets ``554 5.7.1 <addr>: Relay access denied``
+                     for its mailboxes (postmaster, abuse) at dept.example.edu, its own name and
+                     address literal only; another local part there is ``550 5.1.1 ... User unknown``;
+                     every other recipient and every address trick gets
+                     ``554 5.7.1 <addr>: Relay access denied``
   postfix-default    the same, refusing relay with ``454 4.7.1`` (Postfix's defer_unauth_destination)
   open               a plain open relay: every recipient ``250 2.1.5 Ok``
   open-percent       relays only the percent hack ``user%outside@self`` (self: name, domain, literal)
@@ -22,6 +24,20 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
   open-bang          relays only bang paths ``outside!user`` (with or without ``@self``)
   open-quoted        relays only quoted local parts holding an outside address ``"user@outside"``
   open-iplit         relays whatever is addressed to its own address literal ``...@[127.0.0.1]``
+  open-literal-mailbox  takes any mailbox at its own address literal ``token@[127.0.0.1]`` (Metasploit's test 4)
+  open-loopback      relays only percent hacks and source routes through ``localhost`` or ``[127.0.0.1]``
+                     (give it another loopback address, ``FakeSMTPServer(..., address="127.0.0.2")``,
+                     so that [127.0.0.1] is not its own literal)
+  open-dsn           relays only recipients with DSN parameters (``NOTIFY=``, ``ORCPT=``)
+  litfrom-percent    relays the percent hack, only for a sender at its own address literal (nmap's sender)
+  nullfrom-srcroute  relays source routes through itself, only for the null sender ``<>``
+  srcroute-sender    relays anything for a sender source-routed through itself ``<@self:user@outside>``
+  smtputf8-sender    advertises SMTPUTF8 and relays anything for a MAIL FROM with the SMTPUTF8 parameter
+  first-rcpt         decides relaying once per transaction, on the first recipient it accepted
+                     (a local one: every later recipient passes)
+  helo-domain        relays for clients whose HELO is a name under dept.example.edu (not its own name)
+  data-refusal       advertises CHUNKING, accepts relay recipients, refuses relay at DATA with
+                     ``554 5.7.1 Relay access denied`` and takes the same message by BDAT
   catch-all          a lab sink: ``250 2.1.5 Ok`` to every RCPT, whatever its argument
   greylisting        postgrey's ``450 4.2.0 ... Greylisted`` to every RCPT (``greylist="first-time"``
                      lets a retried triplet through to the closed policy)
@@ -81,7 +97,16 @@ import aiosmtplib
 import trustme
 from aiosmtpd.smtp import SMTP
 
-from tests.fakes.addresses import Names, accepts, parse, uses_a_trick
+from tests.fakes.addresses import (
+    SENDERS,
+    Names,
+    accepts,
+    ends_at_a_mailbox_name,
+    is_local,
+    parse,
+    parse_sender,
+    uses_a_trick,
+)
 from tests.fakes.certificates import CERTIFICATES
 
 # aiosmtpd logs every command at INFO; the fakes keep them in `seen` instead.
@@ -102,6 +127,7 @@ BANNERS = {
 EHLO_KEYWORDS = ("PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN")
 
 RELAY_DENIED = "554 5.7.1 <{address}>: Relay access denied"
+USER_UNKNOWN = "550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table"
 GREYLISTED = (
     "450 4.2.0 <{address}>: Recipient address rejected: Greylisted, "
     "see http://postgrey.schweikert.ch/help/dept.example.edu.html"
@@ -144,6 +170,11 @@ class Behaviour:
     trick_refusal: str | None = None  # the reply to routing tricks, when it differs from relay_denied
     raw_replies: tuple[tuple[str, bytes], ...] = ()  # (verb or "greeting", the reply's exact bytes)
     certificate: str = "trustme"  # or a name in certificates.CERTIFICATES
+    relays_from: str | None = None  # the tricks in `relays` are open only to this kind of sender (SENDERS)
+    first_rcpt_decides: bool = False  # relaying decided on the transaction's first recipient
+    trusts_helo_under_domain: bool = False  # any HELO name under LOCAL_DOMAIN but its own may relay
+    extra_keywords: tuple[str, ...] = ()  # EHLO keywords besides EHLO_KEYWORDS; CHUNKING makes BDAT work
+    data_refusal: str | None = None  # the reply to DATA when the client may not relay (a DATA-stage policy)
     # (host, port) of a canary receiver: the first refused canary recipient is sent there straight
     # away, before the refusal, as a server that wants to be reported open could do (a forgery).
     forge_to: tuple[str, int] | None = None
@@ -163,8 +194,33 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "open": Behaviour("open relay: every recipient accepted", relays=frozenset({"any"})),
     **{
         f"open-{trick}": Behaviour(f"relays only the {trick} trick", relays=frozenset({trick}))
-        for trick in ("percent", "srcroute", "bang", "quoted", "iplit")
+        for trick in ("percent", "srcroute", "bang", "quoted", "iplit", "literal-mailbox", "loopback", "dsn")
     },
+    "litfrom-percent": Behaviour(
+        "relays the percent hack for a sender at its own literal only",
+        relays=frozenset({"percent"}),
+        relays_from="literal",
+    ),
+    "nullfrom-srcroute": Behaviour(
+        "relays source routes for the null sender only", relays=frozenset({"srcroute"}), relays_from="null"
+    ),
+    "srcroute-sender": Behaviour(
+        "relays for a sender source-routed through itself", relays=frozenset({"any"}), relays_from="srcroute"
+    ),
+    "smtputf8-sender": Behaviour(
+        "relays SMTPUTF8 transactions",
+        relays=frozenset({"any"}),
+        relays_from="smtputf8",
+        extra_keywords=("SMTPUTF8",),
+    ),
+    "first-rcpt": Behaviour("decides relaying on the first recipient", first_rcpt_decides=True),
+    "helo-domain": Behaviour("trusts HELO names under its domain", trusts_helo_under_domain=True),
+    "data-refusal": Behaviour(
+        "refuses relay at DATA only, and BDAT not at all",
+        relays=frozenset({"any"}),
+        extra_keywords=("CHUNKING",),
+        data_refusal="554 5.7.1 Relay access denied",
+    ),
     "catch-all": Behaviour(
         "lab sink: every RCPT accepted", banner="ESMTP lab sink", rcpt_reply="250 2.1.5 Ok"
     ),
@@ -349,13 +405,22 @@ class FakeSMTP(SMTP):
         self._pending = b""  # the start of a command line still arriving
         self._unanswered = 0  # command lines received and not yet answered
         self._in_message = False  # between DATA's 354 and the final "."
+        self._chunk_left = 0  # bytes of a BDAT chunk still to come (no command lines)
 
     # -- what arrives ---------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         self._pending += data
-        *lines, self._pending = self._pending.split(b"\n")
-        for line in lines:
+        while self._pending:
+            if self._chunk_left:  # a BDAT chunk: bytes, not command lines
+                taken = self._pending[: self._chunk_left]
+                self._chunk_left -= len(taken)
+                self._pending = self._pending[len(taken) :]
+                continue
+            line, newline, rest = self._pending.partition(b"\n")
+            if not newline:
+                break
+            self._pending = rest
             self._take_line(line.removesuffix(b"\r"))
         if self.behaviour.forbid_pipelining and self._unanswered > 1:
             self._refuse_out_of_turn()
@@ -369,6 +434,9 @@ class FakeSMTP(SMTP):
             return
         self.log.commands.append(line)
         self._unanswered += 1
+        words = line.split()
+        if len(words) > 1 and words[0].upper() == b"BDAT" and words[1].isdigit():
+            self._chunk_left = int(words[1])
 
     def _raw_reply(self, verb: str) -> bytes | None:
         return dict(self.behaviour.raw_replies).get(verb)
@@ -472,7 +540,7 @@ class FakeSMTP(SMTP):
         if self._raw_reply("EHLO"):
             self._write_raw(self._raw_reply("EHLO"))
             return
-        keywords = list(EHLO_KEYWORDS)
+        keywords = [*EHLO_KEYWORDS, *self.behaviour.extra_keywords]
         if self.behaviour.starttls and not self.session.ssl:
             keywords.insert(4, "STARTTLS")
         lines = [HOSTNAME, *keywords]
@@ -518,6 +586,39 @@ class FakeSMTP(SMTP):
                 await self.fake.forge(arg or "")
             await self._reply("RCPT", reply)
 
+    async def smtp_DATA(self, arg: str) -> None:
+        refusal = self._data_refusal()
+        if refusal:
+            await self.push(refusal)
+            return
+        await super().smtp_DATA(arg)
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030 with one chunk: the bytes follow the command line; the reply is the end-of-data reply."""
+        words = (arg or "").split()
+        if "CHUNKING" not in self.behaviour.extra_keywords:
+            await self.push("500 5.5.2 Error: command not recognized")
+            return
+        if not words or not words[0].isdigit():
+            await self.push("501 5.5.4 Syntax: BDAT count [LAST]")
+            return
+        await self._reader.readexactly(int(words[0]))
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        self.log.messages += 1
+        self._set_post_data_state()
+        await self.push("250 2.0.0 Ok: queued as FAKE0002")
+
+    def _data_refusal(self) -> str | None:
+        """A DATA-stage relay policy: refused when a recipient of the transaction is not local."""
+        if not self.behaviour.data_refusal or not self.envelope.rcpt_tos:
+            return None
+        recipients = [parse(arg[3:]) for arg in self.envelope.rcpt_tos]
+        if all(r is not None and is_local(r, self.fake.names) for r in recipients):
+            return None
+        return self.behaviour.data_refusal
+
     async def smtp_STARTTLS(self, arg: str) -> None:
         if self._raw_reply("STARTTLS"):
             self._write_raw(self._raw_reply("STARTTLS"))
@@ -547,11 +648,32 @@ class FakeSMTP(SMTP):
             return "501 5.5.4 Syntax: RCPT TO:<address>"
         if self.fake.greylisted(client, self.envelope.mail_from, address.text):
             return GREYLISTED.format(address=address.text)
-        if accepts(address, self.fake.names, self.behaviour.relays):
+        if accepts(address, self.fake.names, self._open_tricks()):
             return "250 2.1.5 Ok"
+        if ends_at_a_mailbox_name(address, self.fake.names):
+            return USER_UNKNOWN.format(address=address.text)
         if self.behaviour.trick_refusal and uses_a_trick(address, self.fake.names):
             return self.behaviour.trick_refusal
         return self.behaviour.relay_denied.format(address=address.text)
+
+    def _open_tricks(self) -> frozenset[str]:
+        """The tricks open to this transaction: its sender, its HELO and its first recipient may matter."""
+        behaviour, names = self.behaviour, self.fake.names
+        if behaviour.trusts_helo_under_domain and self._helo_under_the_domain():
+            return frozenset({"any"})
+        if behaviour.first_rcpt_decides and self.envelope.rcpt_tos:
+            first = parse(self.envelope.rcpt_tos[0][3:])
+            if first is not None and is_local(first, names):
+                return frozenset({"any"})
+        if behaviour.relays_from:
+            sender = parse_sender(self.envelope.mail_from or "")
+            if sender is None or not SENDERS[behaviour.relays_from](sender, names):
+                return frozenset()
+        return behaviour.relays
+
+    def _helo_under_the_domain(self) -> bool:
+        name = (self.session.host_name or "").lower()
+        return name.endswith(f".{LOCAL_DOMAIN}") and name != HOSTNAME
 
 
 async def _write_endless(writer: asyncio.StreamWriter, code: bytes) -> None:
@@ -580,13 +702,21 @@ HOSTILE_WRITERS = {"endless": _write_endless, "overlong": _write_overlong, "garb
 class FakeSMTPServer:
     """A fake server on its own thread and event loop; use it as a context manager."""
 
-    def __init__(self, behaviour: Behaviour | str = CLOSED, *, port: int = 0, crowd: Crowd | None = None):
+    def __init__(
+        self,
+        behaviour: Behaviour | str = CLOSED,
+        *,
+        port: int = 0,
+        crowd: Crowd | None = None,
+        address: str = LISTEN_ADDRESS,
+    ):
         self.behaviour = BEHAVIOURS[behaviour] if isinstance(behaviour, str) else behaviour
         self.crowd = crowd  # counts this server's connections together with other servers' too
+        self.address = address  # a loopback address (127.0.0.2 ... works on Linux without set-up)
         self.requested_port = port
         self.port = 0
         self.seen = Seen()
-        self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{LISTEN_ADDRESS}]"}))
+        self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{address}]"}))
         self.loop = asyncio.new_event_loop()
         self._greylist: set[tuple[str, str, str]] = set()
         self.open_connections: set[FakeSMTP] = set()
@@ -665,7 +795,7 @@ class FakeSMTPServer:
             listener = self.loop.run_until_complete(
                 self.loop.create_server(
                     self._new_connection,
-                    LISTEN_ADDRESS,
+                    self.address,
                     self.requested_port,
                     ssl=self.tls_context if self.behaviour.implicit_tls else None,
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.template.loader import render_to_string
 from django.test import override_settings
@@ -309,3 +311,43 @@ def test_an_inconclusive_host_is_told_what_to_do_next_by_the_reason():
     (step,) = guidance_of(report, 0).next_steps
 
     assert step.startswith("Your server greylisted the test")
+
+
+def test_every_vector_of_the_catalogue_has_a_kind_with_a_reason_in_the_generic_text():
+    """A vector without a kind would be a cause of its own, with the catalogue's long text."""
+    from relaytests.guidance import _kind, _load
+    from relaytests.probe.vectors import catalogue
+
+    generic = _load("generic")["why"]
+    relay_vectors = [v for v in catalogue() if v.evidence != "control"]
+    assert {v.id: _kind(v.id) in generic for v in relay_vectors} == {v.id: True for v in relay_vectors}
+
+
+def test_sender_variants_are_named_under_their_trick_only_when_the_trick_alone_did_not_get_through():
+    variants = ["percent-host-litfrom", "percent-iplit-litfrom", "percent-iplit-nullfrom", "bang-litfrom"]
+    report = report_for("postfix", ["percent-host", *variants])
+    guidance = guidance_of(report, 0)
+
+    (percent, bang) = guidance.causes
+    assert [(t.id, [v.id for v in t.vectors]) for t in percent.tricks] == [
+        ("percent-host", ["percent-host", "percent-host-litfrom"]),
+        ("percent-iplit", ["percent-iplit-litfrom", "percent-iplit-nullfrom"]),
+    ]
+    assert [t.id for t in bang.tricks] == ["bang"]
+    html = render(report)
+    causes = re.findall(r'<li class="cause">(.*?)</li>', html, re.S)
+    assert len(causes) == 2  # one per weakness, not one per variant
+    # percent-host got through with the probe's own sender: its variant needs no mention.
+    assert named_vectors(html) == {"percent-host", *variants[1:]}
+    assert ">+litfrom</code> <code" in causes[0] and "(only " in causes[0]
+
+
+def test_the_plain_vector_s_extension_forms_need_no_reason_of_their_own_when_the_plain_one_got_through():
+    extensions = ["plain-dsn", "plain-smtputf8", "rcpt-after-local", "rcpt-iplit"]
+    with_plain = guidance_of(report_for("postfix", ["plain", *extensions]), 0)
+    assert [(c.kind, [v.id for v in c.vectors]) for c in with_plain.causes] == [
+        ("open", ["plain", *extensions])
+    ]
+    without = guidance_of(report_for("postfix", extensions), 0)
+    assert [c.kind for c in without.causes] == ["extensions", "first-recipient", "literal"]
+    assert "BDAT" in without.causes[0].why

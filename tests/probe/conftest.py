@@ -51,7 +51,7 @@ def probe():
     """Run the whole suite against fake servers (one host each) and return the report."""
 
     async def run(*servers: FakeSMTPServer, **config_changes) -> Report:
-        hosts = [HostTarget("127.0.0.1", server.port) for server in servers]
+        hosts = [HostTarget(server.address, server.port) for server in servers]
         return await run_suite("127.0.0.1", hosts, suite_config(**config_changes))
 
     return run

@@ -355,3 +355,67 @@ async def test_stops_cleanly_with_a_client_stuck_in_an_endless_reply(talk):
         await client.reader.readline()
     with pytest.raises(ConnectionRefusedError):
         await RawClient.connect(server)
+
+
+async def test_closed_server_knows_its_mailboxes_and_no_other_local_part(talk):
+    with FakeSMTPServer("closed") as server:
+        client = await talk(server)
+        await client.start_transaction()
+        assert await client.rcpt("abuse@[127.0.0.1]") == "250 2.1.5 Ok"
+        assert await client.rcpt("r-abc@[127.0.0.1]") == (
+            "550 5.1.1 <r-abc@[127.0.0.1]>: Recipient address rejected: User unknown in local recipient table"
+        )
+        assert await client.last_line(f"RCPT TO:<{OUTSIDE}> NOTIFY=NEVER") == (
+            f"554 5.7.1 <{OUTSIDE}>: Relay access denied"  # parameters are no part of the address
+        )
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "sender", "opened", "closed"),
+    [
+        ("litfrom-percent", "<relaytest@[127.0.0.1]>", f"r-abc%canary.example.net@{HOST}", OUTSIDE),
+        ("litfrom-percent", "<b-abc@canary.example.net>", None, f"r-abc%canary.example.net@{HOST}"),
+        ("nullfrom-srcroute", "<>", f"@{HOST}:{OUTSIDE}", f"r-abc%canary.example.net@{HOST}"),
+        ("srcroute-sender", f"<@{HOST}:b-abc@canary.example.net>", OUTSIDE, None),
+        ("smtputf8-sender", "<b-abc@canary.example.net> SMTPUTF8", OUTSIDE, None),
+        ("smtputf8-sender", "<b-abc@canary.example.net>", None, OUTSIDE),
+    ],
+)
+async def test_a_fake_can_open_its_tricks_to_one_kind_of_sender(talk, behaviour, sender, opened, closed):
+    with FakeSMTPServer(behaviour) as server:
+        client = await talk(server)
+        await client.reply()
+        await client.command("EHLO probe.example.net")
+        assert await client.last_line(f"MAIL FROM:{sender}") == "250 2.1.0 Ok"
+        if opened:
+            assert await client.rcpt(opened) == "250 2.1.5 Ok"
+        if closed:
+            assert (await client.rcpt(closed)).startswith("554 5.7.1")
+
+
+async def test_first_rcpt_server_lets_the_rest_through_after_a_local_recipient(talk):
+    with FakeSMTPServer("first-rcpt") as server:
+        client = await talk(server)
+        await client.start_transaction()
+        assert (await client.rcpt(OUTSIDE)).startswith("554 5.7.1")
+        assert await client.rcpt("postmaster@dept.example.edu") == "250 2.1.5 Ok"
+        assert await client.rcpt(OUTSIDE) == "250 2.1.5 Ok"
+        await client.command("RSET")  # a new transaction decides afresh
+        assert await client.last_line("MAIL FROM:<b-abc@canary.example.net>") == "250 2.1.0 Ok"
+        assert (await client.rcpt(OUTSIDE)).startswith("554 5.7.1")
+
+
+async def test_data_refusal_server_refuses_data_and_takes_one_bdat_chunk(talk):
+    with FakeSMTPServer("data-refusal") as server:
+        client = await talk(server)
+        await client.reply()
+        assert "250 CHUNKING" in await client.command("EHLO probe.example.net")
+        assert await client.last_line("MAIL FROM:<b-abc@canary.example.net>") == "250 2.1.0 Ok"
+        assert await client.rcpt(OUTSIDE) == "250 2.1.5 Ok"
+        assert await client.last_line("DATA") == "554 5.7.1 Relay access denied"
+        chunk = b"Subject: x\r\n\r\nRCPT TO:<not a command>\r\n"
+        client.writer.write(f"BDAT {len(chunk)} LAST\r\n".encode() + chunk)
+        assert (await client.reply())[-1] == "250 2.0.0 Ok: queued as FAKE0002"
+        assert await client.last_line("NOOP") == "250 2.0.0 Ok"
+    assert server.seen.connections[0].messages == 1
+    assert b"RCPT TO:<not a command>" not in server.seen.commands  # chunk bytes are no commands

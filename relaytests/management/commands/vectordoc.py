@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from relaytests.probe.vectors import Vector, catalogue, catalogue_version
+from relaytests.probe.vectors import SenderVariant, Vector, catalogue, catalogue_version, sender_variants
 
 DOC_FILE = Path(settings.BASE_DIR) / "docs" / "vectors.md"
 
@@ -46,10 +46,14 @@ acceptance is relaying), `target-final` (the address ends at the server itself: 
 test message arrives), `control` (no relay attempt). *Tried by* names the tools that try it too:
 N = nmap's smtp-open-relay test number, M = Metasploit's extended test, MO = the older Metasploit
 module, GB / TEN = Greenbone's and Tenable's thorough tests, A = the mail-abuse.org relay test.
+*Needs* in capitals is an EHLO keyword: the vector runs only where the server advertises it.
+
+{count} vectors: {own} of the catalogue's own and {made} sender variants of its recipient tricks
+(listed at the end, each under the tricks it repeats).
 """
 
 
-WIRE_ROWS = ("HELO", "MAIL FROM", "RCPT TO")
+WIRE_ROWS = ("HELO", "MAIL FROM", "first RCPT TO", "RCPT TO")
 
 
 class Command(BaseCommand):
@@ -68,25 +72,55 @@ class Command(BaseCommand):
 
 
 def render_catalogue() -> str:
-    parts = [INTRODUCTION.format(version=catalogue_version())]
+    own = [v for v in catalogue() if not v.base]
+    made = len(catalogue()) - len(own)
+    parts = [
+        INTRODUCTION.format(version=catalogue_version(), count=len(catalogue()), own=len(own), made=made)
+    ]
     for tier, title, meaning in TIERS:
-        vectors = [v for v in catalogue() if v.tier == tier]
+        vectors = [v for v in own if v.tier == tier]
         if vectors:
             parts.append(f"## {title}\n\n{meaning}\n")
             parts.extend(_section(vector) for vector in vectors)
+    if sender_variants():
+        parts.append(
+            "## Sender variants\n\nEach repeats some recipient tricks with another sender, as the vector "
+            "`<trick>-<variant>`: the trick's recipient, evidence and needs, this sender. They are extended "
+            "vectors; the guidance lists them under their trick.\n"
+        )
+        parts.extend(_variant_section(variant) for variant in sender_variants())
     return "\n".join(parts)
+
+
+def _variant_section(variant: SenderVariant) -> str:
+    rows = [
+        ("MAIL FROM", variant.mail_from),
+        ("tricks", ", ".join(f"`{base}`" for base in variant.bases)),
+        ("vectors", ", ".join(f"`{base}-{variant.id}`" for base in variant.bases)),
+        ("also a refusal", ", ".join(variant.refusals)),
+        ("tried by", variant.seen_in),
+        ("provenance", variant.provenance),
+    ]
+    table = "\n".join(f"| {name} | {_cell(name, value)} |" for name, value in rows if value)
+    return (
+        f"### `-{variant.id}`\n\nThe trick {variant.explanation}\n\n| | |\n| --- | --- |\n{table}\n\n"
+        f"It is after: {variant.targets}\n"
+    )
 
 
 def _section(vector: Vector) -> str:
     rows = [
         ("HELO", vector.helo or "{probe_helo}"),
         ("MAIL FROM", vector.mail_from),
+        ("first RCPT TO", ", ".join(vector.rcpt_before)),
         ("RCPT TO", vector.rcpt_to),
+        ("test message", "BDAT" if vector.data == "BDAT" else ""),
         ("session", vector.session),
         ("evidence", vector.evidence),
         ("needs", ", ".join(vector.requires)),
         ("also a refusal", ", ".join(vector.refusals)),
         ("tried by", vector.seen_in),
+        ("provenance", vector.provenance),
     ]
     table = "\n".join(f"| {name} | {_cell(name, value)} |" for name, value in rows if value)
     return (
