@@ -78,8 +78,9 @@ class SuiteConfig:
     max_vectors_per_connection: int = 5  # while connecting is fast; a slow greeting lifts it
     max_errors_per_connection: int = 8
     # While connecting is slow: errors past a slowdown cost its delay, a new connection its greeting.
-    # Two under Postfix's hard limit of 20, where it hangs up; a server that hangs up sooner is learnt.
-    max_errors_when_connecting_is_slow: int = 18
+    # One under Postfix's hard limit: after 20 errors it answers the next command with 421 and hangs
+    # up. A server that hangs up sooner is learnt from.
+    max_errors_when_connecting_is_slow: int = 19
     slow_reply_seconds: float = 1.0  # a reply this slow means a tarpit began (Postfix sleeps 1 s per error)
     greylist_retry_after: float = 0.0  # 0: report greylisting instead of waiting for it
     # Canary delivery: complete DATA to the canary address of every accepted relay vector.
