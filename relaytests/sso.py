@@ -98,9 +98,15 @@ class OIDCBackend(OIDCAuthenticationBackend):
             user.save(update_fields=["email"])
         claim = settings.PORTAL_OIDC_DEPARTMENT_CLAIM
         if claim:
-            values = claims.get(claim) or []
-            apply_entitlements(user, [values] if isinstance(values, str) else [str(v) for v in values])
+            apply_entitlements(user, claim_values(claims.get(claim)))
         return user
+
+
+def claim_values(value) -> list[str]:
+    """A claim's values: providers send a list, some a single string; anything else names nothing."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def split_values(text: str) -> list[str]:

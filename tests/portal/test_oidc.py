@@ -134,6 +134,27 @@ def test_who_loses_a_department_or_central_it_loses_it_at_the_next_sign_in(provi
     assert User.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "entitlements, departments",
+    [
+        (f"{PREFIX}physics", {"physics"}),
+        (42, set()),
+        ({"physics": True}, set()),
+        ([f"{PREFIX}physics", 7], {"physics"}),
+    ],
+    ids=["one string", "a number", "an object", "a list with a number"],
+)
+def test_an_entitlement_claim_of_another_shape_signs_in_with_what_it_names(
+    provider, entitlements, departments
+):
+    make_department("Physics")
+
+    _, response = sign_in(provider, bob() | {"eduperson_entitlement": entitlements})
+
+    assert (response.status_code, response["Location"]) == (302, "/")
+    assert departments_of("bob") == departments
+
+
 @pytest.mark.parametrize("fault", ["forged signature", "another client's token", "provider down"])
 def test_no_one_is_signed_in_by_a_token_that_does_not_verify_or_a_provider_that_is_down(
     provider, settings, fault
