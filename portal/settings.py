@@ -375,6 +375,8 @@ RELAYTEST_HOST_BUDGET = _PROBE.host_budget
 # Hosts one worker process tests at once, across all its runs (one event loop each).
 RELAYTEST_MAX_HOSTS_IN_FLIGHT = env.integer("RELAYTEST_MAX_HOSTS_IN_FLIGHT", 64)
 RELAYTEST_INTERNAL_NETWORKS = list(_PROBE.internal_networks)
+# Where this process's probe tests from, as its reports say: outside (the default), or e.g. inside.
+RELAYTEST_VANTAGE = _PROBE.vantage
 # Scope of the portal: which targets may be registered (names by suffix, addresses by network).
 RELAYTEST_SCOPE_DOMAINS = env.domains("RELAYTEST_SCOPE_DOMAINS")
 RELAYTEST_SCOPE_NETWORKS = env.networks("RELAYTEST_SCOPE_NETWORKS")

@@ -22,6 +22,7 @@ def portal_defaults() -> ProbeDefaults:
         run_deadline=settings.RELAYTEST_RUN_DEADLINE,
         host_budget=settings.RELAYTEST_HOST_BUDGET,
         internal_networks=tuple(settings.RELAYTEST_INTERNAL_NETWORKS),
+        vantage=settings.RELAYTEST_VANTAGE,
         resolver=settings.RELAYTEST_RESOLVER,
         dnsbl_zones=tuple(settings.RELAYTEST_DNSBL_ZONES),
         # Whom a relaying server's postmaster can ask about the test message.

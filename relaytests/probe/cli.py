@@ -19,7 +19,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from relaytests.probe.environment import ProbeDefaults, SettingError
+from relaytests.probe.environment import LABEL, ProbeDefaults, SettingError
 from relaytests.probe.vocabulary import EXIT_INCONCLUSIVE
 
 if TYPE_CHECKING:
@@ -100,6 +100,12 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: ProbeDefaults) -> N
         "--source-address", default=defaults.source_address, help="local address to connect from"
     )
     parser.add_argument(
+        "--vantage-label",
+        type=vantage_label,
+        default=defaults.vantage,
+        help="where this probe tests from, as the report says (default %(default)s; e.g. inside)",
+    )
+    parser.add_argument(
         "--timeout",
         type=positive_seconds,
         default=defaults.command_timeout,
@@ -156,6 +162,7 @@ def suite_config(options: argparse.Namespace, defaults: ProbeDefaults) -> SuiteC
         canary_secret=defaults.canary_secret or secrets.token_urlsafe(32),
         probe_helo=options.helo,
         source_address=options.source_address,
+        vantage=options.vantage_label,
         command_timeout=options.timeout,
         connect_timeout=min(options.timeout, MAX_CONNECT_TIMEOUT),
         host_budget=options.host_budget,
@@ -240,6 +247,12 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
+def vantage_label(text: str) -> str:
+    if not LABEL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a short lower-case name such as outside or inside")
+    return text
+
+
 def listen_address(text: str) -> tuple[str, int]:
     from relaytests.probe.targets import TargetError, parse_listen_address
 
@@ -273,7 +286,13 @@ def render_text(report: Report) -> str:
     """The report for a terminal: verdict first, then per host what was tried and what came back."""
     from relaytests.probe.sanitise import safe_text
 
-    lines = [f"{report.target}: {report.verdict.upper()}", report.summary, ""]
+    source = f" ({report.probe.source_address})" if report.probe.source_address else ""
+    lines = [
+        f"{report.target}: {report.verdict.upper()}",
+        report.summary,
+        f"tested from: {report.probe.vantage}{source}",
+        "",
+    ]
     for host in report.hosts:
         tls = " (TLS on connect)" if host.implicit_tls else ""
         lines.append(f"== {host.address} port {host.port}{tls}: {host.verdict} ({host.reason})")

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from relaytests.probe.report import DEFAULT_VANTAGE
 
 if TYPE_CHECKING:
     from relaytests.probe.suite import SuiteConfig
 
+LABEL = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -62,6 +66,14 @@ def number(name: str, default: float) -> float:
         return float(value)
     except ValueError:
         raise SettingError(f"{name} must be a number, not {value!r}") from None
+
+
+def label(name: str, default: str) -> str:
+    """A short name for reports and queues: lower-case letters, digits and hyphens, a letter first."""
+    value = os.environ.get(name) or default
+    if not LABEL.fullmatch(value):
+        raise SettingError(f"{name} must be a short lower-case name such as outside or inside, not {value!r}")
+    return value
 
 
 def words(name: str, default: str = "") -> list[str]:
@@ -114,6 +126,7 @@ class ProbeDefaults:
     run_deadline: float
     host_budget: float
     internal_networks: tuple[str, ...]
+    vantage: str
     resolver: str | None
     dnsbl_zones: tuple[str, ...]
     contact: str
@@ -129,6 +142,7 @@ class ProbeDefaults:
             run_deadline=number("RELAYTEST_RUN_DEADLINE", 900.0),
             host_budget=number("RELAYTEST_HOST_BUDGET", 240.0),
             internal_networks=tuple(networks("RELAYTEST_INTERNAL_NETWORKS")),
+            vantage=label("RELAYTEST_VANTAGE", DEFAULT_VANTAGE),
             resolver=string("RELAYTEST_RESOLVER") or None,
             dnsbl_zones=tuple(words("RELAYTEST_DNSBL_ZONES")),
             contact=string("DEFAULT_FROM_EMAIL", "relaytest@localhost"),
@@ -148,6 +162,7 @@ class ProbeDefaults:
             "run_deadline": self.run_deadline,
             "host_budget": self.host_budget,
             "internal_networks": self.internal_networks,
+            "vantage": self.vantage,
             "resolver": self.resolver,
             "dnsbl_zones": self.dnsbl_zones or None,  # none listed: dnschecks' default zones
             "contact": self.contact,

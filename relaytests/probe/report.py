@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 SCHEMA = "relaytest/1"
+DEFAULT_VANTAGE = "outside"
 T = TypeVar("T", bound="DataclassInstance")
 
 OUTCOMES = ("accepted", "rejected", "deferred", "failed")
@@ -105,6 +106,9 @@ class ProbeInfo:
     helo: str = ""
     inside_internal_networks: bool = False
     canary_domain: str = ""
+    # Where the probe tested from (RELAYTEST_VANTAGE, relaytest --vantage-label): outside the
+    # organisation's networks by default, or a name such as inside for a probe on the campus.
+    vantage: str = DEFAULT_VANTAGE
 
 
 @dataclass

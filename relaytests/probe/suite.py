@@ -40,7 +40,15 @@ from relaytests.probe import (
     pacing,
     verdict,
 )
-from relaytests.probe.report import Check, HostReport, ProbeInfo, Report, VectorResult, worst_verdict
+from relaytests.probe.report import (
+    DEFAULT_VANTAGE,
+    Check,
+    HostReport,
+    ProbeInfo,
+    Report,
+    VectorResult,
+    worst_verdict,
+)
 from relaytests.probe.session import Reply, SessionFailure, SmtpSession, Transcript
 from relaytests.probe.targets import IMPLICIT_TLS_PORT, SMTP_PORT, HostTarget, resolve_target
 from relaytests.probe.vectors import Placeholders, Vector, catalogue_version, in_run_order, ip_literal, select
@@ -66,6 +74,7 @@ class SuiteConfig:
     vector_ids: list[str] | None = None
     local_domain: str | None = None
     internal_networks: tuple[str, ...] = ()
+    vantage: str = DEFAULT_VANTAGE  # where this probe tests from, recorded in the report
     run_id: str | None = None
     resolver: str | None = None
     dnsbl_zones: tuple[str, ...] | None = None  # None: dnschecks' default list
@@ -135,9 +144,7 @@ async def run_suite(
         started_at=_now(),
         run_id=run_id,
         catalogue_version=catalogue_version(),
-        probe=ProbeInfo(
-            source_address=config.source_address, helo=config.probe_helo, canary_domain=config.canary_domain
-        ),
+        probe=_probe_info(config),
     )
     started = time.monotonic()
     deadline = started + config.run_deadline
@@ -274,13 +281,22 @@ def awaited_tokens(report: Report) -> set[str]:
     return {v.token for h in report.hosts for v in h.vectors if took_message(v) and not v.delivered}
 
 
+def _probe_info(config: SuiteConfig) -> ProbeInfo:
+    return ProbeInfo(
+        source_address=config.source_address,
+        helo=config.probe_helo,
+        canary_domain=config.canary_domain,
+        vantage=config.vantage,
+    )
+
+
 def _untestable(target: str, config: SuiteConfig, reason: str) -> Report:
     report = Report(
         target=target,
         started_at=_now(),
         finished_at=_now(),
         catalogue_version=catalogue_version(),
-        probe=ProbeInfo(config.source_address, config.probe_helo, False, config.canary_domain),
+        probe=_probe_info(config),
     )
     report.summary = verdict.summary(Verdict.INCONCLUSIVE, [f"Could not test: {reason}."])
     report.error = reason

@@ -322,16 +322,26 @@ def test_a_run_and_manage_py_relaytest_take_the_engine_settings_from_one_mapping
     settings.RELAYTEST_COMMAND_TIMEOUT = 12.5
     settings.RELAYTEST_DNSBL_ZONES = ["dnsbl.example.edu"]
     settings.PORTAL_HELP_CONTACT = "mail-help@example.edu"
+    settings.RELAYTEST_VANTAGE = "inside"
     run = queued_run(loopback_server(department, port=2525, mail_domain=LOCAL_DOMAIN))
 
     of_the_run = tasks.suite_config(run)
     of_the_command = tasks.portal_defaults().suite_config()
 
-    shared = ("probe_helo", "source_address", "command_timeout", "dnsbl_zones", "contact", "canary_secret")
+    shared = (
+        "probe_helo",
+        "source_address",
+        "command_timeout",
+        "dnsbl_zones",
+        "contact",
+        "canary_secret",
+        "vantage",
+    )
     assert [getattr(of_the_run, name) for name in shared] == [
         getattr(of_the_command, name) for name in shared
     ]
     assert (of_the_run.probe_helo, of_the_run.source_address) == ("probe.example.edu", "127.0.0.7")
     assert (of_the_run.dnsbl_zones, of_the_run.contact) == (("dnsbl.example.edu",), "mail-help@example.edu")
+    assert of_the_run.vantage == "inside"
     # What is the run's own: its id and its server's mail domain.
     assert (of_the_run.run_id, of_the_run.local_domain) == (run.probe_run_id, LOCAL_DOMAIN)

@@ -740,7 +740,10 @@ def test_a_probe_without_a_recorded_address_is_not_written_as_an_address(member,
     page = client_for(member).get(run.get_absolute_url()).content.decode()
 
     assert "not recorded as" not in page
-    assert "Probe: address not recorded, greeting as <code>relaytest.invalid</code>." in page
+    assert (
+        "Probe: from the outside vantage, address not recorded, greeting as <code>relaytest.invalid</code>."
+        in page
+    )
 
 
 def test_every_time_on_the_report_and_the_dashboard_names_its_zone(member, server, settings):

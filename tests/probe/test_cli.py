@@ -36,7 +36,13 @@ REPORT = {
     "probe": dict,
     "hosts": list,
 }
-PROBE = {"source_address": NULLABLE_STR, "helo": str, "inside_internal_networks": bool, "canary_domain": str}
+PROBE = {
+    "source_address": NULLABLE_STR,
+    "helo": str,
+    "inside_internal_networks": bool,
+    "canary_domain": str,
+    "vantage": str,
+}
 HOST = {
     "address": str,
     "port": int,
@@ -157,6 +163,23 @@ def test_json_report_keeps_the_contract(fake_smtp):
     assert report["hosts"][0]["port"] == server.port
     assert report["probe"]["canary_domain"] == "canary.example.net"
     assert report["probe"]["helo"] == "probe.example.net"
+    assert report["probe"]["vantage"] == "outside"
+
+
+def test_a_report_made_from_inside_says_so_in_json_and_in_text(fake_smtp):
+    server = fake_smtp("closed")
+    report, _ = relaytest_json(server.port, "--vantage-label", "inside")
+    text = relaytest("127.0.0.1", "--port", str(server.port), "--vantage-label", "inside", "--timeout", "10")
+
+    assert report["probe"]["vantage"] == "inside"
+    assert "tested from: inside (127.0.0.1)" in text.stdout.splitlines()
+
+
+def test_a_vantage_label_that_is_no_short_name_is_refused():
+    result = relaytest("127.0.0.1", "--vantage-label", "Campus LAN")
+
+    assert result.returncode == 3  # a usage error is UNKNOWN to a monitoring system, as every other
+    assert "'Campus LAN' is not a short lower-case name such as outside or inside" in result.stderr
 
 
 def test_secure_without_findings_exits_0(fake_smtp):

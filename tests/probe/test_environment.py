@@ -46,3 +46,17 @@ def test_no_blocklist_zones_listed_leaves_the_engine_its_default_zones(monkeypat
     assert ProbeDefaults.from_environment().suite_config(canary_secret="s").dnsbl_zones == (
         "dnsbl.example.edu",
     )
+
+
+def test_the_vantage_is_outside_unless_a_probe_says_where_it_is(monkeypatch):
+    monkeypatch.delenv("RELAYTEST_VANTAGE", raising=False)
+    assert ProbeDefaults.from_environment().suite_config(canary_secret="s").vantage == "outside"
+    monkeypatch.setenv("RELAYTEST_VANTAGE", "inside")
+    assert ProbeDefaults.from_environment().suite_config(canary_secret="s").vantage == "inside"
+
+
+@pytest.mark.parametrize("value", ["Inside", "in side", "-inside", "x" * 33, "inside/2"])
+def test_a_vantage_that_is_no_short_name_stops_the_start(monkeypatch, value):
+    monkeypatch.setenv("RELAYTEST_VANTAGE", value)
+    with pytest.raises(SettingError, match="RELAYTEST_VANTAGE must be a short lower-case name"):
+        ProbeDefaults.from_environment()
