@@ -76,8 +76,7 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         form = ApiRegisterServerForm(shape.validated_data, departments=access.departments_for(request.user))
         server = form.register(request.user) if form.is_valid() else None
         if server is None:
-            errors = {"non_field_errors" if f == "__all__" else f: e for f, e in form.errors.items()}
-            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+            return form_refused(form)
         shown = self.get_queryset().get(pk=server.pk)
         return Response(self.get_serializer(shown).data, status=status.HTTP_201_CREATED)
 
@@ -125,10 +124,16 @@ class TokenCreate(APIView):
         shape.is_valid(raise_exception=True)
         form = ApiTokenForm(shape.validated_data)
         if not form.is_valid():
-            return Response(form.errors, status=status.HTTP_400_BAD_REQUEST)
+            return form_refused(form)
         token, text = api_tokens.issue(request.user, form.cleaned_data["name"], form.expires_at())
         shown = api.NewTokenSerializer(token, context={"text": text}).data
         return Response(shown, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+def form_refused(form) -> Response:
+    """A 400 with the page's form's messages by field, named as Django REST framework names them."""
+    errors = {"non_field_errors" if field == "__all__" else field: e for field, e in form.errors.items()}
+    return Response(errors, status=status.HTTP_400_BAD_REQUEST)
 
 
 def refused(request, detail: str, code: int, run: TestRun | None = None) -> Response:
