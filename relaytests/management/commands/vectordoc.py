@@ -101,11 +101,7 @@ def _variant_section(variant: SenderVariant) -> str:
         ("tried by", variant.seen_in),
         ("provenance", variant.provenance),
     ]
-    table = "\n".join(f"| {name} | {_cell(name, value)} |" for name, value in rows if value)
-    return (
-        f"### `-{variant.id}`\n\nThe trick {variant.explanation}\n\n| | |\n| --- | --- |\n{table}\n\n"
-        f"It is after: {variant.targets}\n"
-    )
+    return _entry(f"-{variant.id}", f"The trick {variant.explanation}", rows, variant.targets)
 
 
 def _section(vector: Vector) -> str:
@@ -122,11 +118,13 @@ def _section(vector: Vector) -> str:
         ("tried by", vector.seen_in),
         ("provenance", vector.provenance),
     ]
+    return _entry(vector.id, vector.explanation, rows, vector.targets)
+
+
+def _entry(heading: str, explanation: str, rows: list[tuple[str, str]], targets: str) -> str:
+    """A catalogue entry: its name, what it does, a table of the rows that have a value, what it is after."""
     table = "\n".join(f"| {name} | {_cell(name, value)} |" for name, value in rows if value)
-    return (
-        f"### `{vector.id}`\n\n{vector.explanation}\n\n| | |\n| --- | --- |\n{table}\n\n"
-        f"It is after: {vector.targets}\n"
-    )
+    return f"### `{heading}`\n\n{explanation}\n\n| | |\n| --- | --- |\n{table}\n\nIt is after: {targets}\n"
 
 
 def _cell(name: str, value: str) -> str:
