@@ -5,6 +5,7 @@ A run's report is the engine's ``Report.to_dict()``, stored unchanged (relaytest
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -131,6 +132,11 @@ class MailServer(models.Model):
     def ports(self) -> list[int]:
         """Every port a run tests, the target's first."""
         return list(dict.fromkeys([self.port, *self.more_ports]))
+
+
+def hosts_of(addresses: Iterable[str], port: int, more_ports: Iterable[int] = ()) -> set[tuple[str, int]]:
+    """The hosts (address and port) a server's runs connect to: each address on its port and its others."""
+    return {(address, each) for each in (port, *more_ports) for address in addresses}
 
 
 def state_from_report(report: Report) -> dict:

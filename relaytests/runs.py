@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from relaytests import alerts, audit
 from relaytests.deliveries import recorded_arrivals, settled_report
-from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
+from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, hosts_of
 from relaytests.probe.canary import new_run_id
 
 Status = TestRun.Status
@@ -120,18 +120,14 @@ def busy_runs(run: TestRun) -> list[int]:
     A JSON list has no portable overlap lookup, and running runs are few.
     """
     others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
-    wanted = _hosts(run.addresses, run.server.ports)
+    wanted = hosts_of(run.addresses, run.server.port, run.server.more_ports)
     return [
         pk
         for pk, addresses, port, more_ports in others.values_list(
             "pk", "addresses", "server__port", "server__more_ports"
         )
-        if wanted & _hosts(addresses, [port, *more_ports])
+        if wanted & hosts_of(addresses, port, more_ports)
     ]
-
-
-def _hosts(addresses: Iterable[str], ports: Iterable[int]) -> set[tuple[str, int]]:
-    return {(address, port) for address in addresses for port in ports}
 
 
 def touch(run_id: int) -> bool:

@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from relaytests import runs
-from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
+from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun, hosts_of
 
 OFF = timedelta(0)
 
@@ -58,12 +58,7 @@ def busy_hosts() -> set[tuple[str, int]]:
     active = TestRun.objects.filter(status__in=ACTIVE_STATUSES).values_list(
         "addresses", "server__port", "server__more_ports"
     )
-    return {
-        (address, port)
-        for addresses, first, more in active
-        for port in (first, *more)
-        for address in addresses
-    }
+    return set().union(*(hosts_of(addresses, port, more) for addresses, port, more in active))
 
 
 def pick(servers, slots: int, busy: set[tuple[str, int]]) -> list[MailServer]:
@@ -73,7 +68,7 @@ def pick(servers, slots: int, busy: set[tuple[str, int]]) -> list[MailServer]:
     for server in servers:
         if len(picked) >= slots:
             break
-        hosts = {(address, port) for address in server.addresses for port in server.ports}
+        hosts = hosts_of(server.addresses, server.port, server.more_ports)
         if hosts & busy:
             continue
         busy |= hosts

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from relaytests.forms import RegisterServerForm
-from relaytests.models import Department, FoundServer, MailServer
+from relaytests.models import Department, FoundServer, MailServer, hosts_of
 from relaytests.probe import discovery
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,7 @@ def discover() -> int:
 def registered_hosts() -> set[tuple[str, int]]:
     """Every (address, port) a registered server is tested on."""
     servers = MailServer.objects.values_list("addresses", "port", "more_ports")
-    return {
-        (address, port)
-        for addresses, first, more in servers
-        for port in (first, *more)
-        for address in addresses
-    }
+    return set().union(*(hosts_of(addresses, port, more) for addresses, port, more in servers))
 
 
 def coverage() -> dict:
