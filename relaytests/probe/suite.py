@@ -565,14 +565,21 @@ class HostProbe:
         if not reply.is_positive:
             return
         others_taken = False
-        for before in vector.rcpt_before:
-            reply = await session.command("RCPT", f"TO:{self._placeholders(vector).fill(before)}")
+        for before in self._first_recipients(vector):
+            reply = await session.command("RCPT", f"TO:{before}")
             others_taken = others_taken or reply.is_positive
         reply = await session.command("RCPT", f"TO:{result.rcpt_to}")
         self._keep(result, "rcpt", reply)
         # A test message goes to the canary only: never when another recipient is in the transaction.
         if reply.is_positive and self.config.send_data and result.evidence != "control" and not others_taken:
             await self._send_test_message(session, result, vector.data)
+
+    def _first_recipients(self, vector: Vector) -> list[str]:
+        """The recipients the vector gives before its own, filled in: its placeholders made once, not per recipient."""
+        if not vector.rcpt_before:
+            return []
+        words = self._placeholders(vector)
+        return [words.fill(recipient) for recipient in vector.rcpt_before]
 
     @staticmethod
     def _keep(result: VectorResult, step: str, reply: Reply) -> None:
