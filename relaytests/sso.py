@@ -72,8 +72,8 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def verify_token(self, token, **kwargs):
         """The library checks the signature, expiry and nonce; an ID token must also be meant for us."""
         payload = super().verify_token(token, **kwargs)
-        audience = payload.get("aud")
-        if self.OIDC_RP_CLIENT_ID not in ([audience] if isinstance(audience, str) else audience or []):
+        audience = payload.get("aud")  # one string or a list, as a claim's values
+        if self.OIDC_RP_CLIENT_ID not in claim_values(audience):
             raise SuspiciousOperation(f"the ID token is for {audience!r}, not this portal")
         return payload
 
