@@ -319,9 +319,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# The vantages a run probes from (docs/operations.md, Vantage), its own first: the run goes to the
+# queue probe.<vantage> of the first, and one part of it to the queue of each further one, where the
+# workers of that vantage (RELAYTEST_VANTAGE) take them.
+RELAYTEST_VANTAGES = env.labels("RELAYTEST_VANTAGES", "outside")
 CELERY_TASK_ROUTES = {
-    "relaytests.tasks.run_suite": {"queue": "probe"},
-    "relaytests.tasks.discover_servers": {"queue": "probe"},  # connects out, as a probe does
+    "relaytests.tasks.run_suite": {"queue": f"probe.{RELAYTEST_VANTAGES[0]}"},  # a part names its own
+    # connects out, as a probe does, from the run's own vantage
+    "relaytests.tasks.discover_servers": {"queue": f"probe.{RELAYTEST_VANTAGES[0]}"},
 }
 # A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)

@@ -25,8 +25,10 @@ def servers_for(user) -> QuerySet[MailServer]:
     return servers.filter(department__memberships__user=user)
 
 
-def runs_for(user) -> QuerySet[TestRun]:
-    runs = TestRun.objects.select_related("server__department", "started_by")
+def runs_for(user, *, with_parts: bool = False) -> QuerySet[TestRun]:
+    """The runs the user may see; `with_parts`: their parts from further vantages too."""
+    manager = TestRun.with_parts if with_parts else TestRun.objects
+    runs = manager.select_related("server__department", "started_by")
     if user.is_staff:
         return runs
     return runs.filter(server__department__memberships__user=user)
@@ -41,4 +43,5 @@ def get_server_for_user(user, pk: int) -> MailServer:
 
 
 def get_run_for_user(user, pk: int) -> TestRun:
-    return get_object_or_404(runs_for(user), pk=pk)
+    """A run, or a part of one (its page is the view from that vantage)."""
+    return get_object_or_404(runs_for(user, with_parts=True), pk=pk)

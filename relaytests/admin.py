@@ -139,13 +139,27 @@ class CanaryDeliveryInline(WrittenByWorkers, admin.TabularInline):
 
 @admin.register(TestRun)
 class TestRunAdmin(WrittenByWorkers, admin.ModelAdmin):
-    list_display = ["pk", "server", "status", "verdict", "trigger", "started_by", "created_at"]
-    list_filter = ["status", "verdict", "trigger"]
+    list_display = [
+        "pk",
+        "server",
+        "vantage",
+        "part_of",
+        "status",
+        "verdict",
+        "trigger",
+        "started_by",
+        "created_at",
+    ]
+    list_filter = ["status", "verdict", "trigger", "vantage"]
     search_fields = ["server__target", "probe_run_id", "celery_task_id"]
     date_hierarchy = "created_at"
     exclude = ["report"]
     readonly_fields = ["report_json"]
     inlines = [CanaryDeliveryInline]
+
+    def get_queryset(self, request):
+        """Runs and their parts from further vantages, which central IT may need to look into too."""
+        return TestRun.with_parts.select_related("server")
 
     @admin.display(description="Report")
     def report_json(self, run: TestRun) -> str:

@@ -48,7 +48,7 @@ def record_message(deliveries: Sequence[Delivery]) -> list[CanaryDelivery]:
 
 
 def _record(run_id: str, deliveries) -> list[CanaryDelivery]:
-    run = TestRun.objects.select_for_update().filter(probe_run_id=run_id).first()
+    run = TestRun.with_parts.select_for_update().filter(probe_run_id=run_id).first()
     if run is None:
         log.warning("canary: run id %s names no run of this portal; not recorded", run_id)
         return []
@@ -87,7 +87,9 @@ def finalise(run_id: int) -> bool:
     Idempotent: a second call (a redelivered task, the reaper) finds the run done and does nothing.
     """
     with transaction.atomic():
-        run = TestRun.objects.select_for_update().filter(pk=run_id, status=Status.AWAITING_DELIVERY).first()
+        run = (
+            TestRun.with_parts.select_for_update().filter(pk=run_id, status=Status.AWAITING_DELIVERY).first()
+        )
         return run is not None and _finalise(run, settled_report(run))
 
 
@@ -143,7 +145,7 @@ def _settle(run: TestRun) -> None:
 
 def _finalise(run: TestRun, report: Report) -> bool:
     """End a waiting run done with its settled report; the conditional update makes one caller win."""
-    won = TestRun.objects.filter(pk=run.pk, status=Status.AWAITING_DELIVERY).update(
+    won = TestRun.with_parts.filter(pk=run.pk, status=Status.AWAITING_DELIVERY).update(
         status=Status.DONE, report=report.to_dict(), verdict=report.verdict
     )
     if won:

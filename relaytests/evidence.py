@@ -45,11 +45,13 @@ def _trimmed_vector(vector: dict) -> dict:
 
 
 def trimmable(days: int):
-    """Runs over for more than `days` whose evidence may go."""
+    """Runs and parts over for more than `days` whose evidence may go: not a server's latest run's."""
     cutoff = timezone.now() - timedelta(days=days)
+    latest = MailServer.objects.exclude(latest_run=None).values("latest_run")
     return (
-        TestRun.objects.filter(status__in=OVER, finished_at__lt=cutoff, evidence_trimmed=False)
-        .exclude(pk__in=MailServer.objects.exclude(latest_run=None).values("latest_run"))
+        TestRun.with_parts.filter(status__in=OVER, finished_at__lt=cutoff, evidence_trimmed=False)
+        .exclude(pk__in=latest)
+        .exclude(part_of__in=latest)
         .exclude(pk__in=VerdictChange.objects.values("run"))
     )
 
@@ -62,7 +64,7 @@ def trim_old_evidence(days: int) -> int:
             batch = list(trimmable(days).select_for_update(skip_locked=True).only("report")[:BATCH])
             for run in batch:
                 run.report, run.evidence_trimmed = trimmed_report(run.report), True
-            TestRun.objects.bulk_update(batch, ["report", "evidence_trimmed"])
+            TestRun.with_parts.bulk_update(batch, ["report", "evidence_trimmed"])
         trimmed += len(batch)
         if len(batch) < BATCH:
             return trimmed

@@ -14,7 +14,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from relaytests.probe.report import Report
+from relaytests.probe.report import DEFAULT_VANTAGE, Report
 from relaytests.probe.vocabulary import Verdict as EngineVerdict
 
 
@@ -166,6 +166,15 @@ class TestRunQuerySet(models.QuerySet):
         return self.filter(status__in=VERDICT_STATUSES).exclude(verdict="").order_by("-pk")
 
 
+class RunManager(models.Manager.from_queryset(TestRunQuerySet)):  # type: ignore[misc]
+    """The default: runs, not their parts from further vantages, so that history, dashboards, counts,
+    alerts and the API never take a part for a run of its own. `TestRun.with_parts` has both (the life
+    of a run, which its parts share); related lookups and deletion use the unfiltered base manager."""
+
+    def get_queryset(self) -> TestRunQuerySet:
+        return super().get_queryset().filter(part_of__isnull=True)
+
+
 class TestRun(models.Model):
     __test__ = False  # not a pytest test class, despite the name
 
@@ -211,8 +220,16 @@ class TestRun(models.Model):
     upgraded_late = models.BooleanField(default=False)
     # Its report was trimmed to its summary after RELAYTEST_EVIDENCE_DAYS (`evidence.trim_old_evidence`).
     evidence_trimmed = models.BooleanField(default=False)
+    # Where the run probes from: the vantage of the worker that takes it (RELAYTEST_VANTAGE), whose
+    # queue it is sent to (probe.<vantage>).
+    vantage = models.CharField(max_length=32, default=DEFAULT_VANTAGE)
+    # A run from each further vantage of RELAYTEST_VANTAGES is a part of the run from the first: it
+    # has its own probe run id (its deliveries are its own), status, report and verdict, lives like a
+    # run (claimed, reaped, finalised) and never stands for the server (the run's verdict does).
+    part_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
 
-    objects = TestRunQuerySet.as_manager()
+    objects = RunManager()
+    with_parts = TestRunQuerySet.as_manager()
     _parsed: tuple[dict, Report] | None = None  # `parsed_report`'s: the dict it was parsed from, and it
 
     class Meta:
@@ -228,7 +245,7 @@ class TestRun(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["server"],
-                condition=models.Q(status__in=ACTIVE_STATUSES),
+                condition=models.Q(status__in=ACTIVE_STATUSES, part_of__isnull=True),
                 name="one_active_run_per_server",
                 violation_error_message="This server already has a test queued or running.",
             )
@@ -247,6 +264,10 @@ class TestRun(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+    def parts(self) -> list[TestRun]:
+        """Its parts from the further vantages, in the order RELAYTEST_VANTAGES listed them."""
+        return list(TestRun.with_parts.filter(part_of=self).order_by("pk"))
 
     @property
     def duration(self) -> timedelta | None:
@@ -277,8 +298,8 @@ class TestRun(models.Model):
         Called in the transaction that gives the run its verdict (finished, settled, late-upgraded), with
         `self.report` the report just stored.
         """
-        if self.status not in VERDICT_STATUSES or not self.verdict:
-            return False
+        if self.part_of_id or self.status not in VERDICT_STATUSES or not self.verdict:
+            return False  # a part's verdict is its view's only: the server's state follows the run's
         if TestRun.objects.with_verdict().filter(server_id=self.server_id, pk__gt=self.pk).exists():
             return False
         MailServer.objects.filter(pk=self.server_id).update(
@@ -292,7 +313,10 @@ class TestRun(models.Model):
     def record_verdict(self, was: str | None = None) -> None:
         """The run's verdict and report were just stored (finished, settled, upgraded late): make it the
         server's state and, once the run is over, write the move in the history; while it waits for
-        test messages its verdict is only so far, no change yet. `was` as in `record_verdict_change`."""
+        test messages its verdict is only so far, no change yet. `was` as in `record_verdict_change`.
+        A part's verdict is its view's only: the server's state and history follow the run's."""
+        if self.part_of_id:
+            return
         self.record_state()
         if self.status not in LIVE_STATUSES:
             self.record_verdict_change(was)

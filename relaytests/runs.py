@@ -14,7 +14,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, F, Q, TextField, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from relaytests import alerts, audit
@@ -30,6 +31,10 @@ WORKER_LOST = (
     "so what is shown is as far as it got. Start a new test."
 )
 NEVER_STARTED = "No worker picked this test up in time; nothing was tested. Start a new test."
+NO_WORKER_AT_VANTAGE = (
+    "No worker at the {vantage} vantage picked this part of the test up in time; nothing was tested "
+    "from there. Central IT: is a worker at that vantage consuming the queue probe.{vantage}?"
+)
 
 
 class NotStarted(Exception):
@@ -67,7 +72,9 @@ def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun
                     probe_run_id=new_run_id(),
                     addresses=server.addresses,
                     site_url=site_url,
+                    vantage=settings.RELAYTEST_VANTAGES[0],
                 )
+                _add_parts(run)
                 audit.record(
                     user,
                     audit.Action.RUN_STARTED,
@@ -78,6 +85,21 @@ def start(server: MailServer, user, trigger: str, site_url: str = "") -> TestRun
                 return run
         except IntegrityError:  # the one-active-run-per-server constraint
             raise AlreadyActive(server.runs.filter(status__in=ACTIVE_STATUSES).first()) from None
+
+
+def _add_parts(run: TestRun) -> None:
+    """One part per further vantage (RELAYTEST_VANTAGES after the first, the run's own)."""
+    for vantage in settings.RELAYTEST_VANTAGES[1:]:
+        TestRun.with_parts.create(
+            server=run.server,
+            trigger=run.trigger,
+            started_by=run.started_by,
+            probe_run_id=new_run_id(),
+            addresses=run.addresses,
+            site_url=run.site_url,
+            vantage=vantage,
+            part_of=run,
+        )
 
 
 def over_hourly_cap(user) -> str:
@@ -97,29 +119,30 @@ def over_hourly_cap(user) -> str:
 def claim(run_id: int) -> TestRun | None:
     """Move a queued run to running; None when it is not queued any more (reaped, or already taken)."""
     now = timezone.now()
-    won = TestRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+    won = TestRun.with_parts.filter(pk=run_id, status=Status.QUEUED).update(
         status=Status.RUNNING, started_at=now, heartbeat_at=now, status_reason=""
     )
-    return TestRun.objects.select_related("server").get(pk=run_id) if won else None
+    return TestRun.with_parts.select_related("server").get(pk=run_id) if won else None
 
 
 def release(run: TestRun) -> bool:
     """Give a claimed run back to the queue (it will be claimed again by the task's retry)."""
     return bool(
-        TestRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+        TestRun.with_parts.filter(pk=run.pk, status=Status.RUNNING).update(
             status=Status.QUEUED, started_at=None, heartbeat_at=None
         )
     )
 
 
 def busy_runs(run: TestRun) -> list[int]:
-    """The other running runs connected to one of this run's hosts (the same address and port).
+    """The other running runs from this run's vantage connected to one of its hosts (the same address
+    and port). Runs from other vantages connect from other addresses, which a server counts apart.
 
     Called after `claim`: of two runs that share a host, the one that looks second always sees the
     other's committed claim, so at most one of them goes on (both may back off, never both proceed).
     A JSON list has no portable overlap lookup, and running runs are few.
     """
-    others = TestRun.objects.filter(status=Status.RUNNING).exclude(pk=run.pk)
+    others = TestRun.with_parts.filter(status=Status.RUNNING, vantage=run.vantage).exclude(pk=run.pk)
     wanted = hosts_of(run.addresses, run.server.port, run.server.more_ports)
     return [
         pk
@@ -132,13 +155,15 @@ def busy_runs(run: TestRun) -> list[int]:
 
 def touch(run_id: int) -> bool:
     """The worker's sign of life; False when the run is no longer running (reaped meanwhile)."""
-    return bool(TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now()))
+    return bool(
+        TestRun.with_parts.filter(pk=run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+    )
 
 
 def save_progress(run_id: int, report: dict) -> bool:
     """Store the report so far (the hosts started or finished) and count it as a sign of life."""
     return bool(
-        TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+        TestRun.with_parts.filter(pk=run_id, status=Status.RUNNING).update(
             report=report, heartbeat_at=timezone.now()
         )
     )
@@ -152,18 +177,18 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
     (awaiting_delivery, ended by `deliveries.finalise`), else it is done and its verdict change written.
     """
     with transaction.atomic():
-        run = TestRun.objects.select_for_update().filter(pk=run_id, status=Status.RUNNING).first()
+        run = TestRun.with_parts.select_for_update().filter(pk=run_id, status=Status.RUNNING).first()
         if run is None:
             return None
         arrivals = recorded_arrivals(run)
         if arrivals:
             report = settled_report(run, report).to_dict()
         status = Status.AWAITING_DELIVERY if set(awaited) - arrivals.keys() else Status.DONE
-        won = TestRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+        won = TestRun.with_parts.filter(pk=run_id, status=Status.RUNNING).update(
             status=status, report=report, verdict=report["verdict"], finished_at=timezone.now()
         )
         if won:
-            run = TestRun.objects.get(pk=run_id)
+            run = TestRun.with_parts.get(pk=run_id)
             run.record_verdict()
             alerts.note(run)
     return status if won else None
@@ -172,7 +197,7 @@ def finish(run_id: int, report: dict, awaited: Iterable[str] = ()) -> str | None
 def awaiting_past(wait: float, stale_after: float) -> list[int]:
     """Runs still waiting for deliveries long after their finalising task was due: it was lost."""
     overdue = timezone.now() - timedelta(seconds=wait + stale_after)
-    waiting = TestRun.objects.filter(status=Status.AWAITING_DELIVERY, finished_at__lt=overdue)
+    waiting = TestRun.with_parts.filter(status=Status.AWAITING_DELIVERY, finished_at__lt=overdue)
     return list(waiting.values_list("pk", flat=True))
 
 
@@ -189,10 +214,18 @@ def interrupt(run_id: int, reason: str, report: dict | None = None) -> bool:
 
 def _end(run_id: int, from_statuses, status: str, reason: str, **fields) -> bool:
     return bool(
-        TestRun.objects.filter(pk=run_id, status__in=from_statuses).update(
+        TestRun.with_parts.filter(pk=run_id, status__in=from_statuses).update(
             status=status, status_reason=reason, finished_at=timezone.now(), **fields
         )
     )
+
+
+def _with_vantage(text: str) -> Concat:
+    """`text` with each {vantage} filled in by the database from the row's own vantage."""
+    pieces: list = []
+    for i, piece in enumerate(text.split("{vantage}")):
+        pieces += [F("vantage"), Value(piece)] if i else [Value(piece)]
+    return Concat(*pieces, output_field=TextField())
 
 
 def reap_stale(stale_after: float, queued_after: float) -> int:
@@ -207,10 +240,13 @@ def reap_stale(stale_after: float, queued_after: float) -> int:
         Q(heartbeat_at__lt=silent_since) | Q(heartbeat_at__isnull=True, started_at__lt=silent_since)
     )
     never_taken = Q(status=Status.QUEUED, created_at__lt=now - timedelta(seconds=queued_after))
-    return TestRun.objects.filter(running_dead | never_taken).update(
+    return TestRun.with_parts.filter(running_dead | never_taken).update(
         status=Status.INTERRUPTED,
         finished_at=now,
         status_reason=Case(
-            When(status=Status.RUNNING, then=Value(WORKER_LOST)), default=Value(NEVER_STARTED)
+            When(status=Status.RUNNING, then=Value(WORKER_LOST)),
+            When(part_of__isnull=False, then=_with_vantage(NO_WORKER_AT_VANTAGE)),
+            default=Value(NEVER_STARTED),
+            output_field=TextField(),
         ),
     )

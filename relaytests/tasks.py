@@ -40,6 +40,10 @@ TIME_LIMIT = (
     "The test ran longer than its time limit ({seconds} s) and was stopped; "
     "the hosts it reached before that are shown."
 )
+WRONG_VANTAGE = (
+    "This test was meant for a worker at the {wanted} vantage but a worker at the {actual} vantage took it, "
+    "so it was not run: central IT should make only {wanted} workers consume the queue probe.{wanted}."
+)
 ADDRESS_BUSY = (
     "Another test kept this server's address and port busy for too long; nothing was tested. Try again later."
 )
@@ -52,9 +56,14 @@ ALERT_RETRY_MAX = 600
 T = TypeVar("T")
 
 
+def probe_queue(vantage: str) -> str:
+    """The queue of the probe workers at a vantage (RELAYTEST_VANTAGE), whose runs and parts they take."""
+    return f"probe.{vantage}"
+
+
 def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
-    """Send a queued run to the probe queue once its row is committed, to start `countdown` seconds
-    later; False when the broker is down.
+    """Send a queued run, and each part of it, to its vantage's probe queue once its row is committed,
+    to start `countdown` seconds later; False when the broker is down for the run.
 
     Celery's `delay_on_commit` publishes from an on_commit hook too, but a broker error would escape
     that hook after the view's transaction committed (a 500) and leave the run queued for ever. So our
@@ -63,8 +72,16 @@ def enqueue_run(run: TestRun, countdown: float = 0) -> bool:
     runs at commit, the run's status records the outcome, and this returns True ("on its way").
     """
     published: list[bool] = []
-    transaction.on_commit(lambda: published.append(_publish(run, countdown)))
+    transaction.on_commit(lambda: published.append(_publish_with_parts(run, countdown)))
     return False not in published
+
+
+def _publish_with_parts(run: TestRun, countdown: float) -> bool:
+    """Each part is sent, and fails, on its own: the run's answer is the run's."""
+    sent = _publish(run, countdown)
+    for part in run.parts():
+        _publish(part, countdown)
+    return sent
 
 
 def _publish(run: TestRun, countdown: float) -> bool:
@@ -72,6 +89,7 @@ def _publish(run: TestRun, countdown: float) -> bool:
         # The limits travel in the message (Celery puts the publisher's there), so set them from settings here.
         result = run_suite.apply_async(
             (run.pk,),
+            queue=probe_queue(run.vantage),
             countdown=countdown,
             soft_time_limit=settings.RELAYTEST_TASK_SOFT_LIMIT,
             time_limit=settings.RELAYTEST_TASK_HARD_LIMIT,
@@ -81,7 +99,7 @@ def _publish(run: TestRun, countdown: float) -> bool:
         runs.fail(run.pk, runs.BROKER_UNREACHABLE)
         run.status, run.status_reason = TestRun.Status.FAILED, runs.BROKER_UNREACHABLE
         return False
-    TestRun.objects.filter(pk=run.pk).update(celery_task_id=result.id)
+    TestRun.with_parts.filter(pk=run.pk).update(celery_task_id=result.id)
     run.celery_task_id = result.id
     return True
 
@@ -105,6 +123,15 @@ def run_suite(self, run_id: int) -> None:
     # From here on this worker holds the run: whatever goes wrong, the run ends, not left to the reaper.
     soft, hard = _time_limits(self)
     try:
+        if run.vantage != settings.RELAYTEST_VANTAGE:
+            log.error(
+                "run %s is for the %s vantage; this worker is at %s",
+                run_id,
+                run.vantage,
+                settings.RELAYTEST_VANTAGE,
+            )
+            runs.fail(run_id, WRONG_VANTAGE.format(wanted=run.vantage, actual=settings.RELAYTEST_VANTAGE))
+            return
         if runs.busy_runs(run):
             _wait_for_free_hosts(self, run)
             return
@@ -180,7 +207,7 @@ def _wait_for_free_hosts(task, run: TestRun) -> None:
     runs.release(run)
     # The jitter keeps two runs that backed off from each other from colliding again.
     delay = settings.RELAYTEST_BUSY_RETRY_DELAY * random.uniform(0.5, 1.5)
-    raise task.retry(countdown=delay)
+    raise task.retry(countdown=delay, queue=probe_queue(run.vantage))
 
 
 def suite_config(run: TestRun) -> SuiteConfig:

@@ -4,8 +4,8 @@ Each instance has its own configuration, queue and data directories under a fres
 directory, listens on one loopback address (127.0.N.2x in test worker N) and a free port,
 trusts only 127.0.0.99/32 and so treats the probe (which connects from 127.0.0.1) as an
 outsider, and logs to a file in its directory. Nothing it accepts can leave the machine: every
-transport is `error:` or `discard:`, except the open instance's route for the canary domain to
-the test's receiver on 127.0.N.9. No DNS: the smtp client and smtpd never look names up.
+transport is `error:` or `discard:`, except the open and campus instances' route for the canary
+domain to the test's receiver on 127.0.N.9. No DNS: the smtp client and smtpd never look names up.
 
 `postfix_instance(...)` starts one, waits until it greets, and stops it (then kills whatever
 of it is left, by process id) however the test ends. Postfix runs as root here and drops to
@@ -29,7 +29,8 @@ from pathlib import Path
 from tests.parallel import loopback
 
 PROBE_SOURCE = "127.0.0.1"
-TRUSTED_NETWORK = "127.0.0.99/32"  # deliberately excludes PROBE_SOURCE
+TRUSTED_SOURCE = "127.0.0.99"  # a probe from here is inside the instances' trusted network
+TRUSTED_NETWORK = f"{TRUSTED_SOURCE}/32"  # deliberately excludes PROBE_SOURCE
 # In the test worker's own loopback block (tests/parallel.py): 127.0.0.x for the first worker.
 RECEIVER_ADDRESS = loopback(9)
 INSTANCE_ADDRESSES = {
@@ -37,6 +38,7 @@ INSTANCE_ADDRESSES = {
     "open": loopback(22),
     "discard": loopback(23),
     "closed_default": loopback(24),
+    "campus": loopback(25),
 }
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -86,6 +88,12 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     # An open relay: anything for anyone, and the canary domain routed to the test's receiver.
     "open": {
         **PERMIT_EVERYTHING,
+        "transport_maps": "texthash:{directory}/transport",
+    },
+    # Closed to outsiders, a relay for its trusted network (mynetworks): a server that relays for the
+    # whole campus. The canary domain is routed to the test's receiver, as the open instance's.
+    "campus": {
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
         "transport_maps": "texthash:{directory}/transport",
     },
     # Accepts everything and throws it away: a relay result that no canary will ever confirm.
@@ -222,12 +230,15 @@ def postfix_instance(
 ) -> Iterator[PostfixInstance]:
     """A running private instance of one of CONFIGURATIONS, stopped and removed on exit.
 
-    The open configuration needs `canary_domain` and `canary_relay` (the receiver's host, port).
+    The open and campus configurations need `canary_domain` and `canary_relay` (the receiver's host,
+    port).
     `port` (default: a free one) is where it listens on its own address.
     """
     command = postfix_command()
-    if configuration == "open" and not (canary_domain and canary_relay):
-        raise ValueError("the open configuration routes the canary domain: give canary_domain, canary_relay")
+    if "transport_maps" in CONFIGURATIONS[configuration] and not (canary_domain and canary_relay):
+        raise ValueError(
+            f"the {configuration} configuration routes the canary domain: give canary_domain, canary_relay"
+        )
     directory = Path(tempfile.mkdtemp(prefix=f"relaytest-postfix-{configuration}-"))
     directory.chmod(0o755)  # the postfix user reads below it
     address = INSTANCE_ADDRESSES[configuration]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from relaytests.forms import KIND_CHOICES
@@ -131,10 +132,29 @@ class NewTokenSerializer(serializers.ModelSerializer):
         return self.context["text"]
 
 
+class OtherViewSerializer(serializers.ModelSerializer):
+    """A part of a run: the same test from a further vantage (its report at /api/runs/{id}/report/)."""
+
+    verdict = verdict_field(help_text="Empty until it has one; this view's own, never the server's.")
+    page = PageField()
+
+    class Meta:
+        model = TestRun
+        fields = ["id", "vantage", "status", "status_reason", "verdict", "page"]
+        read_only_fields = fields
+
+
 class RunSerializer(serializers.ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(read_only=True)
     started_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     verdict = verdict_field(help_text="Empty until it has one; so far while awaiting_delivery.")
+    vantage = serializers.CharField(read_only=True, help_text="Where it probed from (RELAYTEST_VANTAGES).")
+    part_of = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="For a part: the run whose further vantage it tests."
+    )
+    other_views = serializers.SerializerMethodField(
+        help_text="The run's parts from its further vantages; their verdicts never stand for the server."
+    )
     page = PageField()
 
     class Meta:
@@ -142,6 +162,9 @@ class RunSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "server",
+            "vantage",
+            "part_of",
+            "other_views",
             "status",
             "status_reason",
             "verdict",
@@ -156,6 +179,14 @@ class RunSerializer(serializers.ModelSerializer):
             "page",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OtherViewSerializer(many=True))
+    def get_other_views(self, run: TestRun) -> list:
+        """As `vantages.with_other_views` gave them to a page of runs, else read now."""
+        parts = getattr(run, "other_views", None)
+        return OtherViewSerializer(
+            run.parts() if parts is None else parts, many=True, context=self.context
+        ).data
 
 
 class RefusedRunSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from relaytests.api import serializers as api
 from relaytests.forms import ApiRegisterServerForm, ApiTokenForm
 from relaytests.models import MailServer, TestRun, VerdictChange
 from relaytests.tasks import enqueue_run
+from relaytests.vantages import with_other_views
 from relaytests.views.dashboards import COUNTED, server_rows, verdict_counts
 from relaytests.views.servers import _site_url
 
@@ -148,8 +149,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     lookup_value_converter = "int"
 
     def get_queryset(self):
-        visible = access.runs_for(self.request.user)
+        # A part is no run of the list, but is found by its id (a run's other_views name them).
+        visible = access.runs_for(self.request.user, with_parts=self.action != "list")
         return visible if self.action == "report" else visible.defer("report", "addresses")
+
+    def get_serializer(self, *args, **kwargs):
+        if args and kwargs.get("many"):
+            with_other_views(args[0])  # one query for the parts of the page's runs
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(parameters=[api.RunsQuery])
     def list(self, request, *args, **kwargs):

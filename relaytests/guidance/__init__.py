@@ -162,6 +162,13 @@ def guidance_for_report(report: Report, *, server: Any = None) -> list[Guidance]
     return [guidance_for(report, i, server=server) for i in range(len(report.hosts))]
 
 
+def inside_advice(family: str) -> str:
+    """What to change when the server relays for a trusted network's clients (the inside view), for
+    the MTA `family`; the generic text where the family has none."""
+    content = _load(family) if family in families() else {}
+    return content.get("inside", _load(GENERIC)["inside"])["text"].replace("{dept_net}", DEPT_NET_HINT)
+
+
 def succeeded_vectors(host: HostReport) -> list[VectorResult]:
     """The relay vectors the host accepted (controls are not relay attempts)."""
     controls = {v.id for v in catalogue() if v.evidence == "control"}

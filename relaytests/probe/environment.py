@@ -76,6 +76,19 @@ def label(name: str, default: str) -> str:
     return value
 
 
+def labels(name: str, default: str) -> list[str]:
+    """A list of `label`s, at least one (empty is the default), none twice."""
+    values = (os.environ.get(name) or default).replace(",", " ").split()
+    for value in values:
+        if not LABEL.fullmatch(value):
+            raise SettingError(
+                f"{name} must list short lower-case names such as outside inside, not {value!r}"
+            )
+    if len(set(values)) < len(values):
+        raise SettingError(f"{name} names a vantage twice: {' '.join(values)}")
+    return values
+
+
 def words(name: str, default: str = "") -> list[str]:
     """A comma- or space-separated list."""
     return os.environ.get(name, default).replace(",", " ").split()

@@ -169,7 +169,8 @@ def _finish(report: Report, probes: list[HostProbe], config: SuiteConfig, starte
     source = config.source_address or next((p.local_address for p in probes if p.local_address), None)
     report.probe.source_address = source
     report.probe.inside_internal_networks = _inside(source, config.internal_networks)
-    if report.probe.inside_internal_networks:
+    # A probe that says it is inside is meant to be: only one that reports the outside view is warned.
+    if report.probe.inside_internal_networks and config.vantage == DEFAULT_VANTAGE:
         report.checks.append(hygiene.vantage_warning(source))
     _conclude(report)
     report.finished_at = _now()

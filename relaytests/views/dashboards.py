@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from relaytests import access, schedule
 from relaytests.models import ACTIVE_STATUSES, MailServer, Membership, TestRun, Verdict, VerdictChange
+from relaytests.vantages import relays_only_from
 
 SERVERS_PER_PAGE = 50
 # Central IT's overview over time: the counts now beside those this long ago, and the verdict changes
@@ -40,11 +41,13 @@ COUNTED = {
 
 def server_rows(servers: QuerySet[MailServer]) -> QuerySet[MailServer]:
     """The servers with their run queued or running, if any (`active_run_id`,
-    `active_status`), and when the schedule re-tests them (`next_due`), for the server table."""
+    `active_status`), when the schedule re-tests them (`next_due`), and the vantage from which alone
+    their latest run relays (`relays_only_from`), for the server table."""
     active = TestRun.objects.filter(server=OuterRef("pk"), status__in=ACTIVE_STATUSES)
     return schedule.with_next_due(servers).annotate(
         active_run_id=Subquery(active.values("pk")[:1]),
         active_status=Subquery(active.values("status")[:1]),
+        relays_only_from=relays_only_from(),
     )
 
 

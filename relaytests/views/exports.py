@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from relaytests import access
 from relaytests.forms import AuditFilterForm
 from relaytests.models import AuditEntry, MailServer, TestRun
+from relaytests.vantages import with_verdicts_from_vantages
 from relaytests.views.dashboards import overview_rows, server_rows
 from relaytests.views.found_pages import central_it_only
 
@@ -40,6 +41,7 @@ SERVER_COLUMNS: list[tuple[str, Callable[[MailServer], object]]] = [
     ("certificate_expires_at", lambda s: _when(s.certificate_expires_at)),
     ("latest_run", lambda s: s.latest_run_id or ""),
     ("active_run_status", lambda s: s.active_status or ""),
+    ("relays_only_from", lambda s: s.relays_only_from or ""),
 ]
 RUN_COLUMNS: list[tuple[str, Callable[[TestRun], object]]] = [
     ("run", lambda r: r.pk),
@@ -53,6 +55,7 @@ RUN_COLUMNS: list[tuple[str, Callable[[TestRun], object]]] = [
     ("started_by", lambda r: r.started_by.get_username() if r.started_by else ""),
     ("settled_later", lambda r: "yes" if r.settled_later else "no"),
     ("upgraded_late", lambda r: "yes" if r.upgraded_late else "no"),
+    ("vantage", lambda r: r.vantage),
 ]
 
 AUDIT_COLUMNS: list[tuple[str, Callable[[AuditEntry], object]]] = [
@@ -85,7 +88,9 @@ def department_csv(request, slug: str):
 def server_history_csv(request, pk: int):
     server = access.get_server_for_user(request.user, pk)
     rows = server.runs.defer("report", "addresses").select_related("started_by")
-    return _csv(request, f"history-{server.pk}.csv", RUN_COLUMNS, rows)
+    rows, names = with_verdicts_from_vantages(rows)
+    columns = [*RUN_COLUMNS, *((name, lambda r, name=name: getattr(r, name) or "") for name in names)]
+    return _csv(request, f"history-{server.pk}.csv", columns, rows)
 
 
 @central_it_only

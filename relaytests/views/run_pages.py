@@ -23,6 +23,7 @@ from relaytests.models import TestRun
 from relaytests.probe.hygiene import vantage_warning
 from relaytests.probe.report import Check, ProbeInfo, Report
 from relaytests.probe.vocabulary import Verdict
+from relaytests.vantages import View, inside_relays, views_of
 from relaytests.views.servers import start_run
 
 # How often the page refreshes itself while a run works, when JavaScript is off.
@@ -78,10 +79,11 @@ def retest(request, pk: int):
 def live_state(run: TestRun) -> dict:
     """What the status line says; `version` changes when the report's body must be loaded again."""
     waiting_until = _waiting_until(run)
+    views = views_of(run)
     return {
         "state": run.status,
-        "live": run.is_live,
-        "version": f"{run.status}:{run.verdict}",
+        "live": _live(views),
+        "version": _version(views),
         "status": run.get_status_display(),
         "hosts": len(run.parsed_report.hosts),
         "verdict": run.verdict,
@@ -89,12 +91,29 @@ def live_state(run: TestRun) -> dict:
     }
 
 
+def _live(views: list[View]) -> bool:
+    """The page updates itself until the run and every part of it are over."""
+    return any(view.run.is_live for view in views)
+
+
+def _version(views: list[View]) -> str:
+    """Changes whenever the run or a part of it moves on: the page then loads the body again."""
+    return "|".join(f"{view.run.status}:{view.run.verdict}" for view in views)
+
+
 def _run_context(run: TestRun, user) -> dict:
     report = run.parsed_report
-    previous = run.previous_run() if run.verdict else None
+    # A part's earlier runs are the run's, seen from elsewhere: nothing to compare it with.
+    previous = run.previous_run() if run.verdict and not run.part_of_id else None
     waiting_until = _waiting_until(run)
+    views = views_of(run)
     return {
         "run": run,
+        "views": views if len(views) > 1 else [],
+        "inside_relays": inside_relays(views),
+        "live": _live(views),
+        "views_on_the_way": [view for view in views[1:] if view.run.is_live],
+        "version": _version(views),
         "server": run.server,
         "report": report,
         "probe": report.probe,

@@ -12,6 +12,7 @@ from relaytests import access, runs, schedule
 from relaytests.forms import RegisterServerForm
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.tasks import enqueue_run
+from relaytests.vantages import with_other_views
 
 RUNS_PER_PAGE = 25
 
@@ -47,7 +48,7 @@ def server(request, pk: int):
     )
     context = {
         "server": server,
-        "runs": history.object_list,
+        "runs": with_other_views(history.object_list),
         "page": history,
         "latest": server_runs.filter(
             pk=server.latest_run_id

@@ -79,6 +79,7 @@ def test_the_overview_lists_the_worst_first_and_keeps_its_filter(staff, server, 
             "certificate_expires_at": "",
             "latest_run": str(run.pk),
             "active_run_status": "",
+            "relays_only_from": "",
             "page": f"http://testserver{relay.get_absolute_url()}",
         }
     ]

@@ -225,7 +225,7 @@ def test_beat_sends_discovery_every_discovery_period(settings):
 
     entry = beat.conf.beat_schedule["discover mail servers"]
     assert (entry["task"], entry["schedule"]) == ("relaytests.tasks.discover_servers", 3600)
-    assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "probe"}
+    assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "probe.outside"}
 
 
 def test_a_server_counts_as_registered_on_each_port_it_lists(department):

@@ -86,7 +86,10 @@ def test_each_portal_service_runs_its_own_part(compose):
     assert "manage.py migrate" in command_of(services["web"])
     assert "gunicorn portal.wsgi --bind 0.0.0.0:8000" in command_of(services["web"])
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
-    assert "probe" in services["worker"]["command"][services["worker"]["command"].index("-Q") + 1].split(",")
+    assert "probe.outside" in services["worker"]["command"][
+        services["worker"]["command"].index("-Q") + 1
+    ].split(",")
+    assert services["worker"]["environment"]["RELAYTEST_VANTAGE"] == "outside"
     # One process works on many runs at once: threads sharing one event loop (and its cap on hosts).
     assert "--pool threads --concurrency 64" in command_of(services["worker"])
     assert services["beat"]["command"][:4] == ["celery", "-A", "portal", "beat"]

@@ -27,6 +27,7 @@ from django.db import connection
 from portal.celery import app as celery_app
 from relaytests.models import Department, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
+from relaytests.tasks import probe_queue
 from tests.parallel import redis_url
 
 # The first test worker's Redis database; with pytest-xdist each worker its own (tests/parallel.py).
@@ -120,14 +121,19 @@ class Worker:
 
 
 @contextlib.contextmanager
-def celery_worker(pool: str = "solo", concurrency: int = 1, **env: str) -> Iterator[Worker]:
-    """A worker on the queues celery and probe; `env` adds settings (RELAYTEST_...) for it."""
-    empty_broker()
+def celery_worker(
+    pool: str = "solo", concurrency: int = 1, empty: bool = True, **env: str
+) -> Iterator[Worker]:
+    """A worker on the queues celery and its vantage's probe queue (probe.outside unless `env` sets
+    RELAYTEST_VANTAGE); `env` adds settings (RELAYTEST_...) for it."""
+    if empty:
+        empty_broker()
+    vantage = env.get("RELAYTEST_VANTAGE", "outside")
     log = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
     environment = {**os.environ, "CELERY_BROKER_URL": REDIS_URL, "DATABASE_URL": database_url(), **env}
-    command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "probe,celery",
+    command = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", f"{probe_queue(vantage)},celery",
                "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-               "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h"]  # fmt: skip
+               "--loglevel", "INFO", "-n", f"test-{os.getpid()}-{vantage}@%h"]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(
             command,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relaytests.probe.environment import ProbeDefaults, SettingError
+from relaytests.probe.environment import ProbeDefaults, SettingError, labels
 
 
 def test_the_defaults_come_from_the_portals_variables(monkeypatch):
@@ -60,3 +60,16 @@ def test_a_vantage_that_is_no_short_name_stops_the_start(monkeypatch, value):
     monkeypatch.setenv("RELAYTEST_VANTAGE", value)
     with pytest.raises(SettingError, match="RELAYTEST_VANTAGE must be a short lower-case name"):
         ProbeDefaults.from_environment()
+
+
+def test_the_vantages_of_a_run_are_short_names_listed_once_outside_by_default(monkeypatch):
+    monkeypatch.delenv("RELAYTEST_VANTAGES", raising=False)
+    assert labels("RELAYTEST_VANTAGES", "outside") == ["outside"]
+    monkeypatch.setenv("RELAYTEST_VANTAGES", "outside, inside")
+    assert labels("RELAYTEST_VANTAGES", "outside") == ["outside", "inside"]
+    monkeypatch.setenv("RELAYTEST_VANTAGES", "outside inside outside")
+    with pytest.raises(SettingError, match="names a vantage twice: outside inside outside"):
+        labels("RELAYTEST_VANTAGES", "outside")
+    monkeypatch.setenv("RELAYTEST_VANTAGES", "outside Campus")
+    with pytest.raises(SettingError, match="must list short lower-case names"):
+        labels("RELAYTEST_VANTAGES", "outside")

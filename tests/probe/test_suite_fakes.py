@@ -346,3 +346,13 @@ async def test_a_port_that_cannot_exist_is_inconclusive_with_a_reason():
     host = only_host(report)
     assert (report.verdict, host.verdict) == ("inconclusive", "inconclusive")
     assert host.reason == "could not test: port 70000 does not exist (1-65535)"
+
+
+@pytest.mark.parametrize("vantage, warned", [("outside", True), ("inside", False)])
+async def test_only_a_probe_reporting_the_outside_view_from_inside_is_warned(
+    probe, fake_smtp, vantage, warned
+):
+    report = await probe(fake_smtp("closed"), internal_networks=("127.0.0.0/8",), vantage=vantage)
+
+    assert report.probe.inside_internal_networks
+    assert any(check.id == "vantage" for check in report.checks) is warned

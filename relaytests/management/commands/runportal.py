@@ -112,7 +112,7 @@ class Command(BaseCommand):
         concurrency = str(env.integer("PORTAL_WORKER_CONCURRENCY", 16))
         commands = {
             "Celery worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B",
-                              "-Q", "celery,probe", "--pool", "threads", "--concurrency", concurrency,
+                              "-Q", f"celery,probe.{settings.RELAYTEST_VANTAGE}", "--pool", "threads", "--concurrency", concurrency,
                               "--loglevel", "INFO"],
             # Workers, threads and timeout: gunicorn.conf.py in the working directory.
             "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen, "--access-logfile", "-"],
