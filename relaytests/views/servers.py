@@ -12,7 +12,7 @@ from relaytests import access, runs, schedule
 from relaytests.forms import RegisterServerForm
 from relaytests.models import ACTIVE_STATUSES, MailServer, TestRun
 from relaytests.tasks import enqueue_run
-from relaytests.vantages import with_other_views
+from relaytests.vantages import relays_only_from, with_other_views
 
 RUNS_PER_PAGE = 25
 
@@ -41,7 +41,10 @@ def _registered_message(server: MailServer, host_names: list[str]) -> str:
 def server(request, pk: int):
     """The server's state (its columns), the run in progress, and its history a page at a time, newest
     started first: no report is read."""
-    server = get_object_or_404(schedule.with_next_due(access.servers_for(request.user)), pk=pk)
+    servers = schedule.with_next_due(access.servers_for(request.user)).annotate(
+        relays_only_from=relays_only_from()
+    )
+    server = get_object_or_404(servers, pk=pk)
     server_runs = server.runs.defer("report", "addresses")
     history = Paginator(server_runs.select_related("started_by"), RUNS_PER_PAGE).get_page(
         request.GET.get("page")

@@ -91,6 +91,17 @@ def stored_run(department, report: dict, port: int = 25):
     return factories.make_run(server, report=report, verdict=report["verdict"])
 
 
+def inside_view(run: TestRun, report: dict) -> TestRun:
+    """A part of the run from the inside vantage, with `report` as what it saw of the run's hosts."""
+    [port] = {host["port"] for host in run.report["hosts"]}
+    hosts = [{**host, "port": port} for host in report["hosts"]]
+    probe = {**report["probe"], "vantage": "inside", "source_address": "127.0.0.99"}
+    inside = {**report, "probe": probe, "hosts": hosts}
+    return factories.make_run(
+        run.server, report=inside, verdict=inside["verdict"], vantage="inside", part_of=run
+    )
+
+
 def measure(browser, base_url: str, username: str, path: str, name: str) -> dict:
     desktop = browser.new_page(viewport=DESKTOP)
     sign_in(desktop, base_url, username)
@@ -144,7 +155,7 @@ def test_the_report_fits_a_screen_a_phone_and_three_sheets(case, verdict, before
     assert figures["serious_violations"] == []
 
 
-def pages_seen(server, run, waiting) -> list[tuple[str, str]]:
+def pages_seen(server, run, waiting, part) -> list[tuple[str, str]]:
     """(who, path) of every page a department member or central IT reads (the Django admin aside)."""
     info = [("member", reverse("relaytests:info", args=[page.slug])) for page in INFO_PAGES]
     return [
@@ -156,6 +167,7 @@ def pages_seen(server, run, waiting) -> list[tuple[str, str]]:
         ("member", reverse("relaytests:register")),
         ("member", reverse("relaytests:tokens")),
         ("member", reverse("relaytests:run", args=[waiting.pk])),
+        ("member", reverse("relaytests:run", args=[part.pk])),
         ("member", "/no-such-page/"),
         *info,
         ("staff", reverse("relaytests:overview")),
@@ -168,8 +180,10 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
     reports, browser, live_server, member, staff, department
 ):
     run = stored_run(department, reports["accepts_relay"])
+    part = inside_view(run, reports["open_relay"])  # its page lists both views and the inside finding
     for port, verdict in ((2525, "open_relay"), (587, "secure"), (465, "inconclusive")):
-        stored_run(factories.make_department(f"Dept {port}"), reports[verdict], port)
+        other = stored_run(factories.make_department(f"Dept {port}"), reports[verdict], port)
+    inside_view(other, reports["open_relay"])  # the overview marks it "Relays from inside"
     factories.make_server(department, "mx.physics.example.edu")  # never tested
     waiting = factories.make_run(
         factories.make_server(department, "127.0.0.1", kind="ip", port=2526, addresses=["127.0.0.1"]),
@@ -182,7 +196,7 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
         sign_in(pages[who], live_server.url, user.get_username())
         sign_in(phones[who], live_server.url, user.get_username())
     found, sideways = {}, []
-    for who, path in pages_seen(run.server, run, waiting):
+    for who, path in pages_seen(run.server, run, waiting, part):
         pages[who].goto(live_server.url + path)
         found[f"{who} {path}"] = serious_violations(pages[who])
         if path == reverse("relaytests:overview"):

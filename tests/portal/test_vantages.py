@@ -331,7 +331,7 @@ def test_the_history_shows_each_runs_other_views_in_one_query(member, server, dj
 def test_the_dashboards_mark_a_server_that_relays_only_from_inside(staff, server, run_verdict, marked):
     with_part(server, run_verdict, "open_relay")
 
-    for url in ("/overview/", f"/departments/{server.department.slug}/"):
+    for url in ("/overview/", f"/departments/{server.department.slug}/", server.get_absolute_url()):
         page = client_for(staff).get(url).content.decode()
         assert ('<span class="verdict verdict-relays-inside">Relays from inside</span>' in page) is marked
 
