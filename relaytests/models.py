@@ -226,7 +226,11 @@ class TestRun(models.Model):
     # A run from each further vantage of RELAYTEST_VANTAGES is a part of the run from the first: it
     # has its own probe run id (its deliveries are its own), status, report and verdict, lives like a
     # run (claimed, reaped, finalised) and never stands for the server (the run's verdict does).
-    part_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # Indexed for its parts only (run_parts): an index of every run's null would tempt PostgreSQL to
+    # AND a million entries into each "this server's runs" lookup of the dashboards (minutes).
+    part_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
 
     objects = RunManager()
     with_parts = TestRunQuerySet.as_manager()
@@ -234,13 +238,19 @@ class TestRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        # The metrics' count by status and verdict reads this index, not the rows and their reports.
+        # The metrics' count by status and verdict of runs (not parts) reads this index, not the rows
+        # and their reports.
         indexes = [
-            models.Index(fields=["status", "verdict"], name="run_status_verdict"),
+            models.Index(
+                fields=["status", "verdict"],
+                condition=models.Q(part_of__isnull=True),
+                name="run_status_verdict",
+            ),
             # A server's newest runs first, for "its latest run with a verdict" (before a day, after a run):
             # read one row through this, where the server index let PostgreSQL AND a million rows of the
             # status index into each of 50,000 servers' lookups (minutes, for the overview).
             models.Index(fields=["server", "-id"], name="run_server_newest"),
+            models.Index(fields=["part_of"], condition=models.Q(part_of__isnull=False), name="run_parts"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -389,3 +390,15 @@ def test_the_history_export_has_a_column_per_further_vantage_and_the_overview_ma
         "open_relay",
     )
     assert listed["relays_only_from"] == "inside"
+
+
+@pytest.mark.django_db
+def test_only_parts_are_indexed_by_their_run_so_no_lookup_of_runs_reads_an_index_of_nulls():
+    tables = {"sqlite": "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL",
+              "postgresql": "SELECT indexdef FROM pg_indexes WHERE tablename = %s"}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(tables[connection.vendor], ["relaytests_testrun"])
+        definitions = [row[0] for row in cursor.fetchall() if re.search(r'\("?part_of_id"?\)', row[0])]
+
+    assert len(definitions) == 1
+    assert re.search(r"WHERE \(?\"?part_of_id\"? IS NOT NULL", definitions[0])
