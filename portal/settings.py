@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from portal import env
+from relaytests.probe.environment import probe_queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.string("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -324,9 +325,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # workers of that vantage (RELAYTEST_VANTAGE) take them.
 RELAYTEST_VANTAGES = env.labels("RELAYTEST_VANTAGES", "outside")
 CELERY_TASK_ROUTES = {
-    "relaytests.tasks.run_suite": {"queue": f"probe.{RELAYTEST_VANTAGES[0]}"},  # a part names its own
+    "relaytests.tasks.run_suite": {"queue": probe_queue(RELAYTEST_VANTAGES[0])},  # a part names its own
     # connects out, as a probe does, from the run's own vantage
-    "relaytests.tasks.discover_servers": {"queue": f"probe.{RELAYTEST_VANTAGES[0]}"},
+    "relaytests.tasks.discover_servers": {"queue": probe_queue(RELAYTEST_VANTAGES[0])},
 }
 # A dead broker must cost the page seconds, not minutes: bounded connect and publish retries.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.number("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0)

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from relaytests import alerts, deliveries, evidence, runs, schedule, unregistered, worker_loop
 from relaytests.engine_settings import portal_defaults
 from relaytests.models import MailServer, TestRun
+from relaytests.probe.environment import probe_queue
 from relaytests.probe.report import SCHEMA, HostReport, Report
 from relaytests.probe.suite import SuiteConfig, awaited_tokens
 from relaytests.probe.suite import run_suite as probe_suite
@@ -54,11 +55,6 @@ ALERT_RETRY_FIRST = 2
 ALERT_RETRY_MAX = 600
 
 T = TypeVar("T")
-
-
-def probe_queue(vantage: str) -> str:
-    """The queue of the probe workers at a vantage (RELAYTEST_VANTAGE), whose runs and parts they take."""
-    return f"probe.{vantage}"
 
 
 def enqueue_run(run: TestRun, countdown: float = 0) -> bool:

@@ -76,6 +76,12 @@ def label(name: str, default: str) -> str:
     return value
 
 
+def probe_queue(vantage: str) -> str:
+    """The Celery queue of the portal's probe workers at a vantage (RELAYTEST_VANTAGE): the runs and
+    parts tested from there. Here, with the vantage's name, so settings and tasks share it."""
+    return f"probe.{vantage}"
+
+
 def labels(name: str, default: str) -> list[str]:
     """A list of `label`s, at least one (empty is the default), none twice."""
     values = (os.environ.get(name) or default).replace(",", " ").split()

@@ -27,7 +27,7 @@ from django.db import connection
 from portal.celery import app as celery_app
 from relaytests.models import Department, MailServer, TestRun
 from relaytests.probe.canary import new_run_id
-from relaytests.tasks import probe_queue
+from relaytests.probe.environment import probe_queue
 from tests.parallel import redis_url
 
 # The first test worker's Redis database; with pytest-xdist each worker its own (tests/parallel.py).

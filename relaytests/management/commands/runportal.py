@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from portal import env
+from relaytests.probe.environment import probe_queue
 from relaytests.probe.targets import TargetError, parse_listen_address
 
 ADMIN_USERNAME = "admin"
@@ -112,7 +113,7 @@ class Command(BaseCommand):
         concurrency = str(env.integer("PORTAL_WORKER_CONCURRENCY", 16))
         commands = {
             "Celery worker": [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B",
-                              "-Q", f"celery,probe.{settings.RELAYTEST_VANTAGE}", "--pool", "threads", "--concurrency", concurrency,
+                              "-Q", f"celery,{probe_queue(settings.RELAYTEST_VANTAGE)}", "--pool", "threads", "--concurrency", concurrency,
                               "--loglevel", "INFO"],
             # Workers, threads and timeout: gunicorn.conf.py in the working directory.
             "web server": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", listen, "--access-logfile", "-"],
