@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from relaytests import runs
 from relaytests.deliveries import record_message
@@ -129,6 +130,10 @@ def test_a_part_no_worker_takes_is_reaped_with_its_vantage_and_shown_inconclusiv
     assert "consuming the queue probe.inside?" in part.status_reason
     [_, view] = views_of(run)
     assert (view.verdict, view.reason) == ("inconclusive", f"This view has no verdict: {part.status_reason}")
+    page = client_for(member).get(run.get_absolute_url()).content.decode()
+    row = re.search(r'<tr class="view view-inside">.*?</tr>', page, re.S)[0]
+    assert '<span class="verdict verdict-inconclusive">Inconclusive</span>' in row
+    assert f'<span class="view-reason">{escape(view.reason)}</span>' in row
 
 
 @pytest.mark.django_db
