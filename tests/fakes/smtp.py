@@ -86,6 +86,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import socket
 import ssl
 import tempfile
 import threading
@@ -134,6 +135,7 @@ GREYLISTED = (
 )
 TLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 SYNC_ERROR = "554 5.5.0 Error: SMTP protocol synchronization"
+TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's TCP_INFO
 GARBAGE = bytes(range(0x80, 0x100)) * 4 + b"\x00\x07\x1b[2J\r\n"
 # Text a hostile server puts in its replies: NUL, a terminal title (OSC ... BEL), a screen clear,
 # invalid UTF-8 and the UTF-8 encoding of a lone surrogate.
@@ -306,12 +308,40 @@ class ConnectionLog:
 
 
 @dataclass
+class Crowd:
+    """Connections open at once (to one fake server, or across several), and the most.
+
+    A fake sees a client's close only when its thread's loop gets to it, which under load can come
+    after that client's next connection has reached another fake (or the same one). So the count
+    asks the kernel: a connection counts while its socket is still established, whatever its
+    thread has seen yet; a QUIT answered ends it at once (see FakeSMTP._finish).
+    """
+
+    most: int = 0
+    _open: set[FakeSMTP] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def opened(self, connection: FakeSMTP) -> None:
+        with self._lock:  # a socket leaves the set (under this lock) before its thread closes it
+            self._open = {other for other in self._open if other.established}
+            self._open.add(connection)
+            self.most = max(self.most, len(self._open))
+
+    def closed(self, connection: FakeSMTP) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+
+@dataclass
 class Seen:
     """Everything a server saw, for assertions on the exact bytes and the client's manners."""
 
     connections: list[ConnectionLog] = field(default_factory=list)
-    active: int = 0
-    max_concurrent: int = 0
+    at_once: Crowd = field(default_factory=Crowd)  # this server's own connections
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.at_once.most
 
     @property
     def commands(self) -> list[bytes]:
@@ -340,24 +370,6 @@ class Seen:
     @property
     def sync_errors(self) -> int:
         return sum(conn.sync_errors for conn in self.connections)
-
-
-@dataclass
-class Crowd:
-    """Connections open at once across several fake servers (each on its own thread), and the most."""
-
-    active: int = 0
-    most: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def opened(self) -> None:
-        with self._lock:
-            self.active += 1
-            self.most = max(self.most, self.active)
-
-    def closed(self) -> None:
-        with self._lock:
-            self.active -= 1
 
 
 class _Handler:
@@ -450,6 +462,18 @@ class FakeSMTP(SMTP):
         self.transport.write(SYNC_ERROR.encode() + b"\r\n")
         self.transport.close()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._socket = transport.get_extra_info("socket")
+        for crowd in self.fake.crowds:
+            crowd.opened(self)
+
+    @property
+    def established(self) -> bool:
+        """The kernel's view: neither side has closed the connection yet."""
+        info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+        return info[0] == TCP_ESTABLISHED
+
     def connection_lost(self, error: Exception | None) -> None:
         self.fake.open_connections.discard(self)
         self._finish()
@@ -463,9 +487,8 @@ class FakeSMTP(SMTP):
         """
         if not self._finished:
             self._finished = True
-            self.fake.seen.active -= 1
-            if self.fake.crowd:
-                self.fake.crowd.closed()
+            for crowd in self.fake.crowds:
+                crowd.closed(self)
 
     # -- what goes out --------------------------------------------------------------------------
 
@@ -716,6 +739,7 @@ class FakeSMTPServer:
         self.requested_port = port
         self.port = 0
         self.seen = Seen()
+        self.crowds = [self.seen.at_once, *([crowd] if crowd else [])]  # what counts its connections
         self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{address}]"}))
         self.loop = asyncio.new_event_loop()
         self._greylist: set[tuple[str, str, str]] = set()
@@ -813,10 +837,6 @@ class FakeSMTPServer:
     def _new_connection(self) -> FakeSMTP:
         log = ConnectionLog()
         self.seen.connections.append(log)
-        self.seen.active += 1
-        self.seen.max_concurrent = max(self.seen.max_concurrent, self.seen.active)
-        if self.crowd:
-            self.crowd.opened()
         connection = FakeSMTP(self, log)
         self.open_connections.add(connection)
         return connection

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
+import time
 
 import pytest
 
-from tests.fakes import BEHAVIOURS, FakeSMTPServer, with_banner
+from tests.fakes import BEHAVIOURS, Crowd, FakeSMTPServer, with_banner
 
 HOST = "mx.dept.example.edu"
 OUTSIDE = "r-abc@canary.example.net"
@@ -347,6 +348,19 @@ async def test_counts_connections_and_the_most_at_once(talk):
         await third.reply()
     assert len(server.seen.connections) == 3
     assert server.seen.max_concurrent == 2
+
+
+async def test_a_crowd_counts_a_close_the_servers_thread_has_not_seen_yet(talk):
+    """Under load a fake's thread learns of a close late: the count must not wait for it."""
+    crowd = Crowd()
+    with FakeSMTPServer("closed", crowd=crowd) as first, FakeSMTPServer("closed", crowd=crowd) as second:
+        client = await talk(first)
+        await client.reply()
+        first.loop.call_soon_threadsafe(time.sleep, 1)  # its thread held up, as a loaded machine does
+        await client.close()  # gone without QUIT, as the engine leaves a tarpit
+        await (await talk(second)).reply()
+        assert first.seen.max_concurrent == 1
+        assert crowd.most == 1  # one client, one connection at a time, whatever the first thread saw
 
 
 async def test_stops_cleanly_with_a_client_stuck_in_an_endless_reply(talk):
