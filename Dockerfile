@@ -1,7 +1,7 @@
 # The production image of the Relay Test Portal: gunicorn serving portal.wsgi, static files collected
 # at build time and served by whitenoise, running as an unprivileged user. The same image runs the
 # Celery worker, beat and the canary receiver: docker-compose.yml gives each its command.
-FROM python:3.11-slim
+FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,5 +1,9 @@
 # The two commands of the quick start: `make run` and `make test`.
-PYTHON ?= python3
+# The venv's interpreter: a Python 3.12 where the machine has one, on the PATH or under pyenv, since
+# coverage then measures through sys.monitoring, at a fraction of 3.11's line tracing (`make test` here:
+# 500 s of CPU -> 397 s); else python3 (3.11 and newer work).
+PYTHON ?= $(shell for python in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12); do \
+	$$python -c '' 2>/dev/null && { echo $$python; exit; }; done; echo python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -11,6 +15,10 @@ TEST_WORKERS ?= 4
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 .PHONY: run test test-postgres lint lock bench clean
+
+# Bytecode caches on, whatever the shell says: without them every test process and every process a
+# test starts compiles the project and rewrites the test modules' asserts again (collection 12 s -> 6 s).
+unexport PYTHONDONTWRITEBYTECODE
 
 # Exact versions of everything, runtime and tests: `make lock` writes it from the ranges in
 # requirements.txt and requirements-dev.txt; a test fails when the two disagree.

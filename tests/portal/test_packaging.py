@@ -109,7 +109,7 @@ def test_the_image_is_python_311_slim_and_runs_gunicorn_as_a_user_without_privil
     steps = dockerfile()
     instructions = [name for name, _ in steps]
     arguments = {name: [args for n, args in steps if n == name] for name in instructions}
-    assert arguments["FROM"] == ["python:3.11-slim"]
+    assert arguments["FROM"] == ["python:3.12-slim"]
     assert any(args == "pip install -r requirements.txt -c requirements.lock" for args in arguments["RUN"])
     assert arguments["USER"] == ["portal"]
     assert instructions.index("USER") < instructions.index("CMD")
