@@ -471,7 +471,10 @@ class FakeSMTP(SMTP):
     @property
     def established(self) -> bool:
         """The kernel's view: neither side has closed the connection yet."""
-        info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+        try:
+            info = self._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+        except OSError:  # closed already: over TLS asyncio tells the protocol only after the socket's close
+            return False
         return info[0] == TCP_ESTABLISHED
 
     def connection_lost(self, error: Exception | None) -> None:
