@@ -107,11 +107,10 @@ def test_a_run_whose_address_another_run_of_the_same_worker_tests_waits_and_trie
         log = worker.output()
 
     assert [(run.status, run.verdict) for run in ended] == [(Status.DONE, "secure")] * 2
-    # One after the other, in either order: when the first run's own look for busy hosts comes after
-    # the second's claim (a loaded worker), both back off and the second may win the retry.
-    earlier, later = sorted(ended, key=lambda run: run.started_at)
-    assert later.started_at > earlier.finished_at
     assert " retry: Retry in" in log
+    # One after the other, as the server saw it. Not by the runs' times: started_at is the claim,
+    # which comes before the look for busy hosts (the second's retry may claim a few milliseconds
+    # before the first records its end), and under load either run may be the one that waits.
     assert fake.seen.max_concurrent == 1
 
 
