@@ -737,12 +737,12 @@ class FakeSMTPServer:
         address: str = LISTEN_ADDRESS,
     ):
         self.behaviour = BEHAVIOURS[behaviour] if isinstance(behaviour, str) else behaviour
-        self.crowd = crowd  # counts this server's connections together with other servers' too
         self.address = address  # a loopback address (127.0.0.2 ... works on Linux without set-up)
         self.requested_port = port
         self.port = 0
         self.seen = Seen()
-        self.crowds = [self.seen.at_once, *([crowd] if crowd else [])]  # what counts its connections
+        # What counts its connections: its own Crowd, and `crowd`, shared with other servers, if given.
+        self.crowds = [self.seen.at_once, *([crowd] if crowd else [])]
         self.names = Names(frozenset({HOSTNAME, LOCAL_DOMAIN, f"[{address}]"}))
         self.loop = asyncio.new_event_loop()
         self._greylist: set[tuple[str, str, str]] = set()
