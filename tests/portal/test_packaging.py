@@ -105,7 +105,7 @@ def test_compose_needs_no_secret_in_the_file_and_keeps_state_in_volumes(compose)
     assert set(compose["volumes"]) == {"portal-var", "postgres-data", "redis-data"}
 
 
-def test_the_image_is_python_311_slim_and_runs_gunicorn_as_a_user_without_privileges():
+def test_the_image_is_python_312_slim_and_runs_gunicorn_as_a_user_without_privileges():
     steps = dockerfile()
     instructions = [name for name, _ in steps]
     arguments = {name: [args for n, args in steps if n == name] for name in instructions}
