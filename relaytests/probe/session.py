@@ -15,6 +15,7 @@ first, and a reply outside the grammar is a broken conversation ("garbage"), nev
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import ssl
@@ -407,6 +408,11 @@ class SmtpSession:
         protocol, started = self._smtp.protocol, time.monotonic()
         try:
             result = await awaitable
+        except asyncio.CancelledError:
+            # Stopped (a deadline, the run cancelled) with a reply due: that reply would answer whatever
+            # came next, a polite QUIT included, which could wait out the whole command timeout.
+            self._smtp.close()
+            raise
         except BaseException:
             self._count_reply(time.monotonic() - started, under_load=False)  # no reply in time is slow
             raise

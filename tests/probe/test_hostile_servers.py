@@ -7,6 +7,7 @@ Each engine test runs the suite against a fake of tests/fakes/smtp.py; the CLI t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -221,6 +222,36 @@ async def test_a_tarpit_too_slow_for_the_core_is_inconclusive_within_the_budget(
     assert host.duration_s <= 30 * TARPIT_DELAY
     assert "were not tested" in host.reason
     assert {v.outcome for v in host.vectors} == {"rejected"}
+
+
+# Two refusals answered at once, then a reply that never comes: a probe caught waiting on it.
+STALLS_AFTER_TWO_ERRORS = {"tarpit_after_errors": 2, "tarpit_seconds": 600}
+# The stalled command counts as slow only after a minute: an end that comes sooner meets a fast session.
+PATIENT = {"command_timeout": 60.0, "slow_reply_seconds": 60.0}
+
+
+async def test_a_run_cancelled_while_a_reply_is_due_ends_at_once_without_quit(fake_smtp, probe):
+    server = fake_smtp("closed", **STALLS_AFTER_TWO_ERRORS)
+    run = asyncio.ensure_future(probe(server, **PATIENT))
+    while not server.seen.tarpit_sleeps:
+        await asyncio.sleep(0.01)
+
+    run.cancel()
+    async with asyncio.timeout(10):  # QUIT after the stalled command would wait the minute out
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    # Its reply would be read as QUIT's: a connection with a reply due is closed, not reused.
+    assert server.seen.commands[-1] != b"QUIT"
+
+
+async def test_a_run_out_of_time_while_a_reply_is_due_ends_at_its_deadline(fake_smtp, probe):
+    server = fake_smtp("closed", **STALLS_AFTER_TWO_ERRORS)
+    async with asyncio.timeout(10):
+        report = await probe(server, run_deadline=2.0, **PATIENT)
+    host = only_host(report)
+    assert host.verdict == "inconclusive" and host.duration_s <= 3.0
+    assert server.seen.commands[-1] != b"QUIT"
 
 
 @pytest.mark.slow
