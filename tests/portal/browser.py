@@ -20,9 +20,21 @@ from pypdf import PdfReader
 from tests.portal.factories import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
+# What Playwright turns off itself (chromiumSwitches.ts): a --disable-features of ours replaces its list.
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin",
+    "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+    "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+)  # fmt: skip
+# Chromium loads every window's omnibox popup (each Playwright context is a window) as a WebUI page in a
+# renderer of its own: more than a core-second a context, for a popup no test opens.
+DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-features=" + ",".join(DISABLED_FEATURES),
 ]  # fmt: skip
 ARTIFACTS = settings.BASE_DIR / "test-artifacts"
 DOCS = settings.BASE_DIR / "docs"

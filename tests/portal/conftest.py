@@ -99,7 +99,26 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport=browser_helpers.DESKTOP)
-    yield page
-    page.context.close()
+def new_page(browser):
+    """Opens pages, each in a context of its own, all closed at the test's end: a page left open goes on
+    running its scripts and animations in Chromium until the module's last test (the seven report layout
+    tests: 110 busy core-seconds with their pages left open)."""
+    contexts = []
+
+    def open_page(viewport: dict = browser_helpers.DESKTOP, *, beside=None):
+        """A page in a new context, or with `beside` in that page's context (its user signed in already):
+        a context is a window of Chromium's, about a core-second to open."""
+        if beside is None:
+            contexts.append(browser.new_context())
+        page = (beside.context if beside else contexts[-1]).new_page()
+        page.set_viewport_size(viewport)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()

@@ -261,8 +261,8 @@ def test_a_wrong_password_or_a_token_makes_no_token(member):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_a_token_made_on_a_phone_is_readable_whole_and_works(browser, live_server, member):
-    phone = browser.new_page(viewport=browser_helpers.PHONE)
+def test_a_token_made_on_a_phone_is_readable_whole_and_works(new_page, live_server, member):
+    phone = new_page(browser_helpers.PHONE)
     browser_helpers.sign_in(phone, live_server.url, member.get_username())
 
     phone.goto(live_server.url + TOKENS_PAGE)

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_central_it_sees_the_counts_30_days_ago_the_weeks_changes_and_next_due(
-    page: Page, browser, live_server, staff, department
+    page: Page, new_page, live_server, staff, department
 ):
     server = factories.make_server(department)
     MailServer.objects.filter(pk=server.pk).update(created_at=timezone.now() - timedelta(days=60))
@@ -39,8 +39,7 @@ def test_central_it_sees_the_counts_30_days_ago_the_weeks_changes_and_next_due(
     screenshot(page, "overview-over-time.png", full_page=True)
     assert serious_violations(page) == []
 
-    phone = browser.new_page(viewport=PHONE)
-    sign_in(phone, live_server.url, staff.get_username())
+    phone = new_page(PHONE, beside=page)
     phone.goto(live_server.url + reverse("relaytests:overview"))
     assert not scrolls_sideways(phone)
 
@@ -60,7 +59,7 @@ def test_a_member_turns_alert_mails_off_and_on_again(page: Page, live_server, me
 
 
 def test_central_it_reads_the_servers_nobody_registered_and_marks_one_known(
-    page: Page, browser, live_server, staff, department
+    page: Page, new_page, live_server, staff, department
 ):
     for n, greeting in ((2, "220 mx1.dept.example.edu ESMTP Postfix"), (4, "220 printer ESMTP")):
         FoundServer.objects.create(
@@ -77,8 +76,7 @@ def test_central_it_reads_the_servers_nobody_registered_and_marks_one_known(
     expect(row).to_contain_text("220 printer ESMTP")
     expect(row.get_by_label("Department for 127.0.0.4:25")).to_have_value(str(department.pk))
     assert serious_violations(page) == []
-    phone = browser.new_page(viewport=PHONE)
-    sign_in(phone, live_server.url, staff.get_username())
+    phone = new_page(PHONE, beside=page)
     phone.goto(page.url)
     screenshot(phone, "found-servers-phone.png", full_page=True)
     assert not scrolls_sideways(phone)

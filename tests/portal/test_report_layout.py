@@ -102,8 +102,8 @@ def inside_view(run: TestRun, report: dict) -> TestRun:
     )
 
 
-def measure(browser, base_url: str, username: str, path: str, name: str) -> dict:
-    desktop = browser.new_page(viewport=DESKTOP)
+def measure(new_page, base_url: str, username: str, path: str, name: str) -> dict:
+    desktop = new_page(DESKTOP)
     sign_in(desktop, base_url, username)
     assert desktop.goto(base_url + path).ok
     docs_as = "report-page.png" if name == "report-page" else ""
@@ -118,8 +118,8 @@ def measure(browser, base_url: str, username: str, path: str, name: str) -> dict
     desktop.emulate_media(media="print")  # for the eye: the printed summary as one long sheet
     desktop.set_viewport_size({"width": 680, "height": 900})
     screenshot(desktop, f"{name}-print.png", full_page=True)
-    phone = browser.new_page(viewport=PHONE)
-    sign_in(phone, base_url, username)
+    phone = new_page(PHONE, beside=desktop)
+    desktop.close()  # done with: an open page goes on rendering
     assert phone.goto(base_url + path).ok
     screenshot(phone, f"{name}-phone.png")
     figures["phone_scrolls_sideways"] = scrolls_sideways(phone)
@@ -136,7 +136,7 @@ CASES = [(verdict, verdict, None) for verdict in VERDICTS] + [("secure-after-fix
 
 
 @pytest.mark.parametrize(("case", "verdict", "before"), CASES, ids=[case for case, _, _ in CASES])
-def test_the_report_fits_a_screen_a_phone_and_three_sheets(case, verdict, before, reports, browser, live_server,
+def test_the_report_fits_a_screen_a_phone_and_three_sheets(case, verdict, before, reports, new_page, live_server,
                                                            member, department):  # fmt: skip
     if before:  # the same server, tested before on the same port
         port = reports[verdict]["hosts"][0]["port"]
@@ -146,7 +146,7 @@ def test_the_report_fits_a_screen_a_phone_and_three_sheets(case, verdict, before
         else stored_run(department, reports[verdict])  # fmt: skip
     url = reverse("relaytests:run", args=[run.pk])
     name = "report-page" if case == "open_relay" else f"report-{case}"
-    figures = measure(browser, live_server.url, member.get_username(), url, name)
+    figures = measure(new_page, live_server.url, member.get_username(), url, name)
     record(case, figures)
     assert figures["first_fix_step_y"] is not None
     assert figures["first_fix_step_y"] <= FIRST_FIX_STEP_WITHIN_PX
@@ -177,7 +177,7 @@ def pages_seen(server, run, waiting, part) -> list[tuple[str, str]]:
 
 
 def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_violation_and_fits_a_phone(
-    reports, browser, live_server, member, staff, department
+    reports, new_page, live_server, member, staff, department
 ):
     run = stored_run(department, reports["accepts_relay"])
     part = inside_view(run, reports["open_relay"])  # its page lists both views and the inside finding
@@ -190,11 +190,10 @@ def test_every_page_a_member_or_central_it_reads_has_no_serious_accessibility_vi
         status=TestRun.Status.AWAITING_DELIVERY, verdict="accepts_relay", finished_at=timezone.now(),
         report=reports["accepts_relay"],
     )  # fmt: skip
-    pages = {who: browser.new_page(viewport=DESKTOP) for who in ("anonymous", "member", "staff")}
-    phones = {who: browser.new_page(viewport=PHONE) for who in ("anonymous", "member", "staff")}
+    pages = {who: new_page(DESKTOP) for who in ("anonymous", "member", "staff")}
     for who, user in (("member", member), ("staff", staff)):
         sign_in(pages[who], live_server.url, user.get_username())
-        sign_in(phones[who], live_server.url, user.get_username())
+    phones = {who: new_page(PHONE, beside=page) for who, page in pages.items()}
     found, sideways = {}, []
     for who, path in pages_seen(run.server, run, waiting, part):
         pages[who].goto(live_server.url + path)
