@@ -32,10 +32,10 @@ Status = TestRun.Status
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 # Every reply a little late, so that runs started together are still running together.
-UNHURRIED = dataclasses.replace(CLOSED, description="closed, every reply 50 ms late", banner_delay=0.05,
-                                tarpit_after_errors=0, tarpit_seconds=0.05)  # fmt: skip
+UNHURRIED = dataclasses.replace(CLOSED, description="closed, every reply 20 ms late", banner_delay=0.02,
+                                tarpit_after_errors=0, tarpit_seconds=0.02)  # fmt: skip
 UNHURRIED_OPEN = dataclasses.replace(
-    UNHURRIED, description="open, every reply 50 ms late", relays=frozenset({"any"})
+    UNHURRIED, description="open, every reply 20 ms late", relays=frozenset({"any"})
 )
 # Answers the first relay attempts at once, then stalls every reply: the run is caught part-way.
 STALLS_AFTER_ONE_VECTOR = dataclasses.replace(
