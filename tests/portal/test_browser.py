@@ -29,11 +29,11 @@ from tests.portal.worker import REDIS_URL, celery_worker, publishing_to
 RUN_FINISHES_WITHIN_MS = 120_000  # a bound for a stuck run, not a speed claim
 CANARY_WAIT = "3"  # seconds: the run waits for test messages, then its finalising task settles it
 
-# Every reply 0.1 s late (under the probe's mark of a slow reply, so no tarpit) stretches the run
+# Every reply 40 ms late (under the probe's mark of a slow reply, so no tarpit) stretches the run
 # over several seconds, so the page is seen while the run works. Not a slow greeting: the probe
 # packs the vectors of a server slow to greet onto few connections.
-SLOW_OPEN = dataclasses.replace(BEHAVIOURS["open"], tarpit_after_errors=0, tarpit_seconds=0.1)
-SLOW_CLOSED = dataclasses.replace(BEHAVIOURS["closed"], tarpit_after_errors=0, tarpit_seconds=0.1)
+SLOW_OPEN = dataclasses.replace(BEHAVIOURS["open"], tarpit_after_errors=0, tarpit_seconds=0.04)
+SLOW_CLOSED = dataclasses.replace(BEHAVIOURS["closed"], tarpit_after_errors=0, tarpit_seconds=0.04)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 A_MINUTE_OF_POLLS = 30  # at the default 2 s: the polls of a minute, here made 50 ms apart
