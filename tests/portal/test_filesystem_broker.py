@@ -13,7 +13,7 @@ from kombu import Connection
 
 from relaytests import filesystem_broker
 
-MESSAGES = 200
+MESSAGES = 100
 QUEUE = "probe"
 
 
@@ -51,9 +51,9 @@ def test_a_reader_in_another_process_gets_every_message_whole(tmp_path):
     reader = fork.Process(target=read_until, args=(tmp_path, MESSAGES, results))
     reader.start()
     channel = channel_for(tmp_path)
-    # Big enough that encoding it takes milliseconds: Kombu's own transport encodes a message
-    # after it has created the file, and a reader in between read it empty.
-    contents = list(range(100_000))
+    # Big enough that encoding it takes a millisecond: Kombu's own transport encodes a message
+    # after it has created the file, and a reader in between read it empty (all 100, tried here).
+    contents = list(range(20_000))
     for n in range(MESSAGES):
         channel._put(QUEUE, {"n": n, "contents": contents})
     decoded, failed = results.get(timeout=60)
