@@ -245,6 +245,14 @@ async def test_a_run_cancelled_while_a_reply_is_due_ends_at_once_without_quit(fa
     assert server.seen.commands[-1] != b"QUIT"
 
 
+async def test_a_run_out_of_time_while_the_greeting_is_due_ends_at_its_deadline(fake_smtp, probe):
+    server = fake_smtp("slow-banner", banner_delay=600)
+    async with asyncio.timeout(10):  # QUIT before the greeting would wait out the connect timeout
+        report = await probe(server, run_deadline=2.0, connect_timeout=60.0, **PATIENT)
+    assert only_host(report).verdict == "inconclusive"
+    assert b"QUIT" not in server.seen.commands
+
+
 async def test_a_run_out_of_time_while_a_reply_is_due_ends_at_its_deadline(fake_smtp, probe):
     server = fake_smtp("closed", **STALLS_AFTER_TWO_ERRORS)
     async with asyncio.timeout(10):
