@@ -16,7 +16,11 @@ from tests.parallel import loopback
 # In this test process's own loopback block (tests/parallel.py), clear of the Postfix instances'.
 ADDRESSES = [loopback(n) for n in range(40, 50)]
 A, B = ADDRESSES[:2]
-JITTER = 0.01  # seconds a connection may reach the listener late, by the event loop's scheduling
+# Seconds a connection may reach its listener late, by the event loop's scheduling: on a machine whose
+# cores are all busy (the whole suite in parallel) a process waits tens of milliseconds for its turn,
+# and one connection seen 11 ms later than the tenth after it made 11 in a second. Still tight: 11
+# connections in a second less this would take starts closer than 95 ms on average, 1/rate being 100.
+JITTER = 0.05
 
 
 def free_port(address: str) -> int:
@@ -89,9 +93,9 @@ async def test_the_sweep_stays_under_its_rate_with_one_connection_per_address(li
 
     assert len(found) == 20
     times = sorted(t for t, _ in listeners.connected)
-    # Connections in the busiest second, read at the listeners: less 10 ms for the loop's own jitter.
+    # Connections in the busiest second and over the whole sweep, read at the listeners, less the jitter.
     busiest = max(sum(1 for t in times if start <= t < start + 1.0 - JITTER) for start in times)
-    measured = (len(times) - 1) / (times[-1] - times[0])
+    measured = (len(times) - 1) / (times[-1] - times[0] + JITTER)
     print(
         f"discovery: {len(times)} connections, {measured:.2f} a second (limit {rate}), busiest second {busiest}"
     )
