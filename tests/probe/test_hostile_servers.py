@@ -258,7 +258,7 @@ async def test_a_run_out_of_time_while_a_reply_is_due_ends_at_its_deadline(fake_
     async with asyncio.timeout(10):
         report = await probe(server, run_deadline=2.0, **PATIENT)
     host = only_host(report)
-    assert host.verdict == "inconclusive" and host.duration_s <= 3.0
+    assert host.verdict == "inconclusive" and host.duration_s < 5.0  # the deadline, not the command timeout
     assert server.seen.commands[-1] != b"QUIT"
 
 
