@@ -29,7 +29,8 @@ PLAYWRIGHT_DISABLED_FEATURES = (
     "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
 )  # fmt: skip
 # Chromium loads every window's omnibox popup (each Playwright context is a window) as a WebUI page in a
-# renderer of its own: more than a core-second a context, for a popup no test opens.
+# renderer of its own: about a core-second a context (ten took 15 busy core-seconds, 6 without), for a
+# popup no test opens.
 DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
