@@ -7,8 +7,9 @@ every test process, records each test's wall time, the CPU time of its test proc
 processes the test started and waited for (workers, browsers, CLI runs, Postfix's `postfix start`;
 not daemons that left, such as a Postfix instance's master, nor most of Chromium's CPU: its renderers
 leave the tree). It samples the machine's busy share of its cores every two seconds. Then it prints
-the run's wall and CPU time, the machine's busy core-seconds, and the costliest tests and files. Not a test: figures to compare between changes
-(the machine's other load moves them by a quarter or more: compare runs made close together).
+the run's wall and CPU time, the machine's busy core-seconds, and the costliest tests and files. Not a
+test: figures to compare between changes (the machine's other load moves them by a quarter or more:
+compare runs made close together).
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ Behaviours (``BEHAVIOURS``; ``python -m tests.fakes.serve NAME`` runs one):
                      connection (Postfix's hard error limit); N = ``drop_after_errors``
   tarpit-after-errors closed, but sleeps ``tarpit_seconds`` before every reply once it gave N error
                      replies on the connection (Postfix's soft error limit)
+  stalls-after-two-refusals  closed, answers two refusals at once, then sleeps ten minutes before
+                     every reply: a probe caught waiting part-way through its run
   slow-banner        closed, waiting ``banner_delay`` seconds before its greeting
   endless-greeting   ``220-`` lines forever;  endless-ehlo: ``250-`` lines forever after EHLO
   overlong-greeting  ``220 xxxx...`` with no line end, forever;  overlong-ehlo: the same after EHLO
@@ -237,6 +239,9 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "554-at-connect": Behaviour("554 at connect", connect_reply=f"554 5.3.2 {HOSTNAME} No SMTP service here"),
     "drop-after-errors": Behaviour("hangs up after 10 errors", drop_after_errors=10),
     "tarpit-after-errors": Behaviour("tarpits after 10 errors", tarpit_after_errors=10),
+    "stalls-after-two-refusals": Behaviour(
+        "stalls after two refusals", tarpit_after_errors=2, tarpit_seconds=600
+    ),
     "slow-banner": Behaviour("greets after 5 seconds", banner_delay=5.0),
     "endless-greeting": Behaviour("endless 220- greeting", misbehaviour="endless"),
     "endless-ehlo": Behaviour("endless 250- EHLO reply", misbehaviour="endless", misbehave_at="ehlo"),

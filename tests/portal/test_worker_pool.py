@@ -38,9 +38,7 @@ UNHURRIED_OPEN = dataclasses.replace(
     UNHURRIED, description="open, every reply 20 ms late", relays=frozenset({"any"})
 )
 # Answers the first relay attempts at once, then stalls every reply: the run is caught part-way.
-STALLS_AFTER_ONE_VECTOR = dataclasses.replace(
-    CLOSED, description="stalls after two refusals", tarpit_after_errors=2, tarpit_seconds=600
-)
+STALLS_AFTER_ONE_VECTOR = "stalls-after-two-refusals"
 PATIENT_PROBE = {"RELAYTEST_COMMAND_TIMEOUT": "900", "RELAYTEST_RUN_DEADLINE": "900"}
 
 

@@ -224,14 +224,12 @@ async def test_a_tarpit_too_slow_for_the_core_is_inconclusive_within_the_budget(
     assert {v.outcome for v in host.vectors} == {"rejected"}
 
 
-# Two refusals answered at once, then a reply that never comes: a probe caught waiting on it.
-STALLS_AFTER_TWO_ERRORS = {"tarpit_after_errors": 2, "tarpit_seconds": 600}
 # The stalled command counts as slow only after a minute: an end that comes sooner meets a fast session.
 PATIENT = {"command_timeout": 60.0, "slow_reply_seconds": 60.0}
 
 
 async def test_a_run_cancelled_while_a_reply_is_due_ends_at_once_without_quit(fake_smtp, probe):
-    server = fake_smtp("closed", **STALLS_AFTER_TWO_ERRORS)
+    server = fake_smtp("stalls-after-two-refusals")
     run = asyncio.ensure_future(probe(server, **PATIENT))
     while not server.seen.tarpit_sleeps:
         await asyncio.sleep(0.01)
@@ -254,7 +252,7 @@ async def test_a_run_out_of_time_while_the_greeting_is_due_ends_at_its_deadline(
 
 
 async def test_a_run_out_of_time_while_a_reply_is_due_ends_at_its_deadline(fake_smtp, probe):
-    server = fake_smtp("closed", **STALLS_AFTER_TWO_ERRORS)
+    server = fake_smtp("stalls-after-two-refusals")
     async with asyncio.timeout(10):
         report = await probe(server, run_deadline=2.0, **PATIENT)
     host = only_host(report)
