@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # processes than cores pay; each has its own database, Redis database and loopback block (tests/parallel.py).
 # Work stealing: a process that runs out of tests takes the rest of another's, where `load` left the last
 # of its long ones queued behind each other on one process, the others idle (416 s against 221 s here).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 .PHONY: run test test-postgres lint lock bench clean
