@@ -41,11 +41,11 @@ def _cpu() -> tuple[float, float]:
 def pytest_runtest_protocol(item, nextitem):
     """The plugin: run with `-p benchmarks.make_test_cost` and RECORD set."""
     own, children = _cpu()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     yield
     own_after, children_after = _cpu()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    line = [item.nodeid, time.monotonic() - started, own_after - own, children_after - children]
+    line = [item.nodeid, time.monotonic() - started, own_after - own, children_after - children, started_at]
     with open(Path(os.environ[RECORD], worker), "a") as out:
         out.write(json.dumps(line) + "\n")
 
@@ -65,12 +65,20 @@ def _busy_core_seconds(stop: threading.Event, total: list[float]) -> None:
         before = now
 
 
-def _report(records: Path, wall: float, cpu: float, busy: float, top: int) -> None:
-    rows = [json.loads(line) for path in records.iterdir() for line in path.read_text().splitlines()]
+def _report(records: Path, started_at: float, wall: float, cpu: float, busy: float, top: int) -> None:
+    by_process = {
+        path.name: [json.loads(line) for line in path.read_text().splitlines()] for path in records.iterdir()
+    }
+    rows = [row for process_rows in by_process.values() for row in process_rows]
     own, started = sum(row[2] for row in rows), sum(row[3] for row in rows)
     print(
         f"make test: {wall:.0f} s wall, {cpu:.0f} s CPU (its process tree), {busy:.0f} busy core-seconds (machine)"
     )
+    # When each test process began its first test and ended its last, from the start of `make test`: the
+    # time before the first is start-up and collection, a process ending early is one left idle.
+    for name, process_rows in sorted(by_process.items()):
+        first, last = min(row[4] for row in process_rows), max(row[4] + row[1] for row in process_rows)
+        print(f"{name}: tests from {first - started_at:.0f} s to {last - started_at:.0f} s")
     print(
         f"in the {len(rows)} tests: {own:.0f} s CPU in the test processes, {started:.0f} s in what they started;"
     )
@@ -78,10 +86,10 @@ def _report(records: Path, wall: float, cpu: float, busy: float, top: int) -> No
         f"the rest ({cpu - own - started:.0f} s) starts the test processes, collects, sets databases up, reports"
     )
     print(f"\nCostliest tests (CPU: own + started, wall), of {len(rows)}:")
-    for nodeid, seconds, test_cpu, child_cpu in sorted(rows, key=lambda row: -(row[2] + row[3]))[:top]:
+    for nodeid, seconds, test_cpu, child_cpu, _ in sorted(rows, key=lambda row: -(row[2] + row[3]))[:top]:
         print(f"  {test_cpu:6.1f} + {child_cpu:5.1f} s  {seconds:6.1f} s  {nodeid}")
     files: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0])
-    for nodeid, seconds, test_cpu, child_cpu in rows:
+    for nodeid, seconds, test_cpu, child_cpu, _ in rows:
         entry = files[nodeid.split("::")[0]]
         entry[0] += 1
         entry[1] += test_cpu
@@ -105,13 +113,13 @@ def main() -> None:
         stop, busy = threading.Event(), [0.0]
         sampler = threading.Thread(target=_busy_core_seconds, args=(stop, busy), daemon=True)
         sampler.start()
-        started, cpu_before = time.monotonic(), _cpu()[1]
+        started, started_at, cpu_before = time.monotonic(), time.time(), _cpu()[1]
         result = subprocess.run(["make", "test", f"PYTEST_ARGS={pytest_args}"], cwd=PROJECT, env=environment,
                                 check=False)  # fmt: skip
         wall, cpu = time.monotonic() - started, _cpu()[1] - cpu_before
         stop.set()
         sampler.join()
-        _report(Path(records), wall, cpu, busy[0], options.top)
+        _report(Path(records), started_at, wall, cpu, busy[0], options.top)
     sys.exit(result.returncode)
 
 
