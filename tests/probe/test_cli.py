@@ -1,5 +1,6 @@
 """The `relaytest` command as an operator runs it: the installed console script, a subprocess
-against fake servers; and `python manage.py relaytest`, the same command with the portal's settings.
+against fake servers; and `python manage.py relaytest`, the same command with the portal's settings
+(run in the test process, as manage.py runs it).
 
 The report JSON must keep the "relaytest/1" contract of docs/report-schema.md (every listed key at every level,
 with its type), and the exit codes must be the monitoring-plugin ones: 0 secure, 1 warnings
@@ -8,6 +9,8 @@ only, 2 relay, 3 inconclusive or could not test.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import socket
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import execute_from_command_line
 
 from relaytests.probe.vectors import catalogue
 from tests.dnsserver import ZoneServer
@@ -73,7 +77,6 @@ VERDICTS = {"open_relay", "accepts_relay", "inconclusive", "secure"}
 FORWARD_CONFIRMED_PTR = "1.0.0.127.in-addr.arpa. PTR mx.dept.example.edu.\nmx.dept.example.edu. A 127.0.0.1"
 
 
-MANAGE_PY = [sys.executable, "manage.py", "relaytest"]
 # What differs between two runs on the same server: times, the run id and the MACs of its tokens.
 VARYING_KEYS = {"started_at", "finished_at", "duration_s", "t"}
 
@@ -95,7 +98,17 @@ def relaytest(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def manage_py_relaytest(*args: str) -> subprocess.CompletedProcess:
-    return run_command(MANAGE_PY, *args)
+    """`python manage.py relaytest` as manage.py runs it (execute_from_command_line), in this process:
+    a process of its own would prove only that Python starts again (a second of CPU a run)."""
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            execute_from_command_line(["manage.py", "relaytest", *args])
+        except SystemExit as exit:
+            code = exit.code
+    return subprocess.CompletedProcess(
+        ["manage.py", "relaytest", *args], code, stdout.getvalue(), stderr.getvalue()
+    )
 
 
 def relaytest_json(port: int, *args: str, command=relaytest) -> tuple[dict, int]:
