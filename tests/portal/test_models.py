@@ -1,8 +1,10 @@
 """The data model's own rules: one active run per server, verdict changes, durations, order."""
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -138,3 +140,14 @@ def test_the_report_is_parsed_once_and_again_only_when_it_is_replaced(server):
     assert run.parsed_report.verdict == "open_relay"
     run.refresh_from_db()
     assert run.parsed_report.verdict == "secure"
+
+
+def test_the_migrations_describe_the_models():
+    """The SQLite test databases are made from the models (tests/settings.py): a model change without
+    its migration would pass every test there and fail on a real database."""
+    output = io.StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=output)
+    except SystemExit:
+        pytest.fail(f"a model has changes no migration makes:\n{output.getvalue()}")
+    assert output.getvalue() == "No changes detected\n"
