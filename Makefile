@@ -8,7 +8,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). The suite often waits on servers, browsers and workers, so more
-# processes than cores pay; each has its own database, Redis database and loopback block (tests/parallel.py).
+# processes than cores pay (on two cores: 4 -> 6 took 157 s to 133 s; 5 and 8 were slower than 6);
+# each has its own database, Redis database and loopback block (tests/parallel.py).
 # Work stealing: a process that runs out of tests takes the rest of another's, where `load` left the last
 # of its long ones queued behind each other on one process, the others idle (416 s against 221 s here).
 TEST_WORKERS ?= 6
