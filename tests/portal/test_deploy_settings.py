@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -15,33 +16,42 @@ from django.conf import settings
 BASE_DIR = settings.BASE_DIR
 STARTING_TOGETHER = 8
 TRIALS = 5  # forks are cheap, so several trials: each is a chance for a race to show
-READ_KEY = "import portal.settings as s; print(s.SECRET_KEY)"
-# The racers: one process loads all that the settings import but the settings themselves, then forks
-# them; they wait at a gate (a pipe) that opens for all at once, then import the settings, where the
-# key is made, and print it.
-RACERS = """
-import os, sys, traceback
-import django.conf, dj_database_url, portal, portal.env, relaytests.probe.environment
-gate, opener = os.pipe()
-racers = []
-for _ in range(int(os.environ["RACERS"])):
-    racers.append(os.fork())
-    if racers[-1] == 0:
-        try:
-            os.close(opener)
-            os.read(gate, 1)  # end of file once the launcher closes the other end
-            import portal.settings
-            os.write(1, (portal.settings.SECRET_KEY + "\\n").encode())
-            os._exit(0)
-        except BaseException:
-            traceback.print_exc()
-            os._exit(1)
-os.close(opener)
-sys.exit(any(os.waitpid(pid, 0)[1] for pid in racers))
+# Each process says which folder it read the key of, and the key.
+READ_KEY = """
+import portal.settings
+os.write(1, f"{os.environ['PORTAL_VAR_DIR']} {portal.settings.SECRET_KEY}\\n".encode())
 """
-# Readers with Django loaded, which say they are ready and read the settings the moment the key file appears.
+# The launcher: one process loads all that the settings import but the settings themselves, then, round
+# by round, forks the round's processes (each with its own variables and script). They wait at a gate (a
+# pipe) that opens for all at once, then run their script, which imports the settings, where the key is
+# made. Forks are cheap: a process of its own each cost 0.4 s of CPU.
+LAUNCHER = """
+import json, os, sys, traceback
+import django.conf, dj_database_url, portal, portal.env, relaytests.probe.environment
+failed = False
+for processes in json.loads(os.environ["ROUNDS"]):
+    gate, opener = os.pipe()
+    children = []
+    for process in processes:
+        children.append(os.fork())
+        if children[-1] == 0:
+            try:
+                os.close(opener)
+                os.environ.update(process["env"])
+                os.read(gate, 1)  # end of file once the launcher closes the other end
+                exec(process["script"], {"os": os})
+                os._exit(0)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+    os.close(opener)
+    failed |= any(os.waitpid(pid, 0)[1] for pid in children)
+    os.close(gate)
+sys.exit(failed)
+"""
+# Readers, which say they are ready and read the settings the moment the key file appears.
 WAIT_FOR_KEY_FILE = """
-import os, time, django.conf, dj_database_url, portal.env  # all but the settings themselves
+import time
 open(os.path.join(os.environ["READY_DIR"], str(os.getpid())), "w").close()
 while not os.path.exists(os.path.join(os.environ["PORTAL_VAR_DIR"], "secret_key")):
     time.sleep(0.005)
@@ -98,35 +108,31 @@ def test_check_deploy_is_clean_with_a_production_environment(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def _start(var_dir: Path, *, prelude: str, **more: str) -> subprocess.Popen:
-    script = prelude + READ_KEY
-    environment = _environment(PORTAL_VAR_DIR=str(var_dir), **more)
-    return subprocess.Popen(
-        [sys.executable, "-c", script], cwd=BASE_DIR, env=environment, stdout=subprocess.PIPE, text=True
-    )
-
-
-def _keys_of_racers(var_dir: Path) -> list[str]:
-    """The keys read by STARTING_TOGETHER processes that load the settings at one moment on one folder."""
-    environment = _environment(PORTAL_VAR_DIR=str(var_dir), RACERS=str(STARTING_TOGETHER))
-    result = subprocess.run([sys.executable, "-c", RACERS], cwd=BASE_DIR, env=environment, capture_output=True,
-                            text=True, check=False)  # fmt: skip
+def _keys_read(rounds: list[list[tuple[Path, str, dict[str, str]]]]) -> dict[Path, list[str]]:
+    """Run the rounds of processes (each its folder, its script before READ_KEY and its variables) through
+    the launcher: the keys each folder's processes read."""
+    rounds_ = [
+        [{"env": {"PORTAL_VAR_DIR": str(var_dir), **variables}, "script": script + READ_KEY}
+         for var_dir, script, variables in processes]
+        for processes in rounds
+    ]  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", LAUNCHER], cwd=BASE_DIR, env=_environment(ROUNDS=json.dumps(rounds_)),
+                            capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return result.stdout.split()
-
-
-def _keys(processes: list[subprocess.Popen]) -> set[str]:
-    keys = {process.communicate()[0].strip() for process in processes}
-    assert all(process.returncode == 0 for process in processes)
+    keys: dict[Path, list[str]] = {}
+    for line in result.stdout.splitlines():
+        var_dir, key = line.split(" ", 1)
+        keys.setdefault(Path(var_dir), []).append(key)
     return keys
 
 
 @pytest.mark.slow
 def test_processes_starting_together_on_a_fresh_folder_share_one_complete_key(tmp_path):
-    for trial in range(TRIALS):
-        var_dir = tmp_path / f"trial-{trial}"
-        keys = _keys_of_racers(var_dir)
+    folders = [tmp_path / f"trial-{trial}" for trial in range(TRIALS)]
+    keys_read = _keys_read([[(var_dir, "", {})] * STARTING_TOGETHER for var_dir in folders])
 
+    for var_dir in folders:
+        keys = keys_read[var_dir]
         assert len(keys) == STARTING_TOGETHER
         [key] = set(keys)
         assert len(key) >= 50
@@ -137,15 +143,17 @@ def test_processes_starting_together_on_a_fresh_folder_share_one_complete_key(tm
 def test_a_slow_writer_of_the_key_never_shows_the_others_an_empty_or_partial_key(tmp_path):
     var_dir, ready = tmp_path / "var", tmp_path / "ready"
     ready.mkdir()
-    readers = [
-        _start(var_dir, prelude=WAIT_FOR_KEY_FILE, READY_DIR=str(ready)) for _ in range(STARTING_TOGETHER - 1)
-    ]
-    slow_writer = _start(
-        var_dir, prelude=WAIT_FOR_READERS + SLOW_WRITES, READY_DIR=str(ready), READERS=str(len(readers))
+    readers = [(var_dir, WAIT_FOR_KEY_FILE, {"READY_DIR": str(ready)})] * (STARTING_TOGETHER - 1)
+    slow_writer = (
+        var_dir,
+        WAIT_FOR_READERS + SLOW_WRITES,
+        {"READY_DIR": str(ready), "READERS": str(len(readers))},
     )
 
-    [key] = _keys([slow_writer, *readers])
+    keys = _keys_read([[slow_writer, *readers]])[var_dir]
 
+    assert len(keys) == STARTING_TOGETHER
+    [key] = set(keys)
     assert len(key) >= 50
 
 
