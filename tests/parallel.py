@@ -1,4 +1,4 @@
-"""What each test process owns when pytest-xdist runs the suite in several (`make test`: -n 4).
+"""What each test process owns when pytest-xdist runs the suite in several (`make test`: -n 6).
 
 Processes share the machine, so anything two of them could both claim is split by the worker's
 index (gw0 is 0, gw1 is 1, ...; a run without xdist is 0): its Redis database number and the
