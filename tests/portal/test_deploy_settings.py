@@ -58,7 +58,7 @@ while not os.path.exists(os.path.join(os.environ["PORTAL_VAR_DIR"], "secret_key"
 """
 # The writer begins once every reader is ready.
 WAIT_FOR_READERS = """
-import os, time
+import time
 while len(os.listdir(os.environ["READY_DIR"])) < int(os.environ["READERS"]):
     time.sleep(0.05)
 """
@@ -111,12 +111,12 @@ def test_check_deploy_is_clean_with_a_production_environment(tmp_path):
 def _keys_read(rounds: list[list[tuple[Path, str, dict[str, str]]]]) -> dict[Path, list[str]]:
     """Run the rounds of processes (each its folder, its script before READ_KEY and its variables) through
     the launcher: the keys each folder's processes read."""
-    rounds_ = [
+    launched = [
         [{"env": {"PORTAL_VAR_DIR": str(var_dir), **variables}, "script": script + READ_KEY}
          for var_dir, script, variables in processes]
         for processes in rounds
     ]  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", LAUNCHER], cwd=BASE_DIR, env=_environment(ROUNDS=json.dumps(rounds_)),
+    result = subprocess.run([sys.executable, "-c", LAUNCHER], cwd=BASE_DIR, env=_environment(ROUNDS=json.dumps(launched)),
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
     keys: dict[Path, list[str]] = {}
